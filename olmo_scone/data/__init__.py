@@ -1,0 +1,1 @@
+"""Documents in, OLMo memmap token files out (see :mod:`olmo_scone.data.prepare`)."""

@@ -1,0 +1,142 @@
+"""The data pipeline on real text: round-trips, OLMo's MemMapDataset, EOS at boundaries."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from olmo_scone.data.documents import iter_documents, resolve_sources
+from olmo_scone.data.manifest import load_manifest
+from olmo_scone.data.prepare import PrepareSettings, prepare, read_document_offsets, split_of
+from olmo_scone.data.tokenizers import resolve_tokenizer
+
+
+def _source_texts(manifest):
+    """{staged id: text} straight from the source files (independent of the pipeline)."""
+    files = [s["path"] for s in manifest.data["sources"]]
+    texts = {}
+    for i, f in enumerate(files):
+        for doc in iter_documents(resolve_sources([f])):
+            texts[f"s{i}-{doc.id}"] = doc.text
+    return texts
+
+
+def _documents(manifest, split):
+    """(id, token ids without EOS) for every document of a split, from the memmaps + metadata."""
+    import csv
+    import gzip
+
+    for npy, meta in zip(manifest.token_files(split), manifest.metadata_files(split)):
+        tokens = np.memmap(npy, dtype=manifest.dtype, mode="r")
+        with gzip.open(meta, "rt", newline="") as f:
+            for row in csv.reader(f):
+                start, end, doc_id = int(row[0]), int(row[1]), row[2]
+                yield doc_id, np.asarray(tokens[start:end])
+
+
+def test_token_ids_round_trip_to_the_original_text(prepared):
+    texts = _source_texts(prepared)
+    tok = resolve_tokenizer(prepared.tokenizer["name"]).load()
+    seen = 0
+    for split in ("train", "valid"):
+        for doc_id, ids in _documents(prepared, split):
+            assert ids[-1] == prepared.eos_token_id
+            assert prepared.eos_token_id not in ids[:-1]
+            assert tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()  # dolma strips surrounding whitespace
+            seen += 1
+    assert seen == sum(1 for t in texts.values() if t.strip()) == (
+        prepared.split("train")["documents"] + prepared.split("valid")["documents"]
+    )
+
+
+def test_split_is_deterministic_and_by_hash(prepared):
+    files = [s["path"] for s in prepared.data["sources"]]
+    expected = {"train": set(), "valid": set()}
+    for i, f in enumerate(files):
+        for doc in iter_documents(resolve_sources([f])):
+            if doc.text.strip():
+                expected[split_of(0, i, doc.id, 0.1)[0]].add(f"s{i}-{doc.id}")
+    got = {s: {d for d, _ in _documents(prepared, s)} for s in ("train", "valid")}
+    assert got == expected
+    assert len(got["valid"]) > 0 and len(got["train"]) > len(got["valid"])
+
+
+def test_olmo_memmap_dataset_reads_the_files_and_eos_marks_every_boundary(prepared):
+    from olmo.data.memmap_dataset import MemMapDataset
+
+    chunk = 128
+    paths = prepared.token_files("train")
+    ds = MemMapDataset(*paths, chunk_size=chunk, memmap_dtype=prepared.dtype.type)
+    n_tokens = prepared.num_tokens("train")
+    assert len(ds) == sum(f["tokens"] // chunk for f in prepared.split("train")["files"])
+    # Concatenate what OLMo serves and compare with the raw files, file by file.
+    served = np.concatenate([ds[i]["input_ids"].numpy() for i in range(len(ds))])
+    raw = np.concatenate([np.asarray(m[: (len(m) // chunk) * chunk]) for m in prepared.memmaps("train")])
+    assert np.array_equal(served, raw)
+    assert len(served) <= n_tokens
+    # Every EOS in the stream sits exactly at a document end recorded by dolma, and vice versa.
+    for npy, meta in zip(paths, prepared.metadata_files("train")):
+        tokens = np.memmap(npy, dtype=prepared.dtype, mode="r")
+        ends = read_document_offsets(meta)[:, 1] - 1
+        assert np.array_equal(np.flatnonzero(tokens == prepared.eos_token_id), ends)
+
+
+def test_manifest_records_tokenizer_counts_and_sources(prepared):
+    m = prepared.data
+    spec = resolve_tokenizer("allenai_gpt-neox-olmo-dolma-v1_5")
+    assert m["tokenizer"]["sha256"] == spec.sha256
+    assert m["tokenizer"]["eos_token_id"] == 50279 and m["tokenizer"]["pad_token_id"] == 1
+    assert m["dtype"] == "uint16"
+    for split in ("train", "valid"):
+        info = m["splits"][split]
+        assert info["tokens"] == sum(f["tokens"] for f in info["files"]) > 0
+        assert info["documents"] == sum(f["documents"] for f in info["files"]) > 0
+    assert sum(s["documents"] for s in m["sources"]) == m["splits"]["train"]["documents"] + m["splits"]["valid"]["documents"]
+    assert all(len(s["sha256"]) == 64 for s in m["sources"])
+
+
+def test_rerun_reuses_and_a_different_dataset_is_refused(prepared, real_corpus, tmp_path):
+    from olmo_scone.errors import SconeError
+
+    files, max_docs = real_corpus
+    before = (prepared.root / "manifest.json").read_text()
+    again = prepare(PrepareSettings(sources=files, out=prepared.root, valid_fraction=0.1, seed=0, max_documents=max_docs))
+    assert (again.root / "manifest.json").read_text() == before  # reused, not rebuilt
+    with pytest.raises(SconeError, match="already holds a different dataset.*--overwrite"):
+        prepare(PrepareSettings(sources=files, out=prepared.root, valid_fraction=0.2, seed=0, max_documents=max_docs))
+    assert (prepared.root / "manifest.json").read_text() == before  # nothing lost
+
+
+def test_plain_text_blocks_and_dolma2_tokenizer(tmp_path, wikitext_valid):
+    text = wikitext_valid.read_text("utf-8")[:60_000]
+    (tmp_path / "wiki.txt").write_text(text, "utf-8")
+    m = prepare(PrepareSettings(sources=[str(tmp_path / "wiki.txt")], out=tmp_path / "out", tokenizer="allenai_dolma2",
+                                valid_fraction=0.1, text_blocks=True, processes=1))  # fmt: skip
+    blocks = [b for b in text.split("\n \n") if b.strip()]
+    assert m.data["dtype"] == "uint32"
+    assert m.split("train")["documents"] + m.split("valid")["documents"] == len(list(iter_documents([tmp_path / "wiki.txt"], True)))
+    assert len(blocks) > 10
+    tok = resolve_tokenizer("allenai_dolma2").load()
+    texts = {f"s0-{d.id}": d.text for d in iter_documents([tmp_path / "wiki.txt"], True)}
+    for doc_id, ids in _documents(m, "train"):
+        assert ids[-1] == 100257
+        assert tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()  # dolma strips surrounding whitespace
+
+
+def test_atomic_output_leaves_no_partial_directory_on_failure(tmp_path, monkeypatch):
+    from olmo_scone.data import prepare as prep
+    from olmo_scone.errors import SconeError
+
+    f = tmp_path / "docs.jsonl"
+    f.write_text("\n".join(json.dumps({"id": str(i), "text": f"document number {i}"}) for i in range(20)))
+
+    def boom(*a, **k):
+        raise SconeError("dolma exploded")
+
+    monkeypatch.setattr(prep, "_run_dolma_tokens", boom)
+    with pytest.raises(SconeError, match="dolma exploded"):
+        prep.prepare(PrepareSettings(sources=[str(f)], out=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["docs.jsonl"]  # no temporary left behind
