@@ -13,14 +13,25 @@ from olmo_scone.data.prepare import PrepareSettings, prepare, read_document_offs
 from olmo_scone.data.tokenizers import resolve_tokenizer
 
 
-def _source_texts(manifest):
-    """{staged id: text} straight from the source files (independent of the pipeline)."""
+def _source_documents(manifest):
+    """(source index, document) for every non-blank document the manifest's run used,
+    read straight from the source files (independent of the pipeline)."""
     files = [s["path"] for s in manifest.data["sources"]]
-    texts = {}
+    limit = manifest.data["options"]["max_documents"]
+    n = 0
     for i, f in enumerate(files):
         for doc in iter_documents(resolve_sources([f])):
-            texts[f"s{i}-{doc.id}"] = doc.text
-    return texts
+            if not doc.text.strip():
+                continue
+            if limit is not None and n >= limit:
+                return
+            n += 1
+            yield i, doc
+
+
+def _source_texts(manifest):
+    """{staged id: text} for every document of the run."""
+    return {f"s{i}-{doc.id}": doc.text for i, doc in _source_documents(manifest)}
 
 
 def _documents(manifest, split):
@@ -46,18 +57,15 @@ def test_token_ids_round_trip_to_the_original_text(prepared):
             assert prepared.eos_token_id not in ids[:-1]
             assert tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()  # dolma strips surrounding whitespace
             seen += 1
-    assert seen == sum(1 for t in texts.values() if t.strip()) == (
+    assert seen == len(texts) == (
         prepared.split("train")["documents"] + prepared.split("valid")["documents"]
     )
 
 
 def test_split_is_deterministic_and_by_hash(prepared):
-    files = [s["path"] for s in prepared.data["sources"]]
     expected = {"train": set(), "valid": set()}
-    for i, f in enumerate(files):
-        for doc in iter_documents(resolve_sources([f])):
-            if doc.text.strip():
-                expected[split_of(0, i, doc.id, 0.1)[0]].add(f"s{i}-{doc.id}")
+    for i, doc in _source_documents(prepared):
+        expected[split_of(0, i, doc.id, 0.1)[0]].add(f"s{i}-{doc.id}")
     got = {s: {d for d, _ in _documents(prepared, s)} for s in ("train", "valid")}
     assert got == expected
     assert len(got["valid"]) > 0 and len(got["train"]) > len(got["valid"])
@@ -112,14 +120,19 @@ def test_rerun_reuses_and_a_different_dataset_is_refused(prepared, real_corpus, 
 def test_plain_text_blocks_and_dolma2_tokenizer(tmp_path, wikitext_valid):
     text = wikitext_valid.read_text("utf-8")[:60_000]
     (tmp_path / "wiki.txt").write_text(text, "utf-8")
-    m = prepare(PrepareSettings(sources=[str(tmp_path / "wiki.txt")], out=tmp_path / "out", tokenizer="allenai_dolma2",
-                                valid_fraction=0.1, text_blocks=True, processes=1))  # fmt: skip
+    (tmp_path / "wiki.tokens").write_text(text, "utf-8")
+    from olmo_scone.errors import SconeError
+
+    with pytest.raises(SconeError, match="not a document file.*--input-format"):
+        prepare(PrepareSettings(sources=[str(tmp_path / "wiki.tokens")], out=tmp_path / "x"))
+    m = prepare(PrepareSettings(sources=[str(tmp_path / "wiki.tokens")], out=tmp_path / "out", tokenizer="allenai_dolma2",
+                                valid_fraction=0.1, text_blocks=True, input_format="text", processes=1))  # fmt: skip
     blocks = [b for b in text.split("\n \n") if b.strip()]
     assert m.data["dtype"] == "uint32"
     assert m.split("train")["documents"] + m.split("valid")["documents"] == len(list(iter_documents([tmp_path / "wiki.txt"], True)))
     assert len(blocks) > 10
     tok = resolve_tokenizer("allenai_dolma2").load()
-    texts = {f"s0-{d.id}": d.text for d in iter_documents([tmp_path / "wiki.txt"], True)}
+    texts = {f"s0-{d.id}": d.text for d in iter_documents([tmp_path / "wiki.tokens"], True, "text")}
     for doc_id, ids in _documents(m, "train"):
         assert ids[-1] == 100257
         assert tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()  # dolma strips surrounding whitespace

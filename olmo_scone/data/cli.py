@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="split and dolma shuffle seed")
     p.add_argument("--processes", type=int, default=0, help="dolma tokens processes (0: all cores)")
     p.add_argument("--txt-blocks", action="store_true", help=".txt: one document per blank-line-separated block")
+    p.add_argument("--input-format", choices=["auto", "json", "text"], default="auto",
+                   help="read inputs as this format whatever their extension (default: by extension)")
     p.add_argument("--max-documents", type=int, default=None, help="stop after this many documents")
     p.add_argument("--overwrite", action="store_true", help="replace an output directory holding another dataset")
     return p
@@ -54,6 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             seed=args.seed,
             processes=args.processes,
             text_blocks=args.txt_blocks,
+            input_format=args.input_format,
             max_documents=args.max_documents,
             overwrite=args.overwrite,
         )

@@ -54,8 +54,12 @@ def document_kind(path: Path) -> str | None:
     return None
 
 
-def resolve_sources(specs: Sequence[str]) -> List[Path]:
-    """Expand files, directories and globs into a sorted, de-duplicated list of files."""
+def resolve_sources(specs: Sequence[str], input_format: str = "auto") -> List[Path]:
+    """Expand files, directories and globs into a sorted, de-duplicated list of files.
+
+    With ``input_format`` ``"json"`` or ``"text"``, files named on the command line are
+    taken as that format whatever their extension (e.g. WikiText's ``wiki.valid.tokens``).
+    """
     files: list[Path] = []
     for spec in specs:
         if any(ch in spec for ch in "*?["):
@@ -74,8 +78,9 @@ def resolve_sources(specs: Sequence[str]) -> List[Path]:
                 if not found:
                     fail(f"directory {p} holds no document files (.jsonl[.gz|.zst], .json.gz, .txt)")
                 files.extend(found)
-            elif document_kind(p) is None:
-                fail(f"{p}: not a document file; expected .jsonl, .jsonl.gz, .jsonl.zst, .json.gz or .txt")
+            elif input_format == "auto" and document_kind(p) is None:
+                fail(f"{p}: not a document file; expected .jsonl, .jsonl.gz, .jsonl.zst, .json.gz or .txt "
+                     "(or pass --input-format text|json)")
             else:
                 files.append(p)
     out, seen = [], set()
@@ -162,10 +167,11 @@ def _read_text_documents(path: Path, blocks: bool) -> Iterator[Document]:
         yield Document(f"{path.name}:{start}", "".join(block), str(path))
 
 
-def iter_documents(files: Iterable[Path], text_blocks: bool = False) -> Iterator[Document]:
+def iter_documents(files: Iterable[Path], text_blocks: bool = False, input_format: str = "auto") -> Iterator[Document]:
     """Every document of ``files`` in order (empty-text documents included; callers skip)."""
     for path in files:
-        if document_kind(path) == "json":
+        kind = document_kind(path) if input_format == "auto" else input_format
+        if kind == "json":
             yield from _read_json_documents(path)
         else:
             yield from _read_text_documents(path, text_blocks)

@@ -54,6 +54,7 @@ class PrepareSettings:
     seed: int = 0
     processes: int = 0  # 0: all cores
     text_blocks: bool = False
+    input_format: str = "auto"  # or "json" / "text", overriding the file extension
     max_documents: Optional[int] = None
     overwrite: bool = False
 
@@ -72,6 +73,7 @@ def _fingerprint(files: Sequence[Path], tok: TokenizerSpec, s: PrepareSettings) 
         "valid_fraction": s.valid_fraction,
         "seed": s.seed,
         "text_blocks": s.text_blocks,
+        "input_format": s.input_format,
         "max_documents": s.max_documents,
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
@@ -132,7 +134,7 @@ def _stage(files: List[Path], s: PrepareSettings, staging: Path, n_shards: int) 
     per_source = [{"path": str(f), "name": source_label(f), "documents": 0, "skipped_empty": 0} for f in files]
     index_of = {str(f): i for i, f in enumerate(files)}
     best_train = None  # (u, shard, pos, doc_id, text): the train document closest to the valid side
-    docs = progress(iter_documents(files, s.text_blocks), desc="reading documents", unit="doc")
+    docs = progress(iter_documents(files, s.text_blocks, s.input_format), desc="reading documents", unit="doc")
     n = 0
     for doc in docs:
         src = index_of[doc.source]
@@ -234,7 +236,9 @@ def prepare(s: PrepareSettings) -> TokenManifest:
     if not 0.0 <= s.valid_fraction <= 0.5:
         fail(f"--valid-fraction must be in [0, 0.5], got {s.valid_fraction}")
     tok = resolve_tokenizer(s.tokenizer)
-    files = resolve_sources(s.sources)
+    if s.input_format not in ("auto", "json", "text"):
+        fail(f"--input-format must be auto, json or text, got {s.input_format!r}")
+    files = resolve_sources(s.sources, s.input_format)
     out = Path(s.out)
     fingerprint = _fingerprint(files, tok, s)
     overwrite = False
@@ -271,7 +275,7 @@ def prepare(s: PrepareSettings) -> TokenManifest:
             "split": {"valid_fraction": s.valid_fraction, "seed": s.seed, "rule": SPLIT_RULE},
             "splits": splits,
             "sources": [{**src, "sha256": sha256_file(src["path"])} for src in staged["sources"]],
-            "options": {"text_blocks": s.text_blocks, "max_documents": s.max_documents},
+            "options": {"text_blocks": s.text_blocks, "input_format": s.input_format, "max_documents": s.max_documents},
             "tools": {"olmo_scone": __version__, "dolma": _dolma_version()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_time_s": round(time.time() - t0, 2),
