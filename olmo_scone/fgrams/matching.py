@@ -1,0 +1,134 @@
+"""Longest f-gram ending at every position: exact, in numpy (corpora) and torch (batches).
+
+The vocabulary is turned into a trie whose nodes are all prefixes (length >= 2) of
+all f-grams. A node's key is ``t0 * V + t1`` for a pair, and ``(V + parent) * V + t``
+for a longer prefix, so one :class:`~.hashindex.HashIndex` holds them all without
+collisions. Walking the text once per n: the node of the n-gram ending at ``i`` is
+the child of the node of the (n-1)-gram ending at ``i - 1`` by token ``t[i]``. The
+longest f-gram ending at ``i`` is the longest n whose node is itself an f-gram.
+
+Nothing is hashed approximately: every probe compares full 64-bit keys, so a match
+is never false. f-grams never contain EOS or pad, so no match spans a document
+boundary (every document ends in EOS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .hashindex import HashIndex
+from .vocab import FgramVocab
+
+
+class FgramMatcher:
+    def __init__(self, vocab: FgramVocab, vocab_size: int):
+        self.vocab_size = V = int(vocab_size)
+        self.max_n = vocab.max_n
+        self.num_fgrams = len(vocab)
+        tokens = vocab.tokens.astype(np.int64)
+        lengths = vocab.lengths.astype(np.int64)
+        if len(tokens) and (tokens.max() >= V):
+            raise ValueError(f"f-gram token id {tokens.max()} >= tokenizer vocab size {V}")
+        keys_all, node_row = [], []
+        node_of_row = np.full(len(tokens), -1, dtype=np.int64)
+        next_id = 0
+        for n in range(2, self.max_n + 1):
+            rows = np.flatnonzero(lengths >= n)
+            if not len(rows):
+                break
+            if n == 2:
+                keys = tokens[rows, 0] * V + tokens[rows, 1]
+            else:
+                keys = (V + node_of_row[rows]) * V + tokens[rows, n - 1]
+            uniq, inverse = np.unique(keys, return_inverse=True)
+            ids = next_id + np.arange(len(uniq))
+            next_id += len(uniq)
+            node_of_row[rows] = ids[inverse]
+            is_fgram = np.full(len(uniq), -1, dtype=np.int64)
+            ends_here = lengths[rows] == n
+            is_fgram[inverse[ends_here]] = rows[ends_here]
+            keys_all.append(uniq)
+            node_row.append(is_fgram)
+        keys = np.concatenate(keys_all) if keys_all else np.zeros(0, np.int64)
+        self.node_row = np.concatenate(node_row) if node_row else np.zeros(0, np.int64)
+        self.index = HashIndex.build(keys.astype(np.uint64))
+        self.lengths = lengths.astype(np.int8)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.node_row)
+
+    def match(self, tokens: np.ndarray, chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
+        """(row int32 [N], length int8 [N]) of the longest f-gram ending at each position of a 1-D stream."""
+        t_all = np.asarray(tokens)
+        n_all = len(t_all)
+        rows = np.full(n_all, -1, dtype=np.int32)
+        lens = np.zeros(n_all, dtype=np.int8)
+        ctx = self.max_n - 1
+        for start in range(0, n_all, chunk):
+            lo = max(0, start - ctx)
+            r, l = self._match_block(np.asarray(t_all[lo : start + chunk], dtype=np.int64))
+            rows[start : start + chunk] = r[start - lo :]
+            lens[start : start + chunk] = l[start - lo :]
+        return rows, lens
+
+    def _match_block(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        V = self.vocab_size
+        n_pos = len(t)
+        best = np.full(n_pos, -1, dtype=np.int32)
+        if n_pos < 2 or self.num_nodes == 0:
+            return best, np.zeros(n_pos, dtype=np.int8)
+        node = np.full(n_pos, -1, dtype=np.int64)
+        node[1:] = self.index.lookup((t[:-1] * V + t[1:]).astype(np.uint64))
+        pos = np.flatnonzero(node >= 0)
+        r = self.node_row[node[pos]]
+        best[pos[r >= 0]] = r[r >= 0]
+        for n in range(3, self.max_n + 1):
+            pos = pos[pos + 1 < n_pos] + 1  # positions whose (n-1)-gram ending at pos-1 is a node
+            if not len(pos):
+                break
+            child = self.index.lookup(((V + node[pos - 1]) * V + t[pos]).astype(np.uint64))
+            node = np.full(n_pos, -1, dtype=np.int64)
+            node[pos] = child
+            pos = pos[child >= 0]
+            r = self.node_row[node[pos]]
+            best[pos[r >= 0]] = r[r >= 0]
+        lens = np.where(best >= 0, self.lengths[np.maximum(best, 0)], 0).astype(np.int8)
+        return best, lens
+
+    def to_torch(self, device=None) -> "TorchFgramMatcher":
+        return TorchFgramMatcher(self, device)
+
+
+class TorchFgramMatcher:
+    """The same matcher on a torch device, for ``[B, T]`` batches (each row its own stream)."""
+
+    def __init__(self, m: FgramMatcher, device=None):
+        import torch
+
+        self.vocab_size, self.max_n = m.vocab_size, m.max_n
+        self.index = m.index.to_torch(device)
+        self.node_row = torch.from_numpy(m.node_row).to(device)
+        self.lengths = torch.from_numpy(m.lengths.astype(np.int64)).to(device)
+
+    def match(self, tokens):
+        """``tokens`` int ``[B, T]`` -> (rows int64 ``[B, T]``, -1 = none; lengths int64 ``[B, T]``)."""
+        import torch
+
+        V = self.vocab_size
+        t = tokens.long()
+        B, T = t.shape
+        best = torch.full_like(t, -1)
+        if T < 2 or self.node_row.numel() == 0:
+            return best, torch.zeros_like(t)
+        none = torch.full((B, 1), -1, dtype=torch.long, device=t.device)
+        node = torch.cat([none, self.index.lookup(t[:, :-1] * V + t[:, 1:])], dim=1)
+        for n in range(2, self.max_n + 1):
+            if n > 2:
+                prev = node[:, :-1]
+                child = self.index.lookup((V + prev.clamp(min=0)) * V + t[:, 1:])
+                node = torch.cat([none, torch.where(prev >= 0, child, -1)], dim=1)
+            r = torch.where(node >= 0, self.node_row[node.clamp(min=0)], -1)
+            best = torch.where(r >= 0, r, best)
+        lens = torch.where(best >= 0, self.lengths[best.clamp(min=0)], 0)
+        return best, lens
