@@ -1,0 +1,70 @@
+"""Opening token files for later stages: a prepared directory, or raw memmaps by glob."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from ..errors import fail
+from .manifest import MANIFEST_NAME, load_manifest
+from .tokenizers import resolve_tokenizer
+
+
+@dataclasses.dataclass
+class TokenFile:
+    path: Path
+    dtype: np.dtype
+    length: int
+    split: str
+    relpath: str  # relative to the token directory (or the file name for globs)
+
+
+@dataclasses.dataclass
+class TokenFiles:
+    files: List[TokenFile]
+    tokenizer: dict  # name, sha256, vocab_size, eos_token_id, pad_token_id
+    fingerprint: Optional[str]  # of the token directory's manifest; None for bare globs
+    root: Optional[Path]
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(f.length for f in self.files)
+
+
+def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] = None) -> TokenFiles:
+    """``spec``: a directory made by prepare_data.py (its ``split``), or a glob of raw memmap files.
+
+    For a glob the tokenizer must be named, since bare files do not say which one made them.
+    """
+    p = Path(spec)
+    if p.is_dir() and (p / MANIFEST_NAME).is_file():
+        m = load_manifest(p)
+        if tokenizer is not None and resolve_tokenizer(tokenizer).sha256 != m.tokenizer["sha256"]:
+            fail(f"{p} was tokenized with {m.tokenizer['name']}, not {tokenizer}")
+        info = m.split(split)
+        files = [TokenFile(p / f["path"], m.dtype, f["tokens"], split, f["path"]) for f in info["files"]]
+        if sum(f.length for f in files) == 0:
+            fail(f"{p}: the {split} split holds no tokens")
+        return TokenFiles(files, m.tokenizer, m.data["fingerprint"], p)
+    if p.is_dir():
+        fail(f"{p} has no {MANIFEST_NAME}; pass a directory made by scripts/prepare_data.py or a glob of .npy files")
+    paths = sorted(Path(x) for x in glob.glob(spec)) if any(c in spec for c in "*?[") else [p]
+    paths = [x for x in paths if x.exists()]
+    if not paths:
+        fail(f"no token files at {spec}")
+    if tokenizer is None:
+        fail("bare token files need --tokenizer (the name they were tokenized with)")
+    tok = resolve_tokenizer(tokenizer)
+    files = []
+    for x in paths:
+        size = x.stat().st_size
+        if size % tok.dtype.itemsize:
+            fail(f"{x}: {size} bytes is not a whole number of {tok.dtype.name} tokens")
+        files.append(TokenFile(x, tok.dtype, size // tok.dtype.itemsize, split, x.name))
+    if sum(f.length for f in files) == 0:
+        fail(f"the token files at {spec} are empty")
+    return TokenFiles(files, tok.to_dict(), None, None)

@@ -1,0 +1,87 @@
+"""``scripts/build_fgrams.py`` and ``scripts/tag_fgrams.py``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..data.sources import open_token_files
+from ..errors import fail
+from .counting import CountSettings, TokenSource, count_fgrams
+from .tagging import tag_token_files
+from .vocab import load_vocab, save_vocab
+
+
+def build_main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="build_fgrams.py", description="Count the S most frequent n-grams (f-grams).")
+    p.add_argument("--tokens", required=True, help="a directory made by prepare_data.py, or a glob of token files")
+    p.add_argument("--split", default="train", help="which split of a token directory (default: %(default)s)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer name (needed only for bare token files)")
+    p.add_argument("--max-n", type=int, default=5, help="K, the longest f-gram (default: %(default)s)")
+    p.add_argument("--num-fgrams", type=int, required=True, help="S, how many f-grams to keep")
+    p.add_argument("--min-count", type=int, default=5, help="drop n-grams seen fewer times (default: %(default)s)")
+    p.add_argument("--processes", type=int, default=0, help="worker processes (0: all cores)")
+    p.add_argument("--memory-gb", type=float, default=8.0, help="memory budget for merging counts (default: %(default)s)")
+    p.add_argument("--work-dir", type=Path, default=None, help="where partial counts go (default: a temporary directory)")
+    p.add_argument("--out", required=True, type=Path, help="vocabulary file (.safetensors)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing vocabulary file")
+    a = p.parse_args(argv)
+    settings = CountSettings(max_n=a.max_n, num_fgrams=a.num_fgrams, min_count=a.min_count, processes=a.processes,
+                             memory_gb=a.memory_gb, work_dir=a.work_dir)  # fmt: skip
+    settings.validate()
+    if a.out.exists() and not a.overwrite:
+        fail(f"{a.out} exists; pass --overwrite to replace it")
+    files = open_token_files(a.tokens, a.split, a.tokenizer)
+    tok = files.tokenizer
+    sources = [TokenSource(f.path, f.dtype, f.length) for f in files.files if f.length]
+    res = count_fgrams(sources, int(tok["vocab_size"]), int(tok["eos_token_id"]), int(tok["pad_token_id"]), settings)
+    if len(res.counts) == 0:
+        fail(f"no n-gram occurs {a.min_count} times or more in {files.num_tokens} tokens; lower --min-count")
+    meta = {
+        "min_count": a.min_count,
+        "num_fgrams": a.num_fgrams,
+        "tokenizer_name": tok["name"],
+        "tokenizer_sha256": tok["sha256"],
+        "vocab_size": tok["vocab_size"],
+        "eos_token_id": tok["eos_token_id"],
+        "pad_token_id": tok["pad_token_id"],
+        "corpus_tokens": res.stats["corpus_tokens"],
+        "corpus_fingerprint": files.fingerprint or "",
+        "build_wall_time_s": res.stats["wall_time_s"],
+    }
+    digest = save_vocab(a.out, res.tokens, res.lengths, res.counts, meta)
+    st = res.stats
+    print(f"wrote {a.out}: {len(res.counts):,} f-grams (asked {a.num_fgrams:,}; {st['frequent_ngrams']:,} n-grams "
+          f"seen >= {a.min_count} times), sha256 {digest[:12]}")  # fmt: skip
+    print(f"corpus {st['corpus_tokens']:,} tokens, {st['wall_time_s']:.1f} s "
+          f"({st['corpus_tokens'] / max(st['wall_time_s'], 1e-9) / 1e6:.2f}M tokens/s), peak RSS {st['peak_rss_gb']:.2f} GB, "
+          f"{st['processes']} processes, {st['partitions']} partition(s)")  # fmt: skip
+    by_len = np.bincount(res.lengths.astype(np.int64), minlength=a.max_n + 1)
+    print("by length: " + ", ".join(f"n={n}: {by_len[n]:,}" for n in range(2, a.max_n + 1)))
+    print(f"lowest kept count: {int(res.counts[-1])}")
+    return 0
+
+
+def tag_main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="tag_fgrams.py", description="Pre-tag token files with their longest f-gram matches.")
+    p.add_argument("--vocab", required=True, type=Path, help="f-gram vocabulary (.safetensors)")
+    p.add_argument("--tokens", required=True, help="a directory made by prepare_data.py, or a glob of token files")
+    p.add_argument("--split", default="all", help="split to tag: train, valid or all (default: %(default)s)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer name (needed only for bare token files)")
+    p.add_argument("--out", required=True, type=Path, help="sidecar directory")
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    vocab = load_vocab(a.vocab)
+    splits = ["train", "valid"] if a.split == "all" else [a.split]
+    groups = [open_token_files(a.tokens, s, a.tokenizer) for s in splits]
+    files = groups[0]
+    for g in groups[1:]:
+        files.files.extend(g.files)
+    meta = tag_token_files(files, vocab, a.vocab, a.out, a.overwrite)
+    print(f"tagged {meta['positions']:,} positions in {len(meta['files'])} files: "
+          f"{meta['matched_fraction']:.1%} end an f-gram; {meta['wall_time_s']:.1f} s -> {a.out}", file=sys.stdout)  # fmt: skip
+    return 0
