@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fgram_reference import count_all_ngrams, longest_matches, top_fgrams
+from olmo_scone.fgrams.reference import count_all_ngrams, longest_matches, top_fgrams
 from olmo_scone.errors import SconeError
 from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
 from olmo_scone.fgrams.matching import FgramMatcher

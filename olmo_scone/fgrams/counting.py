@@ -53,7 +53,7 @@ class CountSettings:
     min_count: int = 5
     processes: int = 0  # 0: all cores
     memory_gb: float = 8.0
-    chunk_tokens: int = 1 << 22
+    chunk_tokens: int = 1 << 20
     work_dir: Optional[Path] = None  # partial counts; a temporary directory by default
 
     def validate(self) -> None:
@@ -110,16 +110,38 @@ def _ids_path(work: Path, n: int, chunk: int) -> Path:
 
 
 def _table_path(work: Path, n: int) -> Path:
-    return work / f"pass-{n}" / "index.npz"
+    return work / f"pass-{n}" / "index"
 
 
 def partial_path(work: Path, n: int, partition: int, chunk: int) -> Path:
-    return work / f"pass-{n}" / f"part-{partition:04d}" / f"chunk-{chunk:06d}.npz"
+    """Partial counts of one chunk: ``<this>.keys.npy`` (uint64, sorted, unique) and
+    ``<this>.counts.npy`` (uint32 or uint64), plain .npy files (see docs/formats.md)."""
+    return work / f"pass-{n}" / f"part-{partition:04d}" / f"chunk-{chunk:06d}"
+
+
+def write_partial(base: Path, keys: np.ndarray, counts: np.ndarray) -> None:
+    base.parent.mkdir(parents=True, exist_ok=True)
+    np.save(f"{base}.counts.npy", counts)
+    np.save(f"{base}.keys.npy", keys)  # written last: its presence marks a complete partial
+
+
+def partial_files(folder: Path) -> List[Path]:
+    """The complete partials in ``folder`` (by their keys file), as base paths."""
+    return sorted(Path(str(p)[: -len(".keys.npy")]) for p in folder.glob("*.keys.npy"))
+
+
+_INDEX_CACHE: Dict[str, HashIndex] = {}
 
 
 def _load_index(path: Path) -> HashIndex:
-    z = np.load(path)
-    return HashIndex(z["keys"], z["values"], int(z["bits"]), int(z["max_probe"]))
+    """A pass's index, loaded once per worker process (each worker runs many chunks)."""
+    key = str(path)
+    if key not in _INDEX_CACHE:
+        _INDEX_CACHE.clear()
+        keys, values = np.load(f"{path}.keys.npy"), np.load(f"{path}.values.npy")
+        bits, max_probe = (int(x) for x in np.load(f"{path}.shape.npy"))
+        _INDEX_CACHE[key] = HashIndex(keys, values, bits, max_probe)
+    return _INDEX_CACHE[key]
 
 
 def _positions_ids(t: np.ndarray, n: int, work: Path, chunk: int, vocab: int, eos: int, pad: int) -> np.ndarray:
@@ -154,13 +176,15 @@ def _count_job(args) -> Tuple[int, int, int]:
         cand[: max(0, off - 1)] = False
         pos = np.flatnonzero(cand) + 1
         keys = prev[pos - 1].astype(np.uint64) * np.uint64(vocab) + t[pos].astype(np.uint64)
-    uniq, counts = np.unique(keys, return_counts=True)
+    if len(keys) and keys.max() < 2**32:  # sorting 32-bit keys is about twice as fast
+        uniq, counts = np.unique(keys.astype(np.uint32), return_counts=True)
+        uniq = uniq.astype(np.uint64)
+    else:
+        uniq, counts = np.unique(keys, return_counts=True)
     part = (_home(uniq, int(math.log2(partitions))) if partitions > 1 else np.zeros(len(uniq), dtype=np.int64))
     for p in range(partitions):
         sel = part == p
-        path = partial_path(work, n, p, chunk.index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, keys=uniq[sel], counts=counts[sel].astype(np.uint64))
+        write_partial(partial_path(work, n, p, chunk.index), uniq[sel], counts[sel].astype(np.uint32))
     return chunk.index, len(keys), len(uniq)
 
 
@@ -168,10 +192,12 @@ def merge_partials(paths: Sequence[Path], min_count: int) -> Tuple[np.ndarray, n
     """Sum partial counts (any chunks, any machines) and keep keys seen >= ``min_count`` times."""
     if not paths:
         return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
-    parts = [np.load(p) for p in paths]
-    keys = np.concatenate([z["keys"] for z in parts])
-    counts = np.concatenate([z["counts"] for z in parts])
-    order = np.argsort(keys, kind="stable")
+    keys = np.concatenate([np.load(f"{p}.keys.npy") for p in paths]).astype(np.uint64, copy=False)
+    counts = np.concatenate([np.load(f"{p}.counts.npy").astype(np.uint64) for p in paths])
+    if len(keys) and keys.max() < 2**32:  # 32-bit sort when the keys allow: about twice as fast
+        order = np.argsort(keys.astype(np.uint32))
+    else:
+        order = np.argsort(keys)
     keys, counts = keys[order], counts[order]
     if not len(keys):
         return keys, counts
@@ -179,6 +205,14 @@ def merge_partials(paths: Sequence[Path], min_count: int) -> Tuple[np.ndarray, n
     keys, counts = keys[starts], np.add.reduceat(counts, starts)
     keep = counts >= min_count
     return keys[keep], counts[keep]
+
+
+def _merge_job(args) -> Tuple[np.ndarray, np.ndarray]:
+    work, n, p, min_count = args
+    folder = work / f"pass-{n}" / f"part-{p:04d}"
+    out = merge_partials(partial_files(folder), min_count)
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
 
 
 def _chunks(sources: Sequence[TokenSource], chunk_tokens: int) -> List[_Chunk]:
@@ -219,7 +253,8 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
     chunk_tokens = int(max(1024, min(s.chunk_tokens, budget / (processes * 10 * 8 * 2))))
     chunks = _chunks(sources, chunk_tokens)
     est = total * PARTIAL_BYTES_PER_ENTRY * MERGE_OVERHEAD
-    partitions = 1 << max(0, math.ceil(math.log2(max(1.0, est / budget))))
+    # At least one partition per process, so that the merge runs in parallel too.
+    partitions = 1 << max(0, math.ceil(math.log2(max(1.0, est / budget, processes))))
     context = s.max_n - 1
     own_work = s.work_dir is None
     work = Path(tempfile.mkdtemp(prefix="fgram-count-")) if own_work else Path(s.work_dir)
@@ -238,23 +273,25 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
                                             desc=f"pass n={n}", unit="chunk"):  # fmt: skip
                     cand += c_n
                     distinct += d_n
-                keys_list, counts_list = [], []
-                for p in range(partitions):
-                    k, c = merge_partials(sorted((work / f"pass-{n}" / f"part-{p:04d}").glob("*.npz")), s.min_count)
-                    keys_list.append(k)
-                    counts_list.append(c)
-                    shutil.rmtree(work / f"pass-{n}" / f"part-{p:04d}", ignore_errors=True)
-                keys = np.concatenate(keys_list)
-                counts = np.concatenate(counts_list)
+                t_merge = time.time()
+                # Partitions merge in parallel, one per worker at a time (each within the budget).
+                merged = pool.map(_merge_job, [(work, n, p, s.min_count) for p in range(partitions)])
+                keys = np.concatenate([k for k, _ in merged])
+                counts = np.concatenate([c for _, c in merged])
                 order = np.argsort(keys)
                 keys, counts = keys[order], counts[order]
                 tables[n] = (keys, counts)
+                t_index = time.time()
                 index = HashIndex.build(keys)
-                np.savez(_table_path(work, n), keys=index.keys, values=index.values, bits=index.bits, max_probe=index.max_probe)
+                base = _table_path(work, n)
+                np.save(f"{base}.keys.npy", index.keys)
+                np.save(f"{base}.values.npy", index.values)
+                np.save(f"{base}.shape.npy", np.array([index.bits, index.max_probe]))
                 if n >= 3:
                     shutil.rmtree(work / "ids" / f"n{n - 2}", ignore_errors=True)
                 passes.append({"n": n, "candidates": int(cand), "chunk_distinct": int(distinct),
-                               "frequent": int(len(keys)), "seconds": round(time.time() - tp, 2)})  # fmt: skip
+                               "frequent": int(len(keys)), "seconds": round(time.time() - tp, 2),
+                               "count_s": round(t_merge - tp, 2), "merge_s": round(t_index - t_merge, 2)})  # fmt: skip
                 if len(keys) == 0:
                     break
     finally:

@@ -1,4 +1,8 @@
-"""Naive pure-Python f-gram counting and matching: the independent reference for the tests."""
+"""Naive pure-Python f-gram counting and matching.
+
+The independent reference that the tests compare the fast code with, and the "naive
+Counter" baseline of the benchmark. Written for obviousness, not speed: do not optimise.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,67 @@
+"""Helpers shared by the benchmarks: isolated runs with peak memory, and the real-text corpus."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import platform
+import resource
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = Path(os.environ.get("OLMO_SCONE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _child(fn, args, q):
+    try:
+        t0 = time.perf_counter()
+        out = fn(*args)
+        wall = time.perf_counter() - t0
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        q.put({"ok": True, "result": out, "seconds": wall, "peak_rss_gb": max(own, kids) / 2**20})
+    except BaseException:
+        q.put({"ok": False, "error": traceback.format_exc()})
+
+
+def isolated(fn: Callable, *args) -> Dict[str, Any]:
+    """Run ``fn(*args)`` in a fresh process: wall seconds, peak RSS (process or its workers), result."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(fn, args, q))
+    p.start()
+    res = q.get()
+    p.join()
+    if not res["ok"]:
+        raise RuntimeError(res["error"])
+    return res
+
+
+def machine() -> str:
+    return f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+
+
+def real_text_sources() -> List[str]:
+    """Real English for benchmarks: ../shared/data/english-mix when present, else the embedded corpus."""
+    mix = SHARED_DATA / "english-mix"
+    from ..data.embedded import embedded_corpus_path
+
+    files = sorted(str(p) for p in mix.glob("*.jsonl.gz")) if mix.is_dir() else []
+    return files + [str(embedded_corpus_path())]
+
+
+def prepared_real_text(cache: Path) -> "TokenManifest":  # noqa: F821
+    """The real-text corpus tokenized once into ``cache`` (reused on later runs)."""
+    from ..data.prepare import PrepareSettings, prepare
+
+    return prepare(PrepareSettings(sources=real_text_sources(), out=cache, valid_fraction=0.01))
+
+
+def table(rows: List[List[Any]], header: List[str]) -> str:
+    cols = [header] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cols[1:]])
