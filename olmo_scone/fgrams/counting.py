@@ -133,6 +133,25 @@ def partial_files(folder: Path) -> List[Path]:
 _INDEX_CACHE: Dict[str, HashIndex] = {}
 
 
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS.
+
+    Counting allocates and frees many arrays of a few MB per chunk. By default glibc
+    serves those with fresh mmaps and unmaps them on free, so every chunk pays the page
+    faults again; raising the mmap and trim thresholds makes the worker's heap reuse its
+    pages (in this benchmark, about a quarter of the wall time). No effect off glibc.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):
+        pass
+
+
 def _load_index(path: Path) -> HashIndex:
     """A pass's index, loaded once per worker process (each worker runs many chunks)."""
     key = str(path)
@@ -253,8 +272,9 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
     chunk_tokens = int(max(1024, min(s.chunk_tokens, budget / (processes * 10 * 8 * 2))))
     chunks = _chunks(sources, chunk_tokens)
     est = total * PARTIAL_BYTES_PER_ENTRY * MERGE_OVERHEAD
-    # At least one partition per process, so that the merge runs in parallel too.
-    partitions = 1 << max(0, math.ceil(math.log2(max(1.0, est / budget, processes))))
+    # Partitions merge in parallel, one per process at a time, so each must fit in
+    # budget / processes; and there is at least one per process.
+    partitions = 1 << max(0, math.ceil(math.log2(max(float(processes), processes * est / budget))))
     context = s.max_n - 1
     own_work = s.work_dir is None
     work = Path(tempfile.mkdtemp(prefix="fgram-count-")) if own_work else Path(s.work_dir)
@@ -264,7 +284,7 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
     passes = []
     ctx = mp.get_context("fork")
     try:
-        with ctx.Pool(processes) as pool:
+        with ctx.Pool(processes, initializer=keep_freed_memory) as pool:
             for n in range(2, s.max_n + 1):
                 tp = time.time()
                 jobs = [(c, n, work, vocab_size, eos, pad, context, partitions) for c in chunks]
