@@ -27,18 +27,29 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--processes", type=int, default=0, help="worker processes (0: all cores)")
     p.add_argument("--memory-gb", type=float, default=8.0, help="memory budget for merging counts (default: %(default)s)")
     p.add_argument("--work-dir", type=Path, default=None, help="where partial counts go (default: a temporary directory)")
+    p.add_argument("--shard", default="0/1", help="I/N: this process counts chunks I, I+N, ... of a run shared by N "
+                   "processes (machines) through --work-dir; shard 0 merges and writes the vocabulary")
+    p.add_argument("--shard-timeout", type=float, default=24 * 3600.0, help="seconds to wait for the other shards")
     p.add_argument("--out", required=True, type=Path, help="vocabulary file (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing vocabulary file")
     a = p.parse_args(argv)
+    try:
+        shard, num_shards = (int(x) for x in a.shard.split("/"))
+    except ValueError:
+        fail(f"--shard must look like I/N (e.g. 0/4), got {a.shard!r}")
     settings = CountSettings(max_n=a.max_n, num_fgrams=a.num_fgrams, min_count=a.min_count, processes=a.processes,
-                             memory_gb=a.memory_gb, work_dir=a.work_dir)  # fmt: skip
+                             memory_gb=a.memory_gb, work_dir=a.work_dir, shard=shard, num_shards=num_shards,
+                             shard_timeout_s=a.shard_timeout)  # fmt: skip
     settings.validate()
-    if a.out.exists() and not a.overwrite:
+    if a.out.exists() and not a.overwrite and a.shard.startswith("0/"):
         fail(f"{a.out} exists; pass --overwrite to replace it")
     files = open_token_files(a.tokens, a.split, a.tokenizer)
     tok = files.tokenizer
     sources = [TokenSource(f.path, f.dtype, f.length) for f in files.files if f.length]
     res = count_fgrams(sources, int(tok["vocab_size"]), int(tok["eos_token_id"]), int(tok["pad_token_id"]), settings)
+    if shard != 0:
+        print(f"shard {shard}/{num_shards}: counted {res.stats['chunks']} chunks; shard 0 writes {a.out}")
+        return 0
     if len(res.counts) == 0:
         fail(f"no n-gram occurs {a.min_count} times or more in {files.num_tokens} tokens; lower --min-count")
     meta = {

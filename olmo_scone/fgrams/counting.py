@@ -26,6 +26,7 @@ f-gram ranks before it, so the top S are closed under prefixes and suffixes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import multiprocessing as mp
 import os
@@ -38,6 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..atomic import atomic_write_json
 from ..errors import fail
 from ..progress import progress
 from .hashindex import HashIndex, _home
@@ -55,6 +57,11 @@ class CountSettings:
     memory_gb: float = 8.0
     chunk_tokens: int = 1 << 20
     work_dir: Optional[Path] = None  # partial counts; a temporary directory by default
+    # Multi-machine runs: shard i of N counts chunks i, i+N, ...; all shards share work_dir
+    # (a shared filesystem); shard 0 (the leader) merges each pass and writes the vocabulary.
+    shard: int = 0
+    num_shards: int = 1
+    shard_timeout_s: float = 24 * 3600.0
 
     def validate(self) -> None:
         if self.max_n < 2:
@@ -65,6 +72,10 @@ class CountSettings:
             fail(f"--min-count must be >= 1, got {self.min_count}")
         if self.memory_gb <= 0:
             fail(f"--memory-gb must be > 0, got {self.memory_gb}")
+        if not 0 <= self.shard < self.num_shards:
+            fail(f"--shard must be I/N with 0 <= I < N, got {self.shard}/{self.num_shards}")
+        if self.num_shards > 1 and self.work_dir is None:
+            fail("a sharded run needs --work-dir on a filesystem that every shard can reach")
 
 
 @dataclasses.dataclass
@@ -242,6 +253,40 @@ def _chunks(sources: Sequence[TokenSource], chunk_tokens: int) -> List[_Chunk]:
     return out
 
 
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"time": time.time()})
+
+
+def _wait_file(path: Path, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while not path.exists():
+        if time.time() > deadline:
+            fail(f"gave up after {timeout:.0f} s waiting for {path} (is every shard running with the same --work-dir?)")
+        time.sleep(0.2)
+
+
+def _wait_json(path: Path, timeout: float) -> Dict:
+    _wait_file(path, timeout)
+    return json.loads(path.read_text())
+
+
+def _agree_on_plan(work: Path, plan: Dict, s: CountSettings) -> Dict:
+    """Shards must cut the corpus the same way: the leader writes the plan, the others adopt it."""
+    path = work / "plan.json"
+    if s.shard == 0:
+        if path.exists():
+            fail(f"{work} already holds a counting run (plan.json); give each run a fresh --work-dir")
+        atomic_write_json(path, plan)
+        return plan
+    theirs = _wait_json(path, s.shard_timeout_s)
+    for key in ("total_tokens", "max_n", "min_count", "vocab_size", "num_shards"):
+        if theirs[key] != plan[key]:
+            fail(f"shard {s.shard} disagrees with the leader on {key}: {plan[key]} here, {theirs[key]} in {path}; "
+                 "every shard must see the same token files and settings")  # fmt: skip
+    return theirs
+
+
 def _peak_rss_gb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -279,6 +324,16 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
     own_work = s.work_dir is None
     work = Path(tempfile.mkdtemp(prefix="fgram-count-")) if own_work else Path(s.work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    if not own_work and s.num_shards == 1 and (work / "pass-2").exists():
+        fail(f"--work-dir {work} holds an earlier run's counts; give each run a fresh --work-dir")
+    leader = s.shard == 0
+    plan = {"total_tokens": int(total), "chunks": len(chunks), "chunk_tokens": chunk_tokens, "partitions": partitions,
+            "max_n": s.max_n, "min_count": s.min_count, "vocab_size": int(vocab_size), "num_shards": s.num_shards}  # fmt: skip
+    if s.num_shards > 1:
+        plan = _agree_on_plan(work, plan, s)
+        chunk_tokens, partitions = plan["chunk_tokens"], plan["partitions"]
+        chunks = _chunks(sources, chunk_tokens)
+    mine = chunks[s.shard :: s.num_shards]
     t0 = time.time()
     tables: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
     passes = []
@@ -287,13 +342,23 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
         with ctx.Pool(processes, initializer=keep_freed_memory) as pool:
             for n in range(2, s.max_n + 1):
                 tp = time.time()
-                jobs = [(c, n, work, vocab_size, eos, pad, context, partitions) for c in chunks]
+                jobs = [(c, n, work, vocab_size, eos, pad, context, partitions) for c in mine]
                 cand = distinct = 0
                 for _, c_n, d_n in progress(pool.imap_unordered(_count_job, jobs), total=len(jobs),
                                             desc=f"pass n={n}", unit="chunk"):  # fmt: skip
                     cand += c_n
                     distinct += d_n
                 t_merge = time.time()
+                if s.num_shards > 1:
+                    _touch(work / f"pass-{n}" / f"shard-{s.shard}.done")
+                if not leader:  # the leader merges; the others wait for its table
+                    info = _wait_json(work / f"pass-{n}" / "table.json", s.shard_timeout_s)
+                    passes.append({"n": n, "candidates": int(cand), "frequent": info["frequent"]})
+                    if info["frequent"] == 0:
+                        break
+                    continue
+                for other in range(1, s.num_shards):
+                    _wait_file(work / f"pass-{n}" / f"shard-{other}.done", s.shard_timeout_s)
                 # Partitions merge in parallel, one per worker at a time (each within the budget).
                 merged = pool.map(_merge_job, [(work, n, p, s.min_count) for p in range(partitions)])
                 keys = np.concatenate([k for k, _ in merged])
@@ -307,7 +372,8 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
                 np.save(f"{base}.keys.npy", index.keys)
                 np.save(f"{base}.values.npy", index.values)
                 np.save(f"{base}.shape.npy", np.array([index.bits, index.max_probe]))
-                if n >= 3:
+                atomic_write_json(work / f"pass-{n}" / "table.json", {"frequent": int(len(keys))})
+                if n >= 3 and s.num_shards == 1:
                     shutil.rmtree(work / "ids" / f"n{n - 2}", ignore_errors=True)
                 passes.append({"n": n, "candidates": int(cand), "chunk_distinct": int(distinct),
                                "frequent": int(len(keys)), "seconds": round(time.time() - tp, 2),
@@ -317,6 +383,10 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
+    if not leader:
+        empty = np.zeros((0, s.max_n), np.int32)
+        stats = {"shard": s.shard, "passes": passes, "chunks": len(mine), "wall_time_s": round(time.time() - t0, 2)}
+        return FgramCounts(empty, np.zeros(0, np.int8), np.zeros(0, np.int64), stats)
     # Decode keys into token rows, n by n.
     all_tokens, all_len, all_counts = [], [], []
     prev_tokens = None
