@@ -1,0 +1,112 @@
+"""SCONE's additions to OLMo's configuration, loaded the OLMo way (YAML + dotlist overrides).
+
+``SconeModelConfig`` is OLMo's ``ModelConfig`` plus an ``fgram`` section. Everything
+else keeps OLMo's meaning, so a baseline OLMo YAML is a valid SCONE YAML with the
+f-gram branch off (``fgram.vocab_path: null``). Configs are OmegaConf structured
+dataclasses: a key that does not exist is an error, named in the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Type, TypeVar
+
+from olmo.config import BaseConfig, ModelConfig
+from olmo.exceptions import OLMoConfigurationError
+
+from .errors import fail
+
+C = TypeVar("C", bound=BaseConfig)
+
+
+@dataclass
+class FgramConfig(BaseConfig):
+    """The f-gram branch: its vocabulary and the shape of the f-gram model ``A_fgram``.
+
+    ``A_fgram`` is made of OLMo blocks of the main model's ``d_model`` (its input is the
+    main model's token embeddings); its depth, heads and MLP width are its own.
+    """
+
+    vocab_path: Optional[str] = None
+    """f-gram vocabulary (``build_fgrams.py``). ``None``: no f-gram branch (a plain OLMo baseline)."""
+
+    max_n: int = 5
+    """K, the longest f-gram; ``A_fgram`` has K learned positions. Must equal the vocabulary's."""
+
+    num_fgrams: Optional[int] = None
+    """S. Read from the vocabulary when it is loaded; set it to size a model without the file
+    (accounting, meta-device models)."""
+
+    n_layers: int = 2
+    n_heads: Optional[int] = None
+    """Defaults to the main model's."""
+
+    mlp_ratio: Optional[int] = None
+    """Defaults to the main model's."""
+
+    mlp_hidden_size: Optional[int] = None
+    """Defaults to the main model's."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.vocab_path is not None or self.num_fgrams is not None
+
+
+@dataclass
+class SconeModelConfig(ModelConfig):
+    fgram: FgramConfig = field(default_factory=FgramConfig)
+
+    def fgram_block_config(self) -> ModelConfig:
+        """The OLMo block settings of ``A_fgram``: the main model's, with its own depth and width,
+        no RoPE/ALiBi (it has learned positions) and a context of K tokens."""
+        base = {k: getattr(self, k) for k in ModelConfig.__dataclass_fields__}
+        f = self.fgram
+        if f.mlp_hidden_size is not None:
+            mlp = dict(mlp_hidden_size=f.mlp_hidden_size)
+        elif f.mlp_ratio is not None:
+            mlp = dict(mlp_ratio=f.mlp_ratio, mlp_hidden_size=None)
+        else:
+            mlp = {}  # the main model's width
+        base.update(
+            n_layers=f.n_layers,
+            n_heads=f.n_heads or self.n_heads,
+            n_kv_heads=None,
+            rope=False,
+            alibi=False,
+            flash_attention=False,
+            block_group_size=1,
+            max_sequence_length=f.max_n,
+            **mlp,
+        )
+        return ModelConfig(**base)
+
+
+def load_config(cls: Type[C], path: str | Path, overrides: Optional[List[str]] = None, key: Optional[str] = None) -> C:
+    """``cls.load(path, overrides)`` with user-facing errors (missing file, unknown key, bad value)."""
+    path = Path(path)
+    if not path.is_file():
+        fail(f"config file not found: {path}")
+    for o in overrides or []:
+        if "=" not in o:
+            fail(f"override {o!r} is not of the form key=value")
+    try:
+        return cls.load(path, overrides, key=key, validate_paths=False)
+    except OLMoConfigurationError as e:
+        msg = str(e).splitlines()[0]
+        fail(f"{path}: {msg}")
+
+
+def load_model_config(path: str | Path, overrides: Optional[List[str]] = None) -> SconeModelConfig:
+    """The model config in a YAML file that is either a whole training config (then its
+    ``model:`` section, with overrides written ``model.key=value``) or a model config."""
+    import yaml
+
+    overrides = list(overrides or [])
+    raw = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
+    if isinstance(raw, dict) and "model" in raw:
+        for o in overrides:
+            if not o.startswith("model."):
+                fail(f"{path} is a training config: model overrides are written model.key=value, got {o!r}")
+        return load_config(SconeModelConfig, path, [o[len("model.") :] for o in overrides], key="model")
+    return load_config(SconeModelConfig, path, overrides)

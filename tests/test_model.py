@@ -1,0 +1,124 @@
+"""The SCONE model against plain OLMo and naive references, on real text (fp32, CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from olmo.model import OLMo
+
+from olmo_scone.config import FgramConfig, SconeModelConfig
+from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+from olmo_scone.fgrams.vocab import FgramVocab
+from olmo_scone.model import SconeOLMo
+
+SEQ = 64
+
+
+def tiny_config(**fgram) -> SconeModelConfig:
+    return SconeModelConfig(
+        d_model=64, n_heads=4, n_layers=2, mlp_ratio=4, max_sequence_length=SEQ, vocab_size=50280, embedding_size=50304,
+        eos_token_id=50279, pad_token_id=1, attention_dropout=0.0, residual_dropout=0.0, embedding_dropout=0.0,
+        include_bias=False, init_device="cpu", fgram=FgramConfig(n_layers=2, max_n=5, **fgram),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def real(prepared):
+    tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
+    path = prepared.root / "model-test-tokens.npy"
+    tokens.tofile(path)
+    r = count_fgrams([TokenSource(path, tokens.dtype, len(tokens))], 50280, 50279, 1,
+                     CountSettings(max_n=5, num_fgrams=3000, min_count=3, processes=1))  # fmt: skip
+    vocab = FgramVocab(r.tokens, r.lengths, r.counts, {})
+    batch = torch.from_numpy(tokens[: 8 * SEQ].astype(np.int64).reshape(8, SEQ))
+    # windows centred on document ends: each row spans two documents
+    ends = np.flatnonzero(tokens == 50279)
+    ends = ends[(ends > SEQ) & (ends < len(tokens) - SEQ)][:8]
+    across = torch.from_numpy(np.stack([tokens[e - SEQ // 2 : e + SEQ // 2] for e in ends]).astype(np.int64))
+    return vocab, torch.cat([batch, across])
+
+
+def test_empty_vocabulary_gives_plain_olmo_logits_exactly(real):
+    _, batch = real
+    empty = FgramVocab(np.zeros((0, 5), np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64), {})
+    torch.manual_seed(0)
+    scone = SconeOLMo(tiny_config(), fgram_vocab=empty).eval()
+    plain = OLMo(tiny_config()).eval()
+    missing, unexpected = plain.load_state_dict(scone.state_dict(), strict=False)
+    assert not missing and all(k.startswith("fgram_model.") for k in unexpected)
+    with torch.no_grad():
+        a = scone(batch, match=True).logits
+        b = plain(batch).logits
+    assert torch.equal(a, b)
+
+
+def test_dedup_equals_naive_per_position_run(real):
+    vocab, batch = real
+    torch.manual_seed(0)
+    m = SconeOLMo(tiny_config(), fgram_vocab=vocab).eval()
+    with torch.no_grad():
+        rows = m.match_fgrams(batch)
+        assert (rows >= 0).float().mean() > 0.3
+        x = m.input_embeddings(batch, rows)
+        for b in range(batch.shape[0]):
+            for t in range(batch.shape[1]):
+                r = int(rows[b, t])
+                if r < 0:
+                    want = m.transformer.wte.weight[batch[b, t]]
+                else:  # A_fgram on this one f-gram, alone, tokens taken from the text itself
+                    n = int(vocab.lengths[r])
+                    toks = batch[b, t - n + 1 : t + 1]
+                    assert toks.tolist() == vocab.tokens[r, :n].tolist()
+                    want = m.fgram_model(m.transformer.wte(toks)[None], torch.tensor([n]))[0]
+                torch.testing.assert_close(x[b, t], want, rtol=1e-5, atol=1e-6)
+
+
+def test_replacement_not_addition(real):
+    vocab, batch = real
+    m = SconeOLMo(tiny_config(), fgram_vocab=vocab).eval()
+    with torch.no_grad():
+        rows = m.match_fgrams(batch)
+        x = m.input_embeddings(batch, rows)
+        tok = m.transformer.wte(batch)
+        hit = rows >= 0
+        assert torch.equal(x[~hit], tok[~hit])
+        emb = m.fgram_embeddings(rows[hit])
+        torch.testing.assert_close(x[hit], emb)
+
+
+def test_inference_from_table_equals_training_forward(real):
+    vocab, batch = real
+    torch.manual_seed(1)
+    m = SconeOLMo(tiny_config(), fgram_vocab=vocab).eval()
+    with torch.no_grad():
+        want = m(batch, match=True).logits
+        table = m.compute_fgram_table(batch_size=512)
+        m.use_fgram_table(table, drop_fgram_model=True)
+        assert m.fgram_model is None
+        got = m(batch, match=True).logits
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_fgram_model_and_shared_token_embeddings(real):
+    vocab, batch = real
+    m = SconeOLMo(tiny_config(), fgram_vocab=vocab).train()
+    out = m(batch[:, :-1], match=True).logits
+    loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), batch[:, 1:].reshape(-1))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.fgram_model.parameters() if p.requires_grad)
+    # token embeddings get gradient through A_fgram for tokens that occur only inside matched f-grams too
+    g = m.transformer.wte.weight.grad
+    rows = m.match_fgrams(batch[:, :-1])
+    fgram_only = set(vocab.tokens[rows[rows >= 0].numpy()].reshape(-1).tolist()) - {-1}
+    assert g[sorted(fgram_only)].abs().sum() > 0
+
+
+def test_no_fgram_crosses_a_document_boundary(real):
+    vocab, batch = real
+    m = SconeOLMo(tiny_config(), fgram_vocab=vocab)
+    rows = m.match_fgrams(batch)
+    assert (batch == 50279).sum() >= 8  # the batch spans documents
+    for b, t in (rows >= 0).nonzero().tolist():
+        n = int(vocab.lengths[int(rows[b, t])])
+        assert 50279 not in batch[b, t - n + 1 : t + 1].tolist()
