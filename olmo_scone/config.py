@@ -8,11 +8,12 @@ dataclasses: a key that does not exist is an error, named in the message.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Type, TypeVar
 
-from olmo.config import BaseConfig, ModelConfig
+from olmo.config import BaseConfig, DataConfig, ModelConfig, TrainConfig
 from olmo.exceptions import OLMoConfigurationError
 
 from .errors import fail
@@ -91,7 +92,9 @@ def load_config(cls: Type[C], path: str | Path, overrides: Optional[List[str]] =
         if "=" not in o:
             fail(f"override {o!r} is not of the form key=value")
     try:
-        return cls.load(path, overrides, key=key, validate_paths=False)
+        with warnings.catch_warnings():  # OLMo registers its resolvers with a deprecated OmegaConf call
+            warnings.simplefilter("ignore", UserWarning)
+            return cls.load(path, overrides, key=key, validate_paths=False)
     except OLMoConfigurationError as e:
         msg = str(e).splitlines()[0]
         fail(f"{path}: {msg}")
@@ -110,3 +113,38 @@ def load_model_config(path: str | Path, overrides: Optional[List[str]] = None) -
                 fail(f"{path} is a training config: model overrides are written model.key=value, got {o!r}")
         return load_config(SconeModelConfig, path, [o[len("model.") :] for o in overrides], key="model")
     return load_config(SconeModelConfig, path, overrides)
+
+
+@dataclass
+class DeepSpeedConfig(BaseConfig):
+    """How the trainer wraps the model in a DeepSpeed engine (ZeRO stage 1 by default, as in the paper).
+
+    OLMo's own settings keep their meaning and are translated into the DeepSpeed config:
+    batch sizes (-> gradient accumulation), optimizer, scheduler, ``max_grad_norm``, precision.
+    ``config_path`` names a DeepSpeed JSON whose keys are merged over the generated ones.
+    """
+
+    zero_stage: int = 1
+    config_path: Optional[str] = None
+    overlap_comm: bool = True
+    reduce_bucket_size: int = 500_000_000
+    allgather_bucket_size: int = 500_000_000
+    contiguous_gradients: bool = True
+
+
+@dataclass
+class SconeDataConfig(DataConfig):
+    """OLMo's data settings plus where SCONE's inputs live: a token directory made by
+    ``prepare_data.py`` (its ``train`` split) and, for SCONE models, the f-gram sidecar."""
+
+    tokens_dir: Optional[str] = None
+    fgram_tags: Optional[str] = None
+
+
+@dataclass
+class SconeTrainConfig(TrainConfig):
+    """OLMo's ``TrainConfig`` with a SCONE model, SCONE data and a DeepSpeed section."""
+
+    model: SconeModelConfig = field(default_factory=SconeModelConfig)
+    data: SconeDataConfig = field(default_factory=SconeDataConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)

@@ -1,0 +1,91 @@
+"""Configs load the OLMo way and reproduce the paper's parameter counts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from olmo_scone.accounting import PAPER_PARAMS, account
+from olmo_scone.config import SconeTrainConfig, load_config, load_model_config
+from olmo_scone.configs import render_all, to_yaml
+from olmo_scone.errors import SconeError
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "olmo"
+
+
+def test_committed_configs_are_the_generated_ones():
+    rendered = render_all()
+    on_disk = {p.stem: p.read_text() for p in CONFIGS.glob("*.yaml")}
+    assert set(on_disk) == set(rendered)
+    for name, cfg in rendered.items():
+        assert on_disk[name] == to_yaml(name, cfg), f"{name}.yaml is stale: run scripts/make_configs.py"
+
+
+@pytest.mark.parametrize("name", sorted(render_all()))
+def test_every_config_loads_with_olmo_loader(name):
+    cfg = load_config(SconeTrainConfig, CONFIGS / f"{name}.yaml", ["seed=1"])
+    assert cfg.seed == 1 and cfg.deepspeed.zero_stage == 1
+    if name.startswith("scone"):
+        assert cfg.model.fgram.enabled and cfg.data.fgram_tags
+    if not name.startswith("tiny"):  # the paper's optimizer settings
+        o, s = cfg.optimizer, cfg.scheduler
+        assert (o.name, o.learning_rate, tuple(o.betas), o.weight_decay) == ("adamw", 4e-4, (0.9, 0.95), 0.1)
+        assert (s.name, s.t_warmup, cfg.max_grad_norm, cfg.global_train_batch_size) == ("cosine_with_warmup", 2000, 1.0, 2048)
+        assert (cfg.precision, cfg.model.max_sequence_length, cfg.model.d_model) in {("amp_bf16", 2048, 2048), ("amp_bf16", 2048, 2560)}
+
+
+def test_unknown_keys_and_bad_overrides_are_errors(tmp_path):
+    with pytest.raises(SconeError, match="not_a_key"):
+        load_config(SconeTrainConfig, CONFIGS / "tiny-scone.yaml", ["model.fgram.not_a_key=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((CONFIGS / "tiny-baseline.yaml").read_text().replace("d_model: 128", "d_modle: 128"))
+    with pytest.raises(SconeError, match="d_modle"):
+        load_config(SconeTrainConfig, bad)
+    with pytest.raises(SconeError, match="not of the form key=value"):
+        load_config(SconeTrainConfig, CONFIGS / "tiny-scone.yaml", ["seed"])
+    with pytest.raises(SconeError, match="config file not found"):
+        load_config(SconeTrainConfig, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_paper_parameter_counts_within_one_percent(name):
+    a = account(load_model_config(CONFIGS / f"{name}.yaml"), name)
+    assert abs(a.main_params - PAPER_PARAMS[name]) / PAPER_PARAMS[name] < 0.01
+    assert a.fgram_model_params == 0 and a.inference_fwd_flops_per_token == a.training_fwd_flops_per_token
+
+
+def test_pinned_counts():
+    """The exact figures (docs/model.md) so that an accidental architecture change shows up."""
+    got = {n: account(load_model_config(CONFIGS / f"{n}.yaml"), n) for n in
+           ["olmo-0.7b", "olmo-1b", "olmo-1.3b", "olmo-1.9b", "scone-1b-10m-a0.6b", "scone-1b-10m-a1.8b"]}  # fmt: skip
+    assert {n: a.main_params for n, a in got.items()} == {
+        "olmo-0.7b": 711_520_256, "olmo-1b": 1_013_669_888, "olmo-1.3b": 1_315_819_520, "olmo-1.9b": 1_920_118_784,
+        "scone-1b-10m-a0.6b": 1_013_669_888, "scone-1b-10m-a1.8b": 1_013_669_888,
+    }  # fmt: skip
+    s06, s18 = got["scone-1b-10m-a0.6b"], got["scone-1b-10m-a1.8b"]
+    assert (s06.fgram_model_params, s18.fgram_model_params) == (604_313_600, 1_812_912_128)
+    # OLMo's own FLOP count for the baseline, and SCONE's inference equals it
+    from olmo.model import OLMo
+
+    olmo_1b = OLMo(load_model_config(CONFIGS / "olmo-1b.yaml").update_with(init_device="meta"), init_params=False)
+    assert got["olmo-1b"].inference_fwd_flops_per_token == olmo_1b.num_fwd_flops == 2_114_895_872
+    assert 0.59e9 < s06.fgram_model_params < 0.62e9 and 1.79e9 < s18.fgram_model_params < 1.83e9
+    # SCONE's inference costs what its main model costs; the 10M table is 40.96 GB at 16 bits
+    assert s06.inference_fwd_flops_per_token == got["olmo-1b"].inference_fwd_flops_per_token
+    assert s06.table_gb == pytest.approx(40.96, abs=0.01)
+    assert s06.training_params == s06.main_params + s06.fgram_model_params
+
+
+def test_model_summary_script():
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "model_summary.py"), str(CONFIGS / "olmo-1b.yaml"),
+                           str(CONFIGS / "scone-1b-10m-a0.6b.yaml")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "olmo-1b: 1,013.7M parameters, paper 1,014M (-0.03%)" in proc.stdout
+    assert "table 40.96 GB" in proc.stdout
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "model_summary.py"), str(CONFIGS / "olmo-1b.yaml"),
+                           "n_layers=3"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and "model overrides are written model.key=value" in proc.stderr
