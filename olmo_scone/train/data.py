@@ -1,0 +1,118 @@
+"""Training batches: OLMo memmap tokens plus the aligned f-gram sidecar, in a fixed order.
+
+Instances are consecutive ``seq_len``-token chunks of each token file (the remainder of a file
+is dropped, as OLMo's ``MemMapDataset`` does); the f-gram rows of an instance are the same slice
+of the file's sidecar. The order of instances is a permutation drawn from ``seed + epoch``; the
+global batch of step ``s`` is the next ``global_batch`` instances of it, and rank ``r`` of ``W``
+takes the ``r``-th of ``W`` equal slices, cut into micro-batches. So the batch at any step depends
+only on the seed, the global step and the world size: a resumed run sees exactly the batches an
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..data.manifest import TokenManifest, load_manifest
+from ..errors import fail
+from ..fgrams.tagging import load_tags_manifest
+
+
+@dataclasses.dataclass
+class _File:
+    tokens: Path
+    tags: Optional[Path]
+    instances: int
+
+
+def check_sidecar(manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optional[str]) -> Dict[str, Path]:
+    """The sidecar file of every train token file, after checking the sidecar belongs to them."""
+    meta = load_tags_manifest(tags_dir)
+    if meta.get("tokens_fingerprint") != manifest.data["fingerprint"]:
+        fail(f"f-gram sidecar {tags_dir} was made from other token files than {manifest.root} "
+             "(fingerprints differ); re-run scripts/tag_fgrams.py on these token files")  # fmt: skip
+    if vocab_sha256 is not None and meta.get("vocab_sha256") != vocab_sha256:
+        fail(f"f-gram sidecar {tags_dir} was made with another f-gram vocabulary (sha256 "
+             f"{str(meta.get('vocab_sha256'))[:12]}, model's {vocab_sha256[:12]}); re-run scripts/tag_fgrams.py")  # fmt: skip
+    by_tokens = {e["tokens"]: e for e in meta["files"]}
+    out = {}
+    for f in manifest.split("train")["files"]:
+        e = by_tokens.get(f["path"])
+        if e is None:
+            fail(f"f-gram sidecar {tags_dir} has no entry for token file {f['path']}")
+        p = Path(tags_dir) / e["path"]
+        if not p.is_file() or p.stat().st_size != 4 * f["tokens"] or e["positions"] != f["tokens"]:
+            fail(f"f-gram sidecar file {p} is missing or does not have one entry per token of {f['path']}")
+        out[f["path"]] = p
+    return out
+
+
+class TrainBatches:
+    def __init__(self, tokens_dir: str | Path, seq_len: int, global_batch: int, micro_batch: int, world_size: int,
+                 rank: int, seed: int, tags_dir: Optional[str | Path] = None, vocab_sha256: Optional[str] = None):  # fmt: skip
+        if global_batch % (micro_batch * world_size):
+            fail(f"global_train_batch_size {global_batch} is not a multiple of device_train_microbatch_size "
+                 f"{micro_batch} x world size {world_size}")  # fmt: skip
+        self.manifest = load_manifest(tokens_dir)
+        self.seq_len, self.global_batch, self.micro_batch = seq_len, global_batch, micro_batch
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        tags = check_sidecar(self.manifest, Path(tags_dir), vocab_sha256) if tags_dir is not None else {}
+        self.files: List[_File] = []
+        for f in self.manifest.split("train")["files"]:
+            self.files.append(_File(self.manifest.root / f["path"], tags.get(f["path"]), f["tokens"] // seq_len))
+        self.offsets = np.cumsum([0] + [f.instances for f in self.files])
+        if self.num_instances < global_batch:
+            fail(f"{tokens_dir} holds {self.num_instances} instances of {seq_len} tokens, fewer than one global batch "
+                 f"({global_batch})")  # fmt: skip
+        self._perm_epoch = -1
+        self._perm = np.zeros(0, np.int64)
+        self._mm: Dict[Path, np.memmap] = {}
+
+    @property
+    def num_instances(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_instances // self.global_batch
+
+    @property
+    def grad_accum(self) -> int:
+        return self.global_batch // (self.micro_batch * self.world_size)
+
+    def global_indices(self, step: int) -> np.ndarray:
+        """Instance indices of the whole global batch of ``step`` (0-based)."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng(self.seed + epoch).permutation(self.num_instances)
+            self._perm_epoch = epoch
+        return self._perm[pos * self.global_batch : (pos + 1) * self.global_batch]
+
+    def _read(self, path: Path, dtype, start: int) -> np.ndarray:
+        mm = self._mm.get(path)
+        if mm is None:
+            mm = self._mm[path] = np.memmap(path, dtype=dtype, mode="r")
+        return np.asarray(mm[start : start + self.seq_len])
+
+    def instance(self, index: int) -> Dict[str, np.ndarray]:
+        f = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        start = (index - int(self.offsets[f])) * self.seq_len
+        item = {"input_ids": self._read(self.files[f].tokens, self.manifest.dtype, start).astype(np.int64)}
+        if self.files[f].tags is not None:
+            item["fgram_rows"] = self._read(self.files[f].tags, np.int32, start).astype(np.int64)
+        return item
+
+    def micro_batches(self, step: int) -> List[Dict[str, torch.Tensor]]:
+        """This rank's micro-batches of ``step``."""
+        per_rank = self.global_batch // self.world_size
+        mine = self.global_indices(step)[self.rank * per_rank : (self.rank + 1) * per_rank]
+        out = []
+        for i in range(0, per_rank, self.micro_batch):
+            items = [self.instance(int(j)) for j in mine[i : i + self.micro_batch]]
+            out.append({k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]})
+        return out

@@ -1,0 +1,79 @@
+"""Training batches: fixed order by (seed, step, world size), sidecar alignment and checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from olmo_scone.data.sources import open_token_files
+from olmo_scone.errors import SconeError
+from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+from olmo_scone.fgrams.tagging import tag_token_files
+from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+from olmo_scone.train.data import TrainBatches
+
+SEQ = 64
+
+
+@pytest.fixture(scope="module")
+def tagged(prepared, tmp_path_factory):
+    d = tmp_path_factory.mktemp("train-data")
+    files = open_token_files(str(prepared.root), "train")
+    srcs = [TokenSource(f.path, f.dtype, f.length) for f in files.files]
+    r = count_fgrams(srcs, 50280, 50279, 1, CountSettings(num_fgrams=5000, processes=1))
+    vpath = d / "v.safetensors"
+    save_vocab(vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
+    vocab = load_vocab(vpath)
+    tag_token_files(files, vocab, vpath, d / "tags")
+    return prepared, vocab, d
+
+
+def test_global_batch_depends_only_on_seed_step_and_not_on_world_size(tagged):
+    prepared, vocab, d = tagged
+    kw = dict(seq_len=SEQ, global_batch=16, micro_batch=2, seed=3)
+    one = TrainBatches(prepared.root, world_size=1, rank=0, **kw)
+    two = [TrainBatches(prepared.root, world_size=2, rank=r, **kw) for r in (0, 1)]
+    for step in (0, 1, 7, one.steps_per_epoch + 2):  # also across an epoch boundary
+        whole = np.concatenate([b["input_ids"].numpy() for b in one.micro_batches(step)])
+        split = np.concatenate([b["input_ids"].numpy() for r in two for b in r.micro_batches(step)])
+        assert np.array_equal(whole, split)
+        assert len(two[0].micro_batches(step)) == two[0].grad_accum == 4
+    again = TrainBatches(prepared.root, world_size=1, rank=0, **kw)
+    assert np.array_equal(again.global_indices(5), one.global_indices(5))
+    other_seed = TrainBatches(prepared.root, world_size=1, rank=0, **{**kw, "seed": 4})
+    assert not np.array_equal(other_seed.global_indices(0), one.global_indices(0))
+    # an epoch visits every instance exactly once
+    seen = np.concatenate([one.global_indices(s) for s in range(one.steps_per_epoch)])
+    assert len(set(seen.tolist())) == len(seen) == one.steps_per_epoch * 16
+
+
+def test_sidecar_rows_are_aligned_with_tokens(tagged):
+    prepared, vocab, d = tagged
+    tb = TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab_sha256=vocab.sha256)
+    checked = 0
+    for mb in tb.micro_batches(0):
+        ids, rows = mb["input_ids"].numpy(), mb["fgram_rows"].numpy()
+        for b, t in zip(*np.nonzero(rows >= 0)):
+            n = int(vocab.lengths[rows[b, t]])
+            if t - n + 1 >= 0:  # f-grams that start inside the instance can be read off it
+                assert ids[b, t - n + 1 : t + 1].tolist() == vocab.tokens[rows[b, t], :n].tolist()
+                checked += 1
+    assert checked > 100
+
+
+def test_sidecar_checks(tagged, tmp_path):
+    prepared, vocab, d = tagged
+    with pytest.raises(SconeError, match="another f-gram vocabulary"):
+        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab_sha256="0" * 64)
+    with pytest.raises(SconeError, match="not an f-gram sidecar"):
+        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=tmp_path, vocab_sha256=vocab.sha256)
+    with pytest.raises(SconeError, match="not a multiple of device_train_microbatch_size"):
+        TrainBatches(prepared.root, SEQ, 16, 3, 1, 0, seed=0)
+    import json
+
+    meta = json.loads((d / "tags" / "fgram_tags.json").read_text())
+    bad = tmp_path / "tags"
+    bad.mkdir()
+    (bad / "fgram_tags.json").write_text(json.dumps({**meta, "tokens_fingerprint": "x"}))
+    with pytest.raises(SconeError, match="made from other token files"):
+        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=bad, vocab_sha256=vocab.sha256)
