@@ -1,0 +1,194 @@
+"""A DeepSpeed ZeRO trainer for SCONE and baseline OLMo models, built from OLMo's pieces.
+
+Why not a subclass of ``olmo.train.Trainer``: OLMo 0.6.0's ``Trainer`` is a dataclass whose
+``fit``/``train_step``/checkpointing are written against FSDP/DDP modules, OLMo's checkpointers and
+its data loader; none of them accepts a DeepSpeed engine. We reuse what is model- and
+strategy-agnostic: ``SconeTrainConfig`` (OLMo's ``TrainConfig``), OLMo's param groups
+(``get_param_groups``: no weight decay on norms/biases/embeddings as configured), OLMo's LR
+schedulers (``build_scheduler``), and OLMo's loss convention (next-token cross-entropy over the
+token vocabulary). DeepSpeed owns the ZeRO partitioning, gradient accumulation, clipping,
+precision and checkpoint files.
+
+Run with ``torchrun``: ``torchrun --nproc_per_node=N scripts/train.py CONFIG [key=value ...]``.
+On CPU the process group uses gloo; on GPUs, NCCL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from ..config import SconeTrainConfig
+from ..errors import fail
+from .data import TrainBatches
+from .ds_config import deepspeed_config
+
+CLIENT_STATE = "scone_trainer_state"
+
+
+def max_steps(cfg: SconeTrainConfig) -> int:
+    d = cfg.max_duration
+    if isinstance(d, str) and d.endswith("T"):
+        return int(float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length))
+    if isinstance(d, str) and d.endswith("ep"):
+        fail("max_duration in epochs is not supported; give steps or tokens (e.g. 2e11T)")
+    return int(d)
+
+
+def preflight(cfg: SconeTrainConfig, world_size: int):
+    """Check the config against the data before training starts; returns the f-gram vocabulary."""
+    from ..data.manifest import load_manifest
+    from ..fgrams.vocab import load_vocab
+    from .data import check_sidecar
+
+    deepspeed_config(cfg, world_size)  # batch sizes, precision, ZeRO stage
+    if cfg.data.tokens_dir is None:
+        fail("data.tokens_dir is not set (a directory made by scripts/prepare_data.py)")
+    manifest = load_manifest(cfg.data.tokens_dir)
+    if manifest.tokenizer["vocab_size"] > cfg.model.vocab_size:
+        fail(f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's {manifest.tokenizer['vocab_size']}")
+    vocab = None
+    if cfg.model.fgram.enabled:
+        if cfg.model.fgram.vocab_path is None:
+            fail("model.fgram.vocab_path is not set")
+        vocab = load_vocab(cfg.model.fgram.vocab_path, tokenizer_sha256=manifest.tokenizer["sha256"])
+        if cfg.data.fgram_tags is None:
+            fail("a SCONE model needs data.fgram_tags (the sidecar made by scripts/tag_fgrams.py)")
+        if not Path(cfg.data.fgram_tags).exists():
+            fail(f"data.fgram_tags not found: {cfg.data.fgram_tags}")
+        check_sidecar(manifest, Path(cfg.data.fgram_tags), vocab.sha256)
+    max_steps(cfg)
+    return vocab
+
+
+def _rng_state() -> Dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(s: Dict[str, Any]) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+class SconeTrainer:
+    def __init__(self, cfg: SconeTrainConfig, resume: bool = False):
+        import deepspeed
+        from olmo.optim import build_scheduler, get_param_groups
+
+        from ..model import SconeOLMo
+
+        self.cfg = cfg
+        self.save_folder = Path(cfg.save_folder)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        vocab = preflight(cfg, world)  # every config/data error before any process group exists
+        cuda = torch.cuda.is_available()
+        deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        ds_cfg = deepspeed_config(cfg, self.world)
+        torch.manual_seed(cfg.seed)
+        model_cfg = cfg.model
+        model_cfg.init_device = str(self.device)
+        self.model = SconeOLMo(model_cfg, fgram_vocab=vocab)
+        self.batches = TrainBatches(cfg.data.tokens_dir, model_cfg.max_sequence_length, cfg.global_train_batch_size,
+                                    cfg.device_train_microbatch_size, self.world, self.rank, cfg.seed,
+                                    tags_dir=cfg.data.fgram_tags, vocab_sha256=self.model.fgram_vocab_sha256)  # fmt: skip
+        o = cfg.optimizer
+        if o.name != "adamw":
+            fail(f"optimizer.name {o.name!r}: this trainer runs AdamW (the paper's optimizer)")
+        optimizer = torch.optim.AdamW(get_param_groups(cfg, self.model), lr=o.learning_rate, betas=tuple(o.betas),
+                                      weight_decay=o.weight_decay, eps=o.eps)  # fmt: skip
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=self.model, optimizer=optimizer, config=ds_cfg)
+        self.scheduler = build_scheduler(cfg)
+        self.max_steps = max_steps(cfg)
+        self.step = 0
+        self.tokens_seen = 0
+        if resume or cfg.load_path == "latest":
+            self._resume()
+        self.metrics_path = self.save_folder / "metrics.jsonl"
+
+    # ---- checkpoints ------------------------------------------------------------------
+    def save(self) -> None:
+        """DeepSpeed writes the new tag's files, then (rank 0) the ``latest`` pointer: a kill in
+        between leaves ``latest`` on the previous, whole checkpoint."""
+        state = {"step": self.step, "tokens_seen": self.tokens_seen, "rng": _rng_state(), "world_size": self.world}
+        self.engine.save_checkpoint(str(self.save_folder), tag=f"step{self.step}", client_state={CLIENT_STATE: state})
+
+    def _resume(self) -> None:
+        latest = self.save_folder / "latest"
+        if not latest.is_file():
+            fail(f"nothing to resume: {latest} does not exist")
+        _, client = self.engine.load_checkpoint(str(self.save_folder))
+        state = client[CLIENT_STATE]
+        self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        _set_rng_state(state["rng"])
+
+    # ---- one step -----------------------------------------------------------------------
+    def _loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        ids = batch["input_ids"].to(self.device)
+        rows = batch.get("fgram_rows")
+        out = self.engine(ids, fgram_rows=rows.to(self.device) if rows is not None else None)
+        logits = out.logits[:, :-1].float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+    def train_step(self) -> Dict[str, float]:
+        lr = self.scheduler.get_lr(self.cfg.optimizer.learning_rate, self.step, self.max_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.engine.train()
+        losses = []
+        for batch in self.batches.micro_batches(self.step):
+            loss = self._loss(batch)
+            self.engine.backward(loss)
+            with torch.no_grad():  # torch >= 2.13: ZeRO's all-gather into views trips autograd's view check otherwise
+                self.engine.step()
+            losses.append(loss.detach())
+        mean = torch.stack(losses).mean()
+        dist.all_reduce(mean)
+        self.step += 1
+        self.tokens_seen += self.cfg.global_train_batch_size * self.cfg.model.max_sequence_length
+        return {"train/loss": mean.item() / self.world, "train/lr": lr}
+
+    # ---- the loop -----------------------------------------------------------------------
+    def fit(self) -> None:
+        cfg = self.cfg
+        if self.rank == 0:
+            self.save_folder.mkdir(parents=True, exist_ok=True)
+        t_last, tokens_last = time.time(), self.tokens_seen
+        while self.step < self.max_steps:
+            m = self.train_step()
+            now = time.time()
+            m.update({"step": self.step, "tokens": self.tokens_seen,
+                      "throughput/tokens_per_s": (self.tokens_seen - tokens_last) / max(now - t_last, 1e-9),
+                      "memory/max_rss_gb": _max_rss_gb()})  # fmt: skip
+            t_last, tokens_last = now, self.tokens_seen
+            if self.rank == 0:
+                self._log(m)
+            if cfg.save_interval and self.step % cfg.save_interval == 0 and self.step < self.max_steps:
+                self.save()
+        self.save()
+
+    def _log(self, m: Dict[str, Any]) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(m) + "\n")
+        if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
+            print(f"step {self.step}/{self.max_steps}  loss {m['train/loss']:.4f}  lr {m['train/lr']:.2e}  "
+                  f"{m['throughput/tokens_per_s']:,.0f} tok/s", flush=True)  # fmt: skip
+
+
+def _max_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -1,0 +1,131 @@
+"""The DeepSpeed ZeRO-1 trainer, for real: torchrun, 2 ranks, gloo on CPU, a tiny SCONE model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from olmo_scone.data.sources import open_token_files
+from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+from olmo_scone.fgrams.tagging import tag_token_files
+from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHRUN = str(Path(sys.executable).parent / "torchrun")
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def setup(prepared, tmp_path_factory):
+    d = tmp_path_factory.mktemp("trainer")
+    files = open_token_files(str(prepared.root), "train")
+    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
+                     CountSettings(num_fgrams=20000, processes=1))  # fmt: skip
+    vpath = d / "fgrams.safetensors"
+    save_vocab(vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
+    tag_token_files(open_token_files(str(prepared.root), "train"), load_vocab(vpath), vpath, d / "tags")
+    return prepared, vpath, d
+
+
+def overrides(prepared, vpath, d, folder, steps=8, extra=()):
+    return [f"data.tokens_dir={prepared.root}", f"data.fgram_tags={d / 'tags'}", f"model.fgram.vocab_path={vpath}",
+            f"save_folder={folder}", f"max_duration={steps}", "save_interval=4", "global_train_batch_size=8",
+            "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=2", "seed=7",
+            "console_log_interval=1", *extra]  # fmt: skip
+
+
+def torchrun(args, **kw):
+    cmd = [TORCHRUN, "--nproc_per_node=2", f"--master_port={_free_port()}", str(REPO / "scripts" / "train.py"),
+           str(REPO / "configs" / "olmo" / "tiny-scone.yaml"), *args]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+def losses(folder: Path) -> dict:
+    out = {}
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        m = json.loads(line)
+        out[m["step"]] = m["train/loss"]  # a resumed step overwrites its pre-kill entry
+    return out
+
+
+def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
+    prepared, vpath, d = setup
+    full = tmp_path / "full"
+    p = torchrun(overrides(prepared, vpath, d, full))
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    ref = losses(full)
+    assert sorted(ref) == list(range(1, 9))
+    assert ref[8] < ref[1] - 0.05  # loss falls
+    assert (full / "step4").is_dir() and (full / "step8").is_dir() and (full / "latest").read_text() == "step8"
+    # ZeRO-1: each rank's file holds its own half of the optimizer state, not all of it
+    parts = [torch.load(full / "step8" / f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt", weights_only=False) for r in (0, 1)]
+    sizes = [sum(t.numel() for t in part["optimizer_state_dict"]["single_partition_of_fp32_groups"]) for part in parts]
+    model_states = torch.load(full / "step8" / "mp_rank_00_model_states.pt", weights_only=False)
+    total = sum(t.numel() for t in model_states["module"].values() if t.is_floating_point())
+    assert abs(sizes[0] - sizes[1]) <= 2 and abs(sum(sizes) - total) <= 2 * len(sizes) * 2  # padding
+
+    # the same run, killed (SIGKILL, whole process group) once step 4 is saved, then resumed
+    cut = tmp_path / "cut"
+    p = torchrun(overrides(prepared, vpath, d, cut))
+    deadline = time.time() + 600
+    while not ((cut / "latest").is_file() and (cut / "latest").read_text() == "step4"):
+        assert p.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    p = torchrun(overrides(prepared, vpath, d, cut, extra=["--resume"]))
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    got = losses(cut)
+    for step in range(5, 9):
+        assert got[step] == pytest.approx(ref[step], rel=1e-5), (step, got[step], ref[step])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["model.fgram.not_a_key=1"], r"not_a_key"),
+    (["model.fgram.vocab_path=/nope.safetensors"], r"f-gram vocabulary not found: /nope\.safetensors"),
+    (["data.fgram_tags=/nope-tags"], r"data\.fgram_tags not found"),
+    (["device_train_microbatch_size=3"], r"must be a multiple of device_train_microbatch_size \(3\)"),
+])  # fmt: skip
+def test_bad_configs_stop_before_training(setup, tmp_path, extra, message):
+    import re
+
+    prepared, vpath, d = setup
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port())}  # fmt: skip
+    args = overrides(prepared, vpath, d, tmp_path / "run") + extra
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
+                           *args], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and re.search(message, errors[0]), proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_sidecar_from_another_vocabulary_is_refused(setup, tmp_path):
+    prepared, vpath, d = setup
+    v = load_vocab(vpath)
+    other = tmp_path / "other.safetensors"
+    save_vocab(other, v.tokens[:1000], v.lengths[:1000], v.counts[:1000], dict(v.metadata))
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(_free_port())}  # fmt: skip
+    args = overrides(prepared, other, d, tmp_path / "run")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
+                           *args], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and "made with another f-gram vocabulary" in proc.stderr, proc.stderr[-2000:]
