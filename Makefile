@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test test-fast demo data-demo clean bench-fgrams
+.PHONY: setup test test-fast demo data-demo clean bench-fgrams sweep-fgrams sweep-fgram-model
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ $(DEMO_DIR)/fgrams.safetensors: $(DEMO_DIR)/data/manifest.json
 
 $(DEMO_DIR)/tags/fgram_tags.json: $(DEMO_DIR)/fgrams.safetensors
 	$(PY) scripts/tag_fgrams.py --vocab $< --tokens $(DEMO_DIR)/data --overwrite --out $(DEMO_DIR)/tags
+
+# Scaling sweeps: SCALE=tiny runs on this CPU (needs `make demo` data); SCALE=olmo-1b|olmo-1.3b
+# prints the torchrun commands for NODES nodes of 8 GPUs.
+SCALE ?= tiny
+NODES ?= 1
+sweep-fgrams: $(if $(filter tiny,$(SCALE)),$(DEMO_DIR)/tags/fgram_tags.json)
+	$(PY) scripts/sweep.py fgrams --scale $(SCALE) --nodes $(NODES) --plot docs/sweep-tiny-fgrams.png
+
+sweep-fgram-model: $(if $(filter tiny,$(SCALE)),$(DEMO_DIR)/tags/fgram_tags.json)
+	$(PY) scripts/sweep.py fgram-model --scale $(SCALE) --nodes $(NODES) --plot docs/sweep-tiny-fgram-model.png
 
 bench-fgrams:
 	$(PY) scripts/benchmark_fgrams.py --scale --memory-gb 8

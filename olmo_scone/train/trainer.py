@@ -102,6 +102,11 @@ class SconeTrainer:
         model_cfg = cfg.model
         model_cfg.init_device = str(self.device)
         self.model = SconeOLMo(model_cfg, fgram_vocab=vocab)
+        if cfg.activation_checkpointing is not None:  # OLMo's strategies, for the main model and A_fgram alike
+            self.model.set_activation_checkpointing(cfg.activation_checkpointing)
+            if self.model.fgram_model is not None:
+                for block in self.model.fgram_model.blocks:
+                    block.set_activation_checkpointing(cfg.activation_checkpointing)
         self.batches = TrainBatches(cfg.data.tokens_dir, model_cfg.max_sequence_length, cfg.global_train_batch_size,
                                     cfg.device_train_microbatch_size, self.world, self.rank, cfg.seed,
                                     tags_dir=cfg.data.fgram_tags, vocab_sha256=self.model.fgram_vocab_sha256)  # fmt: skip
