@@ -183,6 +183,8 @@ class SconeTrainer:
             m.update({"step": self.step, "tokens": self.tokens_seen,
                       "throughput/tokens_per_s": (self.tokens_seen - tokens_last) / max(now - t_last, 1e-9),
                       "memory/max_rss_gb": _max_rss_gb()})  # fmt: skip
+            if self.device.type == "cuda":
+                m["memory/max_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
             if self.evaluators and cfg.eval_interval and (self.step % cfg.eval_interval == 0 or self.step == self.max_steps):
                 m.update(self.evaluate())
             if self.rank == 0:
