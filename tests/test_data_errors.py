@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_clean_error
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,16 +20,6 @@ def run_prepare(*args: str, env: dict | None = None) -> subprocess.CompletedProc
         [sys.executable, str(REPO / "scripts" / "prepare_data.py"), *args],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
     )  # fmt: skip
-
-
-def assert_clean_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
-    import re
-
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-    assert len(errors) == 1, proc.stderr
-    assert re.search(pattern, errors[0]), errors[0]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_clean_error
 
 from olmo_scone.fgrams.reference import longest_matches
 from olmo_scone.fgrams.vocab import load_vocab
@@ -20,15 +21,6 @@ BUILD_INFO: dict = {}  # what the `built` fixture read off build_fgrams.py's out
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "scripts" / script), *map(str, args)],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
-
-
-def assert_error(proc, pattern):
-    import re
-
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
-    assert len(lines) == 1 and re.search(pattern, lines[0]), proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -72,19 +64,19 @@ def test_tagging_sidecar_is_aligned_and_exact(built):
         head = 20_000
         assert rows[:head].tolist() == [r for r, _ in longest_matches(tokens[:head], fgrams, 5)]
     proc = run("tag_fgrams.py", "--vocab", vocab_path, "--tokens", prepared.root, "--out", out)
-    assert_error(proc, r"is not empty; pass --overwrite")
+    assert_clean_error(proc, r"is not empty; pass --overwrite")
 
 
 def test_bad_inputs(built, tmp_path):
     prepared, vocab_path, _ = built
     tok = prepared.root
-    assert_error(run("build_fgrams.py", "--tokens", tok, "--max-n", 1, "--num-fgrams", 10, "--out", tmp_path / "v"), r"--max-n must be >= 2")
-    assert_error(run("build_fgrams.py", "--tokens", tok, "--num-fgrams", 0, "--out", tmp_path / "v"), r"--num-fgrams must be > 0")
-    assert_error(run("build_fgrams.py", "--tokens", tmp_path / "missing", "--num-fgrams", 5, "--out", tmp_path / "v"), r"no token files at")
+    assert_clean_error(run("build_fgrams.py", "--tokens", tok, "--max-n", 1, "--num-fgrams", 10, "--out", tmp_path / "v"), r"--max-n must be >= 2")
+    assert_clean_error(run("build_fgrams.py", "--tokens", tok, "--num-fgrams", 0, "--out", tmp_path / "v"), r"--num-fgrams must be > 0")
+    assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "missing", "--num-fgrams", 5, "--out", tmp_path / "v"), r"no token files at")
     (tmp_path / "empty.npy").write_bytes(b"")
-    assert_error(run("build_fgrams.py", "--tokens", tmp_path / "empty.npy", "--tokenizer", "allenai_gpt-neox-olmo-dolma-v1_5",
+    assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "empty.npy", "--tokenizer", "allenai_gpt-neox-olmo-dolma-v1_5",
                      "--num-fgrams", 5, "--out", tmp_path / "v"), r"empty")  # fmt: skip
-    assert_error(run("build_fgrams.py", "--tokens", tmp_path / "empty.npy", "--num-fgrams", 5, "--out", tmp_path / "v"), r"need --tokenizer")
+    assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "empty.npy", "--num-fgrams", 5, "--out", tmp_path / "v"), r"need --tokenizer")
     assert not (tmp_path / "v").exists()
     # a vocabulary from another tokenizer: same ids, but the dolma2 tokenizer's hash
     from olmo_scone.data.tokenizers import resolve_tokenizer
@@ -94,12 +86,12 @@ def test_bad_inputs(built, tmp_path):
     other = tmp_path / "other.safetensors"
     save_vocab(other, v.tokens, v.lengths, v.counts, {**v.metadata, "tokenizer_name": "allenai_dolma2",
                                                       "tokenizer_sha256": resolve_tokenizer("allenai_dolma2").sha256})  # fmt: skip
-    assert_error(run("tag_fgrams.py", "--vocab", other, "--tokens", tok, "--out", tmp_path / "t"),
+    assert_clean_error(run("tag_fgrams.py", "--vocab", other, "--tokens", tok, "--out", tmp_path / "t"),
                  r"built with tokenizer allenai_dolma2 .* but the token files use")  # fmt: skip
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(vocab_path.read_bytes()[: 1000])
-    assert_error(run("tag_fgrams.py", "--vocab", broken, "--tokens", tok, "--out", tmp_path / "t"), r"not a readable safetensors|corrupt")
-    assert_error(run("build_fgrams.py", "--tokens", tok, "--num-fgrams", 5, "--out", vocab_path), r"exists; pass --overwrite")
+    assert_clean_error(run("tag_fgrams.py", "--vocab", broken, "--tokens", tok, "--out", tmp_path / "t"), r"not a readable safetensors|corrupt")
+    assert_clean_error(run("build_fgrams.py", "--tokens", tok, "--num-fgrams", 5, "--out", vocab_path), r"exists; pass --overwrite")
 
 
 def test_sharded_run_over_a_shared_work_dir_equals_a_single_run(built, tmp_path):
@@ -118,7 +110,7 @@ def test_sharded_run_over_a_shared_work_dir_equals_a_single_run(built, tmp_path)
     assert "shard 1/2: counted" in outs[0][0]
     a, b = load_vocab(out), load_vocab(vocab_path)
     assert a.sha256 == b.sha256  # identical f-grams, counts and order
-    assert_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 5, "--work-dir", work,
+    assert_clean_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 5, "--work-dir", work,
                      "--shard", "0/2", "--out", tmp_path / "again"), r"already holds a counting run")  # fmt: skip
-    assert_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 5, "--shard", "2/2",
+    assert_clean_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 5, "--shard", "2/2",
                      "--out", tmp_path / "x"), r"--shard must be I/N")  # fmt: skip
