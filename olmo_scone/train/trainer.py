@@ -176,6 +176,11 @@ class SconeTrainer:
         cfg = self.cfg
         if self.rank == 0:
             self.save_folder.mkdir(parents=True, exist_ok=True)
+            # the resolved config, beside the checkpoints: what export and evaluation rebuild the model from
+            from ..atomic import atomic_write_text
+            from omegaconf import OmegaConf
+
+            atomic_write_text(self.save_folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         t_last, tokens_last = time.time(), self.tokens_seen
         while self.step < self.max_steps:
             m = self.train_step()
