@@ -146,13 +146,15 @@ class SconeOLMo(OLMo):
 
     # ---- inference from a table ---------------------------------------------------------
     @torch.no_grad()
-    def compute_fgram_table(self, batch_size: int = 4096, dtype: torch.dtype = torch.float32, progress: bool = False) -> torch.Tensor:
-        """Run ``A_fgram`` once over every f-gram: the ``[S, d]`` table that replaces it at inference."""
+    def compute_fgram_table(self, batch_size: int = 4096, dtype: torch.dtype = torch.float32, progress: bool = False,
+                            start: int = 0, stop: Optional[int] = None) -> torch.Tensor:  # fmt: skip
+        """Run ``A_fgram`` once over f-gram rows ``start:stop`` (default all): rows of the ``[S, d]``
+        table that replaces it at inference."""
         if self.fgram_model is None:
             fail("this model has no f-gram branch")
-        s = self.fgram_tokens.shape[0]
-        out = torch.empty((s, self.config.d_model), dtype=dtype)
-        starts = range(0, s, batch_size)
+        stop = self.fgram_tokens.shape[0] if stop is None else stop
+        out = torch.empty((stop - start, self.config.d_model), dtype=dtype)
+        starts = range(start, stop, batch_size)
         if progress:
             from .progress import progress as bar
 
@@ -160,8 +162,8 @@ class SconeOLMo(OLMo):
         was_training = self.training
         self.eval()
         for i in starts:
-            rows = torch.arange(i, min(s, i + batch_size), device=self.fgram_tokens.device)
-            out[i : i + len(rows)] = self.fgram_embeddings(rows).to("cpu", dtype)
+            rows = torch.arange(i, min(stop, i + batch_size), device=self.fgram_tokens.device)
+            out[i - start : i - start + len(rows)] = self.fgram_embeddings(rows).to("cpu", dtype)
         self.train(was_training)
         return out
 

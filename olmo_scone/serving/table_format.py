@@ -1,0 +1,104 @@
+"""The exported f-gram embedding table: sharded safetensors, 16/32-bit or int8/int4 with row scales.
+
+A shard ``table-<i>.safetensors`` holds rows ``[row_start, row_stop)`` of the ``[S, d]`` table:
+
+* ``fp32`` / ``bf16`` / ``fp16``: tensor ``embeddings`` ``[rows, d]``;
+* ``int8``: ``q`` int8 ``[rows, d]`` and ``scale`` fp32 ``[rows]`` (row = q * scale, symmetric,
+  scale = max|row| / 127);
+* ``int4``: ``q`` uint8 ``[rows, d/2]`` (two 4-bit values a byte, low nibble first, stored as
+  value + 8 in 0..15) and ``scale`` fp32 ``[rows]`` (scale = max|row| / 7).
+
+Shard metadata: ``format`` (``olmo-scone/fgram-table``), ``format_version``, ``dtype``,
+``row_start``, ``row_stop``, ``d_model``, ``sha256`` of the tensors' bytes (in the order above).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import fail
+
+FORMAT = "olmo-scone/fgram-table"
+FORMAT_VERSION = "1"
+DTYPES = ("fp32", "bf16", "fp16", "int8", "int4")
+_FLOAT = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def bytes_per_row(dtype: str, d_model: int) -> int:
+    if dtype in _FLOAT:
+        return d_model * torch.finfo(_FLOAT[dtype]).bits // 8
+    return (d_model if dtype == "int8" else d_model // 2) + 4
+
+
+def quantize(emb: torch.Tensor, dtype: str) -> Dict[str, torch.Tensor]:
+    """``[rows, d]`` float -> the shard's tensors for ``dtype``."""
+    if dtype in _FLOAT:
+        return {"embeddings": emb.to(_FLOAT[dtype]).contiguous()}
+    x = emb.float()
+    if dtype == "int8":
+        scale = x.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        q = torch.round(x / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        return {"q": q.contiguous(), "scale": scale.contiguous()}
+    if dtype == "int4":
+        if x.shape[1] % 2:
+            fail("int4 tables need an even d_model")
+        scale = x.abs().amax(dim=1).clamp(min=1e-12) / 7.0
+        q = (torch.round(x / scale[:, None]).clamp(-7, 7) + 8).to(torch.uint8)
+        return {"q": (q[:, 0::2] | (q[:, 1::2] << 4)).contiguous(), "scale": scale.contiguous()}
+    fail(f"unknown table dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+
+
+def dequantize(tensors: Dict[str, torch.Tensor], dtype: str) -> torch.Tensor:
+    """The shard's tensors -> float rows (fp32 for int8/int4; the stored dtype otherwise)."""
+    if dtype in _FLOAT:
+        return tensors["embeddings"]
+    q, scale = tensors["q"], tensors["scale"]
+    if dtype == "int8":
+        return q.float() * scale[:, None]
+    lo, hi = (q & 0x0F).float() - 8, (q >> 4).float() - 8
+    return torch.stack([lo, hi], dim=2).reshape(q.shape[0], -1) * scale[:, None]
+
+
+def tensors_sha256(tensors: Dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return h.hexdigest()
+
+
+def write_shard(path: Path, tensors: Dict[str, torch.Tensor], dtype: str, row_start: int, row_stop: int, d_model: int) -> str:
+    from safetensors.torch import save
+
+    from ..atomic import atomic_write_bytes
+
+    digest = tensors_sha256(tensors)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dtype": dtype, "row_start": str(row_start),
+            "row_stop": str(row_stop), "d_model": str(d_model), "sha256": digest}  # fmt: skip
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+    return digest
+
+
+def read_shard(path: Path, verify: bool = True) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """A shard's tensors and metadata; with ``verify``, its checksum is recomputed and compared."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    if not path.is_file():
+        fail(f"table shard missing: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        fail(f"table shard {path} is unreadable ({e}); it is truncated or corrupt")
+    if meta.get("format") != FORMAT:
+        fail(f"{path} is not an f-gram table shard")
+    if verify and tensors_sha256(tensors) != meta.get("sha256"):
+        fail(f"table shard {path} does not match its checksum; it is corrupt (re-export it)")
+    return tensors, meta
