@@ -1,0 +1,142 @@
+"""Export a trained SCONE checkpoint into a serving artifact: the f-gram table and the main model.
+
+``scripts/export_embeddings.py SAVE_FOLDER --out DIR`` runs ``A_fgram`` once over every f-gram
+(in batches, on the GPU when there is one) and writes::
+
+    DIR/manifest.json            binds everything: tokenizer and vocabulary sha256, d_model, dtype,
+                                 rows, shards (file, rows, sha256), model file sha256
+    DIR/table-<i>.safetensors    the [S, d] table in shards of about --shard-gb (serving/table_format.py)
+    DIR/fgrams.safetensors       the f-gram vocabulary (a copy)
+    DIR/model.safetensors        the main model's weights, without A_fgram
+    DIR/config.yaml              the training config
+
+The export builds ``DIR.partial`` and renames it to ``DIR`` when complete. An interrupted export
+re-run with the same arguments keeps the shards already in ``DIR.partial`` whose checksums verify
+and computes only the rest, which matters for tables of hundreds of GB.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, Tuple
+
+import torch
+
+from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
+from .config import SconeTrainConfig, load_config
+from .errors import fail
+from .progress import progress
+from .serving.table_format import DTYPES, bytes_per_row, quantize, read_shard, write_shard
+
+ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
+ARTIFACT_VERSION = 1
+
+
+def load_trained_model(save_folder: str | Path, tag: Optional[str] = None, device: str = "cpu"):
+    """(config, SconeOLMo with the checkpoint's fp32 weights) from a trainer's save_folder."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    from .model import SconeOLMo
+
+    folder = Path(save_folder)
+    if not (folder / "config.yaml").is_file():
+        fail(f"{folder} has no config.yaml: pass the save_folder of a scripts/train.py run")
+    if tag is None and not (folder / "latest").is_file():
+        fail(f"{folder} has no checkpoint (no 'latest' file)")
+    cfg = load_config(SconeTrainConfig, folder / "config.yaml")
+    cfg.model.init_device = device
+    model = SconeOLMo(cfg.model)
+    state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=tag)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        fail(f"checkpoint in {folder} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return cfg, model.eval()
+
+
+def _shard_ranges(rows: int, dtype: str, d_model: int, shard_gb: float) -> list[Tuple[int, int]]:
+    per = max(1, int(shard_gb * 1e9 // bytes_per_row(dtype, d_model)))
+    return [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, 0)]
+
+
+def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_gb: float = 2.0, batch_size: int = 4096,
+           overwrite: bool = False, tag: Optional[str] = None) -> dict:  # fmt: skip
+    if dtype not in DTYPES:
+        fail(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    out = Path(out)
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite to replace it")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg, model = load_trained_model(save_folder, tag, device)
+    if model.fgram_model is None or model._vocab is None:
+        fail(f"{save_folder} is a baseline model (no f-gram branch): nothing to export")
+    vocab, d = model._vocab, cfg.model.d_model
+    partial = out.with_name(out.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    shards = []
+    ranges = _shard_ranges(len(vocab), dtype, d, shard_gb)
+    for i, (lo, hi) in enumerate(progress(ranges, desc="exporting table shards", unit="shard")):
+        path = partial / f"table-{i:05d}.safetensors"
+        if path.is_file():  # resume: keep a finished shard if it is whole and is the same rows/dtype
+            try:
+                _, meta = read_shard(path)
+                if (meta["dtype"], int(meta["row_start"]), int(meta["row_stop"]), int(meta["d_model"])) == (dtype, lo, hi, d):
+                    shards.append({"file": path.name, "row_start": lo, "row_stop": hi, "sha256": meta["sha256"]})
+                    continue
+            except Exception:  # noqa: BLE001 - a broken shard is recomputed
+                pass
+        emb = model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
+        digest = write_shard(path, quantize(emb, dtype), dtype, lo, hi, d)
+        shards.append({"file": path.name, "row_start": lo, "row_stop": hi, "sha256": digest})
+    from safetensors.torch import save
+
+    main_state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not k.startswith("fgram_model.")}
+    if cfg.model.weight_tying:
+        main_state.pop("transformer.ff_out.weight", None)
+    atomic_write_bytes(partial / "model.safetensors", save(main_state, metadata={"format": "olmo-scone/main-model"}))
+    shutil.copyfile(cfg.model.fgram.vocab_path, partial / "fgrams.safetensors")
+    shutil.copyfile(Path(save_folder) / "config.yaml", partial / "config.yaml")
+    manifest = {
+        "format": ARTIFACT_FORMAT,
+        "format_version": ARTIFACT_VERSION,
+        "tokenizer_sha256": vocab.metadata.get("tokenizer_sha256"),
+        "vocab_sha256": vocab.sha256,
+        "vocab_size": cfg.model.vocab_size,
+        "d_model": d,
+        "max_n": vocab.max_n,
+        "dtype": dtype,
+        "rows": len(vocab),
+        "shards": shards,
+        "model_file": "model.safetensors",
+        "model_sha256": sha256_file(partial / "model.safetensors"),
+        "source_checkpoint": str(Path(save_folder).resolve()),
+        "export_wall_time_s": round(time.time() - t0, 2),
+    }
+    atomic_write_json(partial / "manifest.json", manifest)
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return manifest
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="export_embeddings.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="save_folder of a scripts/train.py run (its latest checkpoint)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--tag", default=None, help="a checkpoint tag (e.g. step1000) instead of latest")
+    p.add_argument("--dtype", default="bf16", choices=DTYPES)
+    p.add_argument("--shard-gb", type=float, default=2.0, help="approximate size of a table shard")
+    p.add_argument("--batch-size", type=int, default=4096, help="f-grams per A_fgram batch")
+    p.add_argument("--overwrite", action="store_true")
+    a = p.parse_args(argv)
+    m = export(a.checkpoint, a.out, a.dtype, a.shard_gb, a.batch_size, a.overwrite, a.tag)
+    gb = sum((a.out / s["file"]).stat().st_size for s in m["shards"]) / 1e9
+    print(f"exported {m['rows']:,} f-gram embeddings ({m['dtype']}, d={m['d_model']}) in {len(m['shards'])} shard(s), "
+          f"{gb:.3f} GB, {m['export_wall_time_s']:.1f} s -> {a.out}")  # fmt: skip
+    return 0
