@@ -71,6 +71,14 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
         fail(f"{out} exists; pass --overwrite to replace it")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cfg, model = load_trained_model(save_folder, tag, device)
+    return export_model(model, cfg, Path(save_folder) / "config.yaml", out, dtype, shard_gb, batch_size, str(save_folder))
+
+
+def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dtype: str = "bf16", shard_gb: float = 2.0,
+                 batch_size: int = 4096, source: str = "") -> dict:  # fmt: skip
+    """Write the serving artifact of an in-memory model (see the module docstring)."""
+    out = Path(out)
+    save_folder = source
     if model.fgram_model is None or model._vocab is None:
         fail(f"{save_folder} is a baseline model (no f-gram branch): nothing to export")
     vocab, d = model._vocab, cfg.model.d_model
@@ -98,8 +106,10 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
     if cfg.model.weight_tying:
         main_state.pop("transformer.ff_out.weight", None)
     atomic_write_bytes(partial / "model.safetensors", save(main_state, metadata={"format": "olmo-scone/main-model"}))
-    shutil.copyfile(cfg.model.fgram.vocab_path, partial / "fgrams.safetensors")
-    shutil.copyfile(Path(save_folder) / "config.yaml", partial / "config.yaml")
+    from .fgrams.vocab import save_vocab
+
+    save_vocab(partial / "fgrams.safetensors", vocab.tokens, vocab.lengths, vocab.counts, vocab.metadata)
+    shutil.copyfile(config_path, partial / "config.yaml")
     manifest = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
@@ -113,7 +123,7 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
         "shards": shards,
         "model_file": "model.safetensors",
         "model_sha256": sha256_file(partial / "model.safetensors"),
-        "source_checkpoint": str(Path(save_folder).resolve()),
+        "source_checkpoint": str(save_folder),
         "export_wall_time_s": round(time.time() - t0, 2),
     }
     atomic_write_json(partial / "manifest.json", manifest)
