@@ -60,3 +60,17 @@ class ServedModel:
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         rows = self.fgram_rows(input_ids).to(self.device)
         return self.model(input_ids.to(self.device), fgram_rows=rows).logits
+
+    @torch.no_grad()
+    def step(self, seqs: torch.Tensor, past):
+        """Next-token logits ``[B, V]`` and the new KV cache. With ``past``, only the last token of
+        ``seqs`` is run (its f-gram matched from the last K tokens); without, the whole prefix."""
+        k = self.matcher.max_n
+        if past is None:
+            rows = self.fgram_rows(seqs)
+            out = self.model(seqs.to(self.device), fgram_rows=rows.to(self.device), use_cache=True)
+        else:
+            rows = self.fgram_rows(seqs[:, -k:])[:, -1:]
+            out = self.model(seqs[:, -1:].to(self.device), fgram_rows=rows.to(self.device), past_key_values=past,
+                             use_cache=True)  # fmt: skip
+        return out.logits[:, -1], out.attn_key_values
