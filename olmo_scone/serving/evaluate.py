@@ -1,0 +1,39 @@
+"""Batched held-out perplexity of a served model on token files or text files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..progress import progress
+
+
+def chunks_from_tokens(streams: List[np.ndarray], seq_len: int) -> np.ndarray:
+    """Consecutive ``seq_len`` chunks of each stream (remainders dropped, as OLMo's dataset does)."""
+    out = [s[: (len(s) // seq_len) * seq_len].reshape(-1, seq_len) for s in streams if len(s) >= seq_len]
+    return np.concatenate(out).astype(np.int64) if out else np.zeros((0, seq_len), np.int64)
+
+
+@torch.no_grad()
+def perplexity(served, chunks: np.ndarray, batch_size: int = 8, max_batches: Optional[int] = None) -> Dict[str, float]:
+    """Mean next-token loss over every position of every chunk (the first has no target)."""
+    total, count = 0.0, 0
+    starts = range(0, len(chunks), batch_size)
+    if max_batches is not None:
+        starts = list(starts)[:max_batches]
+    for i in progress(starts, desc="evaluating", unit="batch"):
+        ids = torch.from_numpy(chunks[i : i + batch_size])
+        logits = served.logits(ids).float().cpu()
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum")
+        total += float(loss)
+        count += ids[:, 1:].numel()
+    if count == 0:
+        from ..errors import fail
+
+        fail("nothing to evaluate: the inputs are shorter than one sequence")
+    return {"loss": total / count, "perplexity": math.exp(total / count), "tokens": count}
