@@ -29,6 +29,13 @@ from .errors import fail
 from .fgrams.vocab import FgramVocab
 
 
+def replace_embeddings(x: torch.Tensor, matched: torch.Tensor, unique_emb: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[B, T, d]`` token embeddings with every matched position replaced by its f-gram's
+    embedding (``unique_emb[inverse]``, one row per matched position in row-major order): SCONE
+    replaces the input embedding, it does not add to it. Shared by training and serving."""
+    return x.masked_scatter(matched.unsqueeze(-1), unique_emb[inverse].to(x.dtype))
+
+
 class FgramModel(nn.Module):
     """``A_fgram``: f-gram token embeddings (from the main model) -> one embedding per f-gram."""
 
@@ -126,8 +133,7 @@ class SconeOLMo(OLMo):
         if not bool(matched.any()):
             return x
         unique_rows, inverse = torch.unique(fgram_rows[matched], return_inverse=True)
-        emb = self.fgram_embeddings(unique_rows)
-        return x.masked_scatter(matched.unsqueeze(-1), emb[inverse].to(x.dtype))
+        return replace_embeddings(x, matched, self.fgram_embeddings(unique_rows), inverse)
 
     def forward(  # type: ignore[override]
         self,

@@ -150,3 +150,17 @@ def test_bad_settings(corpus):
             _count(corpus, **kw)
     with pytest.raises(SconeError, match="empty"):
         count_fgrams([], 50280, 50279, 1, CountSettings())
+
+
+@pytest.mark.parametrize("width", [5, 3, 64])
+def test_batch_matcher_equals_brute_force(corpus, vocab, width):
+    """Serving matches ``[B, K]`` windows in one pass; each row must be its own stream."""
+    prepared, _, streams = corpus
+    fgrams = [tuple(int(x) for x in r[:n]) for r, n in zip(vocab.tokens, vocab.lengths)]
+    m = FgramMatcher(vocab, prepared.tokenizer["vocab_size"])
+    s = streams[0]
+    batch = np.stack([s[i * 97 : i * 97 + width] for i in range(40)]).astype(np.int64)
+    got = m.match_batch(batch)
+    for b in range(len(batch)):
+        assert got[b].tolist() == [r for r, _ in longest_matches(batch[b], fgrams, 5)]
+    assert (got >= 0).any()

@@ -52,6 +52,54 @@ def test_served_logits_equal_training_mode(trained, mode):
     torch.testing.assert_close(served.logits(batch), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["ram", "mmap"])
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_table_gather_into_buffer_equals_rows(trained, mode, dtype):
+    """gather() (what serving copies to the device) is the stored rows, across shard edges."""
+    from olmo_scone.serving.table import FgramTable
+    from olmo_scone.serving.table_format import dequantize, read_shard
+
+    cfg, model, d, batch = trained
+    out = d / f"artifact-gather-{dtype}"
+    if not out.exists():
+        export_model(model, cfg, d / "config.yaml", out, dtype=dtype, shard_gb=0.0001, batch_size=512)
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["shards"]) > 2
+    full = torch.cat([dequantize(read_shard(out / s["file"])[0], dtype).float() for s in m["shards"]])
+    table = FgramTable(out, mode)
+    rows = np.random.default_rng(0).integers(0, m["rows"], 500)
+    buf = torch.empty((len(rows), m["d_model"]), dtype=table.transfer_dtype)
+    got = table.gather(rows, out=buf)
+    assert got.data_ptr() == buf.data_ptr()
+    torch.testing.assert_close(got.float(), full[torch.from_numpy(rows)], rtol=0, atol=0)
+    torch.testing.assert_close(table[torch.from_numpy(rows[:7])], full[torch.from_numpy(rows[:7])], rtol=0, atol=0)
+    with pytest.raises(SconeError, match="out of range"):
+        table.gather(np.array([m["rows"]]))
+
+
+def test_prefetching_evaluation_equals_plain(trained):
+    """Perplexity with the next batch matched/gathered in a background thread is the same number,
+    and equals the training-mode model's."""
+    import math
+
+    from olmo_scone.serving.evaluate import perplexity
+
+    cfg, model, d, batch = trained
+    out = d / "artifact-fp32-ram"
+    if not out.exists():
+        export_model(model, cfg, d / "config.yaml", out, dtype="fp32", batch_size=512)
+    served = ServedModel(out)
+    chunks = batch.numpy()
+    a = perplexity(served, chunks, batch_size=3, prefetch=True)
+    b = perplexity(served, chunks, batch_size=3, prefetch=False)
+    with torch.no_grad():
+        logits = model(batch, match=True).logits
+    ref = float(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)))
+    assert a["tokens"] == b["tokens"] == 8 * 63
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+    assert a["perplexity"] == pytest.approx(math.exp(ref), rel=1e-5)
+
+
 def test_quantized_tables_change_perplexity_little(trained):
     cfg, model, d, batch = trained
     def ppl(logits):

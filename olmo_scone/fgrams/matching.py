@@ -96,6 +96,28 @@ class FgramMatcher:
         lens = np.where(best >= 0, self.lengths[np.maximum(best, 0)], 0).astype(np.int8)
         return best, lens
 
+    def match_batch(self, tokens: np.ndarray) -> np.ndarray:
+        """Rows (int64 ``[B, T]``, -1 = none) of the longest f-gram ending at each position of each
+        row of a ``[B, T]`` batch, every row its own stream: one pass for the whole batch, which is
+        what serving needs per decode step (``T`` = the last K tokens of each sequence)."""
+        t = np.asarray(tokens, dtype=np.int64)
+        B, T = t.shape
+        best = np.full((B, T), -1, dtype=np.int64)
+        if T < 2 or self.num_nodes == 0:
+            return best
+        V = self.vocab_size
+        node = np.full((B, T), -1, dtype=np.int64)
+        node[:, 1:] = self.index.lookup((t[:, :-1] * V + t[:, 1:]).astype(np.uint64).ravel()).reshape(B, T - 1)
+        for n in range(2, self.max_n + 1):
+            if n > 2:
+                prev = node[:, :-1]
+                child = self.index.lookup(((V + np.maximum(prev, 0)) * V + t[:, 1:]).astype(np.uint64).ravel())
+                node = np.full((B, T), -1, dtype=np.int64)
+                node[:, 1:] = np.where(prev >= 0, child.reshape(B, T - 1), -1)
+            r = np.where(node >= 0, self.node_row[np.maximum(node, 0)], -1)
+            best = np.where(r >= 0, r, best)
+        return best
+
     def to_torch(self, device=None) -> "TorchFgramMatcher":
         return TorchFgramMatcher(self, device)
 

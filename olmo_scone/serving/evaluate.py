@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import fail
 from ..progress import progress
 
 
@@ -20,20 +21,20 @@ def chunks_from_tokens(streams: List[np.ndarray], seq_len: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def perplexity(served, chunks: np.ndarray, batch_size: int = 8, max_batches: Optional[int] = None) -> Dict[str, float]:
-    """Mean next-token loss over every position of every chunk (the first has no target)."""
+def perplexity(served, chunks: np.ndarray, batch_size: int = 8, max_batches: Optional[int] = None,
+               prefetch: bool = True) -> Dict[str, float]:  # fmt: skip
+    """Mean next-token loss over every position of every chunk (the first has no target). With
+    ``prefetch`` the next batch's f-gram rows are matched, gathered and copied while the model runs."""
     total, count = 0.0, 0
-    starts = range(0, len(chunks), batch_size)
+    starts = list(range(0, len(chunks), batch_size))
     if max_batches is not None:
-        starts = list(starts)[:max_batches]
-    for i in progress(starts, desc="evaluating", unit="batch"):
-        ids = torch.from_numpy(chunks[i : i + batch_size])
-        logits = served.logits(ids).float().cpu()
+        starts = starts[:max_batches]
+    batches = (torch.from_numpy(chunks[i : i + batch_size]) for i in starts)
+    for ids, logits in progress(served.iter_logits(batches, prefetch=prefetch), total=len(starts), desc="evaluating", unit="batch"):
+        logits = logits.float().cpu()
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum")
         total += float(loss)
         count += ids[:, 1:].numel()
     if count == 0:
-        from ..errors import fail
-
         fail("nothing to evaluate: the inputs are shorter than one sequence")
     return {"loss": total / count, "perplexity": math.exp(total / count), "tokens": count}

@@ -7,8 +7,11 @@ and moved to the device as the input embeddings of those positions; ``A_fgram`` 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -16,6 +19,19 @@ import torch
 from ..config import SconeTrainConfig, load_config
 from ..errors import fail
 from .table import FgramTable, load_artifact_manifest
+
+
+@dataclasses.dataclass
+class PreparedBatch:
+    """A batch ready for the model: token ids on the device and, for matched positions, the
+    unique f-gram rows (``emb``), where each matched position's row is (``inverse``)."""
+
+    ids_host: torch.Tensor
+    ids: torch.Tensor
+    matched: Optional[torch.Tensor]
+    inverse: Optional[torch.Tensor]
+    emb: Optional[torch.Tensor]
+    ready: Optional["torch.cuda.Event"]
 
 
 class ServedModel:
@@ -50,6 +66,7 @@ class ServedModel:
         self.model.eval()
         self.matcher = FgramMatcher(vocab, cfg.model.vocab_size)
         self.cfg, self.device = cfg, torch.device(device)
+        self._init_streams()
 
     @classmethod
     def from_checkpoint(cls, save_folder: str | Path, device: str = "cpu") -> "ServedModel":
@@ -59,36 +76,114 @@ class ServedModel:
         cfg, model = load_trained_model(save_folder, device=device)
         if model.fgram_model is not None:
             fail(f"{save_folder} is a SCONE checkpoint: export it first (scripts/export_embeddings.py) and serve the artifact")
+        return cls.wrap(model, cfg, device)
+
+    @classmethod
+    def wrap(cls, model, cfg, device: str = "cpu", table: Optional[FgramTable] = None, vocab=None) -> "ServedModel":
+        """Serve an in-memory main model, with a table + vocabulary (SCONE) or without (baseline)."""
+        from ..fgrams.matching import FgramMatcher
+
         self = cls.__new__(cls)
-        self.model, self.table, self.matcher, self.cfg, self.device = model.eval(), None, None, cfg, torch.device(device)
+        self.model, self.cfg, self.device = model.eval(), cfg, torch.device(device)
+        self.table = table
+        self.matcher = FgramMatcher(vocab, cfg.model.vocab_size) if table is not None else None
+        if table is not None:
+            model.use_fgram_table(table, drop_fgram_model=True)
+        self._init_streams()
         return self
 
+    def _init_streams(self) -> None:
+        cuda = self.device.type == "cuda"
+        self._pin = cuda
+        self._copy_stream = torch.cuda.Stream(self.device) if cuda else None
+
+    # ---- host side: match, gather, copy (can run ahead of the model) -----------------
     def fgram_rows(self, input_ids: torch.Tensor) -> Optional[torch.Tensor]:
+        """Rows ``[B, T]`` (-1: none) of the longest f-gram ending at each position, matched on the host."""
         if self.matcher is None:
             return None
-        ids = input_ids.cpu().numpy()
-        rows = np.stack([self.matcher.match(r)[0] for r in ids]).astype(np.int64)
-        return torch.from_numpy(rows)
+        return torch.from_numpy(self.matcher.match_batch(input_ids.cpu().numpy()))
 
-    def _rows_on_device(self, input_ids: torch.Tensor) -> Optional[torch.Tensor]:
-        rows = self.fgram_rows(input_ids)
-        return None if rows is None else rows.to(self.device)
+    def prepare(self, input_ids: torch.Tensor, context: Optional[torch.Tensor] = None) -> PreparedBatch:
+        """Everything the model needs for ``input_ids`` ``[B, T]``, already on (or on its way to) the device.
+
+        ``context`` (``[B, T']`` ending with ``input_ids``) is what the f-grams are matched on; a
+        decode step passes the last K tokens and feeds only the newest. On CUDA the gathered rows
+        sit in pinned memory and are copied on a side stream; the batch carries the event the
+        compute stream waits on, so the next batch's rows move while the model computes."""
+        ids = input_ids.cpu()
+        stream = self._copy_stream
+        ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
+        matched = inverse = emb = None
+        if self.matcher is not None:
+            ctx_ids = ids if context is None else context.cpu()
+            rows = self.matcher.match_batch(ctx_ids.numpy())[:, -ids.shape[1] :]
+            hit = rows >= 0
+            if hit.any():
+                uniq, inv = np.unique(rows[hit], return_inverse=True)
+                buf = torch.empty((len(uniq), self.table.d_model), dtype=self.table.transfer_dtype, pin_memory=self._pin)
+                emb = self.table.gather(uniq, out=buf)
+                matched, inverse = torch.from_numpy(hit), torch.from_numpy(inv.reshape(-1))
+        with ctx:
+            nb = stream is not None
+            ids_dev = ids.to(self.device, non_blocking=nb)
+            if emb is not None:
+                matched = matched.to(self.device, non_blocking=nb)
+                inverse = inverse.to(self.device, non_blocking=nb)
+                emb = emb.to(self.device, non_blocking=nb)
+            ready = None
+            if stream is not None:
+                ready = torch.cuda.Event()
+                ready.record(stream)
+        return PreparedBatch(ids, ids_dev, matched, inverse, emb, ready)
+
+    # ---- device side ---------------------------------------------------------------
+    @torch.no_grad()
+    def forward_prepared(self, p: PreparedBatch, past=None, use_cache: bool = False):
+        from ..model import replace_embeddings
+
+        if p.ready is not None:
+            torch.cuda.current_stream(self.device).wait_event(p.ready)
+        x = None
+        if p.emb is not None:
+            x = replace_embeddings(self.model.transformer.wte(p.ids), p.matched, p.emb, p.inverse)
+        return self.model(p.ids, input_embeddings=x, past_key_values=past, use_cache=use_cache)
 
     @torch.no_grad()
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids.to(self.device), fgram_rows=self._rows_on_device(input_ids)).logits
+        return self.forward_prepared(self.prepare(input_ids)).logits
+
+    def iter_logits(self, batches: Iterable[torch.Tensor], prefetch: bool = True) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """``(input_ids, logits)`` per batch; with ``prefetch`` a host thread matches, gathers and
+        copies batch i+1 while the model computes batch i (evaluation, prefill of many prompts)."""
+        it = iter(batches)
+        if not prefetch:
+            for ids in it:
+                p = self.prepare(ids)
+                yield p.ids_host, self.forward_prepared(p).logits
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fgram-prefetch") as pool:
+            first = next(it, None)
+            if first is None:
+                return
+            pending = pool.submit(self.prepare, first)
+            for ids in it:
+                p = pending.result()
+                pending = pool.submit(self.prepare, ids)
+                yield p.ids_host, self.forward_prepared(p).logits
+            p = pending.result()
+            yield p.ids_host, self.forward_prepared(p).logits
 
     @torch.no_grad()
     def step(self, seqs: torch.Tensor, past):
         """Next-token logits ``[B, V]`` and the new KV cache. With ``past``, only the last token of
         ``seqs`` is run (its f-gram matched from the last K tokens); without, the whole prefix."""
         if past is None:
-            out = self.model(seqs.to(self.device), fgram_rows=self._rows_on_device(seqs), use_cache=True)
+            p = self.prepare(seqs)
         else:
             k = self.matcher.max_n if self.matcher is not None else 1
-            rows = self._rows_on_device(seqs[:, -k:])
-            rows = None if rows is None else rows[:, -1:]
-            out = self.model(seqs[:, -1:].to(self.device), fgram_rows=rows, past_key_values=past, use_cache=True)
+            p = self.prepare(seqs[:, -1:], context=seqs[:, -k:])
+        out = self.forward_prepared(p, past=past, use_cache=True)
         return out.logits[:, -1], out.attn_key_values
 
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
 from ..errors import fail
-from .table_format import FORMAT, dequantize, read_shard
+from .table_format import FLOAT_DTYPES, FORMAT, dequantize, read_shard
 
 _NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I8": np.int8, "U8": np.uint8}
 
@@ -83,25 +83,53 @@ class FgramTable:
     def __len__(self) -> int:
         return self.rows
 
-    def _take(self, shard: Dict, local: np.ndarray) -> torch.Tensor:
-        if self.mode == "ram":
-            idx = torch.from_numpy(local)
-            return dequantize({k: v[idx] for k, v in shard.items()}, self.dtype).float()
-        picked = {}
-        for k, v in shard.items():
-            a = np.asarray(v[local])
-            picked[k] = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if self.dtype == "bf16" and k == "embeddings" \
-                else torch.from_numpy(a)  # fmt: skip
-        return dequantize(picked, self.dtype).float()
+    @property
+    def transfer_dtype(self) -> torch.dtype:
+        """What :meth:`gather` returns: the stored dtype for 16/32-bit tables (cast on the device,
+        so half the bytes cross the bus), float32 for int8/int4 (dequantized on the host)."""
+        return FLOAT_DTYPES.get(self.dtype, torch.float32)
 
-    def __getitem__(self, rows) -> torch.Tensor:
+    def _take(self, shard: Dict, local: np.ndarray, out: torch.Tensor) -> None:
+        if self.dtype in FLOAT_DTYPES:
+            src = shard["embeddings"]
+            if self.mode == "ram":
+                torch.index_select(src, 0, torch.from_numpy(local), out=out)
+            else:  # numpy gathers straight into the (possibly pinned) output buffer
+                dst = out.view(torch.int16).numpy() if out.dtype == torch.bfloat16 else out.numpy()
+                np.take(src, local, axis=0, out=dst.view(src.dtype))
+            return
+        if self.mode == "ram":
+            picked = {k: v[torch.from_numpy(local)] for k, v in shard.items()}
+        else:
+            picked = {k: torch.from_numpy(np.asarray(v[local])) for k, v in shard.items()}
+        out.copy_(dequantize(picked, self.dtype))
+
+    def gather(self, rows, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Rows ``[n, d]`` in :attr:`transfer_dtype` on the host, written into ``out`` when given
+        (a pinned staging buffer on CUDA, so the copy to the device can be asynchronous)."""
         r = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else np.asarray(rows)
-        out = torch.empty((len(r), self.d_model), dtype=torch.float32)
+        r = r.astype(np.int64, copy=False)
+        if out is None:
+            out = torch.empty((len(r), self.d_model), dtype=self.transfer_dtype)
+        if len(r) and (r.min() < 0 or r.max() >= self.rows):
+            fail(f"f-gram rows out of range [0, {self.rows}): {int(r.min())}..{int(r.max())}")
+        if len(self.shards) == 1:
+            self._take(self.shards[0], r, out)
+            return out
         shard_of = np.searchsorted(self._starts, r, side="right") - 1
         for s in np.unique(shard_of):
             sel = np.flatnonzero(shard_of == s)
-            out[torch.from_numpy(sel)] = self._take(self.shards[s], r[sel] - self.starts[s])
+            if len(sel) == len(r):
+                self._take(self.shards[s], r - self.starts[s], out)
+            else:
+                part = torch.empty((len(sel), self.d_model), dtype=out.dtype)
+                self._take(self.shards[s], r[sel] - self.starts[s], part)
+                out[torch.from_numpy(sel)] = part
         return out
+
+    def __getitem__(self, rows) -> torch.Tensor:
+        """float32 rows (what the model's training path would have produced)."""
+        return self.gather(rows).float()
 
 
 def load_artifact_manifest(root: Path) -> Dict:

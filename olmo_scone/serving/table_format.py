@@ -26,19 +26,19 @@ from ..errors import fail
 FORMAT = "olmo-scone/fgram-table"
 FORMAT_VERSION = "1"
 DTYPES = ("fp32", "bf16", "fp16", "int8", "int4")
-_FLOAT = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def bytes_per_row(dtype: str, d_model: int) -> int:
-    if dtype in _FLOAT:
-        return d_model * torch.finfo(_FLOAT[dtype]).bits // 8
+    if dtype in FLOAT_DTYPES:
+        return d_model * torch.finfo(FLOAT_DTYPES[dtype]).bits // 8
     return (d_model if dtype == "int8" else d_model // 2) + 4
 
 
 def quantize(emb: torch.Tensor, dtype: str) -> Dict[str, torch.Tensor]:
     """``[rows, d]`` float -> the shard's tensors for ``dtype``."""
-    if dtype in _FLOAT:
-        return {"embeddings": emb.to(_FLOAT[dtype]).contiguous()}
+    if dtype in FLOAT_DTYPES:
+        return {"embeddings": emb.to(FLOAT_DTYPES[dtype]).contiguous()}
     x = emb.float()
     if dtype == "int8":
         scale = x.abs().amax(dim=1).clamp(min=1e-12) / 127.0
@@ -55,7 +55,7 @@ def quantize(emb: torch.Tensor, dtype: str) -> Dict[str, torch.Tensor]:
 
 def dequantize(tensors: Dict[str, torch.Tensor], dtype: str) -> torch.Tensor:
     """The shard's tensors -> float rows (fp32 for int8/int4; the stored dtype otherwise)."""
-    if dtype in _FLOAT:
+    if dtype in FLOAT_DTYPES:
         return tensors["embeddings"]
     q, scale = tensors["q"], tensors["scale"]
     if dtype == "int8":
