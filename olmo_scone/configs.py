@@ -28,7 +28,8 @@ HEADER = (
 )
 
 
-def _model(d_model: int, n_heads: int, n_layers: int, seq: int, fgram: Dict | None, init_device: str) -> Dict:
+def main_model_settings(d_model: int, n_heads: int, n_layers: int, seq: int, fgram: Dict | None, init_device: str) -> Dict:
+    """The OLMo settings that reproduce the paper's parameter counts (see the module docstring)."""
     return {
         "d_model": d_model,
         "n_heads": n_heads,
@@ -101,9 +102,9 @@ def render_all() -> Dict[str, Dict]:
                  eval_interval=1000, save_interval=1000, eval_tasks=EVAL_TASKS, data_dir="data/dolma")  # fmt: skip
     for size, layers in PAPER_MAIN.items():
         name = f"olmo-{size}"
-        out[name] = _train(name, _model(2048, 16, layers, 2048, None, "cuda"), group="baselines",
+        out[name] = _train(name, main_model_settings(2048, 16, layers, 2048, None, "cuda"), group="baselines",
                            tags=["baseline", size], tags_dir=None, **paper)  # fmt: skip
-    out["olmo-3b"] = _train("olmo-3b", _model(2560, 20, 36, 2048, None, "cuda"), group="baselines",
+    out["olmo-3b"] = _train("olmo-3b", main_model_settings(2560, 20, 36, 2048, None, "cuda"), group="baselines",
                             tags=["baseline", "3b"], tags_dir=None, **paper)  # fmt: skip
     for size in ("1b", "1.3b"):
         for count, s in FGRAM_COUNTS.items():
@@ -111,15 +112,15 @@ def render_all() -> Dict[str, Dict]:
                 name = f"scone-{size}-{count}-{fm}"
                 fgram = {"vocab_path": f"data/fgrams/fgrams-{count}.safetensors", "max_n": 5, "num_fgrams": s,
                          "n_layers": f_layers, "n_heads": 16}  # fmt: skip
-                out[name] = _train(name, _model(2048, 16, PAPER_MAIN[size], 2048, fgram, "cuda"),
+                out[name] = _train(name, main_model_settings(2048, 16, PAPER_MAIN[size], 2048, fgram, "cuda"),
                                    group=f"scone-{size}", tags=["scone", size, count, fm],
                                    tags_dir=f"data/dolma-tags-{count}", **paper)  # fmt: skip
     tiny = dict(batch=32, micro=8, lr=1e-3, warmup=20, duration=200, precision="fp32", eval_interval=50,
                 save_interval=50, eval_tasks=[], data_dir="runs/demo/data")  # fmt: skip
-    out["tiny-baseline"] = _train("tiny-baseline", _model(128, 4, 2, 128, None, "cpu"), group="tiny",
+    out["tiny-baseline"] = _train("tiny-baseline", main_model_settings(128, 4, 2, 128, None, "cpu"), group="tiny",
                                   tags=["baseline", "tiny"], tags_dir=None, **tiny)  # fmt: skip
     fgram = {"vocab_path": "runs/demo/fgrams.safetensors", "max_n": 5, "n_layers": 2, "n_heads": 4}
-    out["tiny-scone"] = _train("tiny-scone", _model(128, 4, 2, 128, fgram, "cpu"), group="tiny",
+    out["tiny-scone"] = _train("tiny-scone", main_model_settings(128, 4, 2, 128, fgram, "cpu"), group="tiny",
                                tags=["scone", "tiny"], tags_dir="runs/demo/tags", **tiny)  # fmt: skip
     return out
 

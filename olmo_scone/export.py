@@ -22,7 +22,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
@@ -77,17 +77,36 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
 def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dtype: str = "bf16", shard_gb: float = 2.0,
                  batch_size: int = 4096, source: str = "") -> dict:  # fmt: skip
     """Write the serving artifact of an in-memory model (see the module docstring)."""
-    out = Path(out)
-    save_folder = source
     if model.fgram_model is None or model._vocab is None:
-        fail(f"{save_folder} is a baseline model (no f-gram branch): nothing to export")
-    vocab, d = model._vocab, cfg.model.d_model
+        fail(f"{source} is a baseline model (no f-gram branch): nothing to export")
+    main_state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not k.startswith("fgram_model.")}
+    if cfg.model.weight_tying:
+        main_state.pop("transformer.ff_out.weight", None)
+
+    def rows(lo: int, hi: int) -> torch.Tensor:
+        return model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
+
+    return write_artifact(Path(out), config_path, main_state, model._vocab, cfg.model.d_model, cfg.model.vocab_size,
+                          rows, dtype, shard_gb, source)  # fmt: skip
+
+
+def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[dict], vocab, d_model: int, vocab_size: int,
+                   rows_fn: Callable[[int, int], torch.Tensor], dtype: str = "bf16", shard_gb: float = 2.0,
+                   source: str = "", num_rows: Optional[int] = None) -> dict:  # fmt: skip
+    """Write a serving artifact whose table rows ``[lo, hi)`` come from ``rows_fn`` (``A_fgram`` in an
+    export; synthetic rows in the inference benchmark). ``vocab``/``main_state``/``config_path``
+    may be None for a table-only artifact (benchmarks of tables larger than any vocabulary here).
+    Resumable: finished shards in ``DIR.partial`` that verify are kept."""
+    if dtype not in DTYPES:
+        fail(f"table dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    d = d_model
+    n = len(vocab) if vocab is not None else int(num_rows)
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     shards = []
-    ranges = _shard_ranges(len(vocab), dtype, d, shard_gb)
-    for i, (lo, hi) in enumerate(progress(ranges, desc="exporting table shards", unit="shard")):
+    ranges = _shard_ranges(n, dtype, d, shard_gb)
+    for i, (lo, hi) in enumerate(progress(ranges, desc="writing table shards", unit="shard")):
         path = partial / f"table-{i:05d}.safetensors"
         if path.is_file():  # resume: keep a finished shard if it is whole and is the same rows/dtype
             try:
@@ -97,35 +116,33 @@ def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dty
                     continue
             except Exception:  # noqa: BLE001 - a broken shard is recomputed
                 pass
-        emb = model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
-        digest = write_shard(path, quantize(emb, dtype), dtype, lo, hi, d)
+        digest = write_shard(path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d)
         shards.append({"file": path.name, "row_start": lo, "row_stop": hi, "sha256": digest})
-    from safetensors.torch import save
-
-    main_state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not k.startswith("fgram_model.")}
-    if cfg.model.weight_tying:
-        main_state.pop("transformer.ff_out.weight", None)
-    atomic_write_bytes(partial / "model.safetensors", save(main_state, metadata={"format": "olmo-scone/main-model"}))
-    from .fgrams.vocab import save_vocab
-
-    save_vocab(partial / "fgrams.safetensors", vocab.tokens, vocab.lengths, vocab.counts, vocab.metadata)
-    shutil.copyfile(config_path, partial / "config.yaml")
     manifest = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
-        "tokenizer_sha256": vocab.metadata.get("tokenizer_sha256"),
-        "vocab_sha256": vocab.sha256,
-        "vocab_size": cfg.model.vocab_size,
+        "tokenizer_sha256": vocab.metadata.get("tokenizer_sha256") if vocab is not None else None,
+        "vocab_sha256": vocab.sha256 if vocab is not None else None,
+        "vocab_size": vocab_size,
         "d_model": d,
-        "max_n": vocab.max_n,
+        "max_n": vocab.max_n if vocab is not None else None,
         "dtype": dtype,
-        "rows": len(vocab),
+        "rows": n,
         "shards": shards,
-        "model_file": "model.safetensors",
-        "model_sha256": sha256_file(partial / "model.safetensors"),
-        "source_checkpoint": str(save_folder),
-        "export_wall_time_s": round(time.time() - t0, 2),
+        "source_checkpoint": str(source),
     }
+    if main_state is not None:
+        from safetensors.torch import save
+
+        atomic_write_bytes(partial / "model.safetensors", save(main_state, metadata={"format": "olmo-scone/main-model"}))
+        manifest.update(model_file="model.safetensors", model_sha256=sha256_file(partial / "model.safetensors"))
+    if vocab is not None:
+        from .fgrams.vocab import save_vocab
+
+        save_vocab(partial / "fgrams.safetensors", vocab.tokens, vocab.lengths, vocab.counts, vocab.metadata)
+    if config_path is not None:
+        shutil.copyfile(config_path, partial / "config.yaml")
+    manifest["export_wall_time_s"] = round(time.time() - t0, 2)
     atomic_write_json(partial / "manifest.json", manifest)
     if out.exists():
         shutil.rmtree(out)

@@ -65,3 +65,33 @@ def table(rows: List[List[Any]], header: List[str]) -> str:
     widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cols[1:]])
+
+
+def build_vocab(paths, dtype, vocab, eos, pad, num, min_count, out: Path, memory_gb: float) -> Dict:
+    """Count the top ``num`` f-grams of ``paths`` and save them to ``out`` (the benchmarks' vocabularies)."""
+    import numpy as np
+
+    from ..fgrams.counting import CountSettings, TokenSource, count_fgrams
+    from ..fgrams.vocab import save_vocab
+
+    srcs = [TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0]) for p in paths]
+    r = count_fgrams(srcs, vocab, eos, pad, CountSettings(5, num, min_count, 0, memory_gb))
+    save_vocab(out, r.tokens, r.lengths, r.counts, {"min_count": min_count})
+    return {"fgrams": len(r.counts), "stats": r.stats}
+
+
+def repeat_corpus(paths: List[str], dtype: str, target: int, out: Path) -> List[str]:
+    """The corpus repeated (file copies) until it holds ``target`` tokens: scale without more text."""
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    base = sum(np.memmap(p, dtype=dtype, mode="r").shape[0] for p in paths)
+    reps = -(-target // base)
+    files = []
+    for r in range(reps):
+        for i, p in enumerate(paths):
+            dst = out / f"rep{r:02d}-{i}.npy"
+            if not dst.exists():
+                np.fromfile(p, dtype=dtype).tofile(dst)
+            files.append(str(dst))
+    return files

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..fgrams.counting import CountSettings, TokenSource, count_fgrams
-from .common import REPO, isolated, machine, prepared_real_text, table
+from .common import REPO, build_vocab, isolated, machine, prepared_real_text, repeat_corpus, table
 
 
 def _streams(paths: List[str], dtype: str, limit: Optional[int] = None) -> List[np.ndarray]:
@@ -91,29 +91,6 @@ def run_matching(vocab_path: str, paths: List[str], dtype: str, vocab_size: int,
             "matched": float((rows >= 0).mean()), "nodes": m.num_nodes}  # fmt: skip
 
 
-def _build_vocab(paths, dtype, vocab, eos, pad, num, min_count, out: Path, memory_gb: float) -> Dict:
-    from ..fgrams.vocab import save_vocab
-
-    srcs = [TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0]) for p in paths]
-    r = count_fgrams(srcs, vocab, eos, pad, CountSettings(5, num, min_count, 0, memory_gb))
-    save_vocab(out, r.tokens, r.lengths, r.counts, {"min_count": min_count})
-    return {"fgrams": len(r.counts), "stats": r.stats}
-
-
-def _repeat_corpus(paths: List[str], dtype: str, target: int, out: Path) -> List[str]:
-    out.mkdir(parents=True, exist_ok=True)
-    base = sum(np.memmap(p, dtype=dtype, mode="r").shape[0] for p in paths)
-    reps = -(-target // base)
-    files = []
-    for r in range(reps):
-        for i, p in enumerate(paths):
-            dst = out / f"rep{r:02d}-{i}.npy"
-            if not dst.exists():
-                np.fromfile(p, dtype=dtype).tofile(dst)
-            files.append(str(dst))
-    return files
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="benchmark_fgrams.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "bench", help="where corpora and vocabularies go")
@@ -150,15 +127,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Matching: a 1M vocabulary needs min count 2 on a corpus of this size.
     v1m = a.cache / "vocab-1m.safetensors"
     if not v1m.exists():
-        isolated(_build_vocab, paths, dtype, V, eos, pad, 1_000_000, 2, v1m, a.memory_gb)
+        isolated(build_vocab, paths, dtype, V, eos, pad, 1_000_000, 2, v1m, a.memory_gb)
     match_rows = []
     vocabs = [("1M (min count 2)", v1m)]
     if a.scale:
         print(f"## Scale: 10M f-grams from >= {a.scale_tokens / 1e6:.0f}M tokens")
-        big = _repeat_corpus(paths, dtype, a.scale_tokens, a.cache / "repeated")
+        big = repeat_corpus(paths, dtype, a.scale_tokens, a.cache / "repeated")
         big_tokens = sum(np.memmap(p, dtype=dtype, mode="r").shape[0] for p in big)
         v10m = a.cache / "vocab-10m.safetensors"
-        r = isolated(_build_vocab, big, dtype, V, eos, pad, 10_000_000, 5, v10m, a.memory_gb)
+        r = isolated(build_vocab, big, dtype, V, eos, pad, 10_000_000, 5, v10m, a.memory_gb)
         st = r["result"]["stats"]
         print(f"corpus: the real text above repeated to {big_tokens:,} tokens ({len(big)} files)")
         print(f"built {r['result']['fgrams']:,} f-grams ({st['frequent_ngrams']:,} n-grams seen >= 5 times) in "

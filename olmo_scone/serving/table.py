@@ -11,6 +11,7 @@ artifact must match the model it serves: tokenizer, vocabulary and d_model.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -34,8 +35,25 @@ def _mmap_tensors(path: Path) -> Dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         lo, hi = info["data_offsets"]
-        out[name] = np.memmap(path, dtype=_NP[info["dtype"]], mode="r", offset=8 + n + lo, shape=tuple(info["shape"]))
+        arr = np.memmap(path, dtype=_NP[info["dtype"]], mode="r", offset=8 + n + lo, shape=tuple(info["shape"]))
+        if hasattr(arr._mmap, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+            arr._mmap.madvise(mmap.MADV_RANDOM)  # lookups are random: readahead would only waste I/O and cache
+        out[name] = arr
     return out
+
+
+def _willneed(arr: np.memmap, local: np.ndarray) -> None:
+    """Ask the kernel to start reading every row's pages at once (``MADV_WILLNEED``), so a gather
+    of n uncached rows waits for about one I/O instead of n page faults one after another."""
+    mm = getattr(arr, "_mmap", None)
+    if mm is None or not hasattr(mmap, "MADV_WILLNEED"):
+        return
+    row = arr.strides[0]
+    base = arr.offset % mmap.ALLOCATIONGRANULARITY  # where the array starts inside the mapping
+    for r in np.unique(local).tolist():
+        lo = base + r * row
+        start = lo - lo % mmap.PAGESIZE
+        mm.madvise(mmap.MADV_WILLNEED, start, lo + row - start)
 
 
 class FgramTable:
@@ -43,7 +61,10 @@ class FgramTable:
 
     device = torch.device("cpu")
 
-    def __init__(self, artifact: str | Path, mode: str = "ram", verify: bool = True):
+    def __init__(self, artifact: str | Path, mode: str = "ram", verify: bool = True, willneed_rows: int = 1024):
+        """``willneed_rows``: mmap gathers of at most this many rows first ask the kernel to read
+        all their pages in parallel (0: plain page faults, one after another)."""
+        self.willneed_rows = willneed_rows
         if mode not in ("ram", "mmap"):
             fail(f"table mode must be ram or mmap, got {mode!r}")
         self.root = Path(artifact)
@@ -74,6 +95,12 @@ class FgramTable:
             fail(f"{self.root}: shards cover {expect} rows, the manifest says {self.rows}")
         self._starts = np.asarray(self.starts)
 
+    def remap(self) -> None:
+        """Map the shards afresh. Pages mapped by a process cannot be evicted; a benchmark of cold
+        reads drops the old mappings first (then ``posix_fadvise(DONTNEED)`` can evict the pages)."""
+        if self.mode == "mmap":
+            self.shards = [_mmap_tensors(self.root / s["file"]) for s in self.manifest["shards"]]
+
     @property
     def shape(self):
         return (self.rows, self.d_model)
@@ -95,6 +122,8 @@ class FgramTable:
             if self.mode == "ram":
                 torch.index_select(src, 0, torch.from_numpy(local), out=out)
             else:  # numpy gathers straight into the (possibly pinned) output buffer
+                if len(local) <= self.willneed_rows:
+                    _willneed(src, local)
                 dst = out.view(torch.int16).numpy() if out.dtype == torch.bfloat16 else out.numpy()
                 np.take(src, local, axis=0, out=dst.view(src.dtype))
             return
