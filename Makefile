@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test test-fast demo data-demo clean bench-fgrams sweep-fgrams sweep-fgram-model
+.PHONY: setup test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu sweep-fgrams sweep-fgram-model
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,18 @@ test-fast:
 	$(PY) -m pytest -q -m "not slow"
 
 DEMO_FGRAMS ?= 200000
+DEMO_STEPS ?= 120
+TORCHRUN := $(VENV)/bin/torchrun --nproc_per_node=2
+# The demo's training runs: the tiny configs, shortened to fit `make demo` in minutes on 2 cores.
+DEMO_TRAIN_ARGS = data.tokens_dir=$(DEMO_DIR)/data max_duration=$(DEMO_STEPS) global_train_batch_size=16 \
+	device_train_microbatch_size=8 eval_interval=20 save_interval=1000000 scheduler.t_warmup=20 \
+	"evaluators=[{label: valid, type: lm, subset_num_batches: 20}]" wandb.group=demo
 
-demo: data-demo $(DEMO_DIR)/tags/fgram_tags.json
+# The main job: data -> f-grams -> tags -> train baseline + SCONE (2-rank DeepSpeed ZeRO-1) ->
+# export the table -> evaluate and generate through the serving runtime -> table + PNG.
+# Every stage is a file target: a re-run reuses what is finished (`make -n demo` shows what is left).
+demo: data-demo $(DEMO_DIR)/report.md
+	@cat $(DEMO_DIR)/report.md
 
 # Stage 1: the embedded default corpus, tokenized, with statistics (a re-run reuses it).
 data-demo:
@@ -39,6 +49,29 @@ $(DEMO_DIR)/fgrams.safetensors: $(DEMO_DIR)/data/manifest.json
 
 $(DEMO_DIR)/tags/fgram_tags.json: $(DEMO_DIR)/fgrams.safetensors
 	$(PY) scripts/tag_fgrams.py --vocab $< --tokens $(DEMO_DIR)/data --overwrite --out $(DEMO_DIR)/tags
+
+# Stage 4: training. DONE is written only after a run finishes; an interrupted run resumes.
+define demo_train
+	rm -f $(DEMO_DIR)/$(1)/DONE
+	$(TORCHRUN) scripts/train.py configs/olmo/$(1).yaml save_folder=$(DEMO_DIR)/$(1) $(DEMO_TRAIN_ARGS) $(2) \
+		$$(test -f $(DEMO_DIR)/$(1)/latest && echo --resume)
+	touch $(DEMO_DIR)/$(1)/DONE
+endef
+
+$(DEMO_DIR)/tiny-baseline/DONE: $(DEMO_DIR)/data/manifest.json
+	$(call demo_train,tiny-baseline,)
+
+$(DEMO_DIR)/tiny-scone/DONE: $(DEMO_DIR)/tags/fgram_tags.json
+	$(call demo_train,tiny-scone,model.fgram.vocab_path=$(DEMO_DIR)/fgrams.safetensors data.fgram_tags=$(DEMO_DIR)/tags)
+
+# Stage 5: the serving artifact (A_fgram run once over every f-gram, then dropped).
+$(DEMO_DIR)/served/manifest.json: $(DEMO_DIR)/tiny-scone/DONE
+	$(PY) scripts/export_embeddings.py $(DEMO_DIR)/tiny-scone --out $(DEMO_DIR)/served --dtype bf16 --overwrite
+
+# Stage 6: both models served, evaluated on held-out text, asked to continue a prompt.
+$(DEMO_DIR)/report.md: $(DEMO_DIR)/tiny-baseline/DONE $(DEMO_DIR)/served/manifest.json
+	$(PY) scripts/demo_report.py --baseline $(DEMO_DIR)/tiny-baseline --scone $(DEMO_DIR)/tiny-scone \
+		--artifact $(DEMO_DIR)/served --tokens $(DEMO_DIR)/data --out $(DEMO_DIR)
 
 # Scaling sweeps: SCALE=tiny runs on this CPU (needs `make demo` data); SCALE=olmo-1b|olmo-1.3b
 # prints the torchrun commands for NODES nodes of 8 GPUs.
@@ -52,6 +85,14 @@ sweep-fgram-model: $(if $(filter tiny,$(SCALE)),$(DEMO_DIR)/tags/fgram_tags.json
 
 bench-fgrams:
 	$(PY) scripts/benchmark_fgrams.py --scale --memory-gb 8
+
+bench-inference:
+	$(PY) scripts/benchmark_inference.py
+
+# The CPU reproduction study on ../shared/data (hours; resumes where it stopped). REPRO_STEPS per run.
+REPRO_STEPS ?= 600
+repro-cpu:
+	$(PY) scripts/repro.py --steps $(REPRO_STEPS)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -183,6 +183,7 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
                            "evaluators=[]", "global_train_batch_size=4", "device_train_microbatch_size=4"],
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    got = {}
     for target in (art, base):
         for table in ("ram", "mmap"):
             ev = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(target), "--table", table,
@@ -190,12 +191,37 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
                                 capture_output=True, text=True, timeout=300)  # fmt: skip
             assert ev.returncode == 0, ev.stderr[-2000:]
             r = json.loads(ev.stdout.strip().splitlines()[-1])
-            assert r["tokens"] > 0 and 1 < r["perplexity"] < 1e6
+            seq = 64 if target == art else 128  # the test model's context; tiny-baseline.yaml's
+            assert r["tokens"] == 16 * (seq - 1) and 1 < r["perplexity"] < 1e6
+            got[(target.name, table)] = r["perplexity"]
         gen = subprocess.run([sys.executable, str(repo / "scripts" / "generate.py"), str(target), "--prompt", "The nation",
                               "--prompt", "We the people of", "--max-new-tokens", "5"], capture_output=True, text=True, timeout=300)  # fmt: skip
         assert gen.returncode == 0, gen.stderr[-2000:]
         lines = gen.stdout.strip().splitlines()
         assert lines[-2].startswith("The nation") and lines[-1].startswith("We the people of")
+    # RAM and mmap serve the same numbers; the baseline's equals a plain OLMo forward pass of the
+    # checkpoint; make demo's report (olmo_scone/demo.py) reports the very same perplexities.
+    from olmo_scone.data.sources import open_token_files
+    from olmo_scone.demo import evaluate_models, render
+    from olmo_scone.export import load_trained_model
+    from olmo_scone.serving.evaluate import chunks_from_tokens
+
+    for name in (art.name, base.name):
+        assert got[(name, "ram")] == pytest.approx(got[(name, "mmap")], rel=1e-6)
+    files = open_token_files(str(prepared.root), "valid", None)
+    chunks = torch.from_numpy(chunks_from_tokens([np.fromfile(f.path, dtype=f.dtype) for f in files.files], 128)[:16])
+    _, plain = load_trained_model(base)
+    with torch.no_grad():
+        logits = plain(chunks).logits
+    ref = float(torch.exp(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), chunks[:, 1:].reshape(-1))))
+    assert got[(base.name, "ram")] == pytest.approx(ref, rel=1e-5)
+    rows = evaluate_models({"baseline": base, "SCONE": art}, prepared.root, max_new_tokens=4, max_batches=1)
+    assert rows[0]["perplexity"] == pytest.approx(got[(base.name, "mmap")], rel=1e-6)
+    assert rows[1]["perplexity"] == pytest.approx(got[(art.name, "mmap")], rel=1e-6)
+    assert rows[1]["fgrams"] == 3000 and rows[0]["fgrams"] == 0 and rows[1]["table_gb"] > 0
+    assert rows[0]["resident_params"] == rows[1]["resident_params"]  # same main model: A_fgram is not resident
+    text = render(rows)
+    assert "baseline" in text and "SCONE" in text and "3,000 x bf16" in text
     bad = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(tmp_path / "nothing"), "--tokens", "x"],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "neither a serving artifact" in bad.stderr

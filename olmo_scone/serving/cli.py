@@ -43,7 +43,8 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--text", nargs="*", help="plain-text files, tokenized with the model's tokenizer")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-batches", type=int, default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file (atomically)")
     a = p.parse_args(argv)
     served = load_served(a.model, a.table, a.device, not a.no_verify)
     seq = served.cfg.model.max_sequence_length
@@ -60,6 +61,11 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         fail("give --tokens DIR or --text FILE...")
     r = perplexity(served, chunks_from_tokens(streams, seq), a.batch_size, a.max_batches)
+    r["model"] = str(a.model)
+    if a.out is not None:
+        from ..atomic import atomic_write_json
+
+        atomic_write_json(a.out, r)
     print(json.dumps(r) if a.json else f"perplexity {r['perplexity']:.3f} (loss {r['loss']:.4f}) over {r['tokens']:,} tokens")
     return 0
 
