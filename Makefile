@@ -26,7 +26,7 @@ test-fast:
 	$(PY) -m pytest -q -m "not slow"
 
 DEMO_FGRAMS ?= 200000
-DEMO_STEPS ?= 120
+DEMO_STEPS ?= 100
 TORCHRUN := $(VENV)/bin/torchrun --nproc_per_node=2
 # The demo's training runs: the tiny configs, shortened to fit `make demo` in minutes on 2 cores.
 DEMO_TRAIN_ARGS = data.tokens_dir=$(DEMO_DIR)/data max_duration=$(DEMO_STEPS) global_train_batch_size=16 \

@@ -89,11 +89,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--tokens", type=Path, required=True, help="token directory with the held-out split")
     p.add_argument("--out", type=Path, required=True, help="directory for report.md, report.json, curves.png")
     p.add_argument("--prompt", default=DEFAULT_PROMPT)
+    p.add_argument("--max-batches", type=int, default=40, help="held-out batches of 16 sequences (0: the whole split)")
     a = p.parse_args(argv)
     for what, path in (("--baseline", a.baseline), ("--scone", a.scone), ("--artifact", a.artifact), ("--tokens", a.tokens)):
         if not path.exists():
             fail(f"{what} {path} does not exist (run the earlier demo stages first: make demo)")
-    rows = evaluate_models({"baseline": a.baseline, "SCONE": a.artifact}, a.tokens, prompt=a.prompt)
+    rows = evaluate_models({"baseline": a.baseline, "SCONE": a.artifact}, a.tokens, prompt=a.prompt,
+                           max_batches=a.max_batches or None)  # fmt: skip
     png = plot_runs([a.baseline, a.scone], a.out / "curves.png", title="make demo: baseline vs SCONE (same main model)")
     text = render(rows)
     atomic_write_json(a.out / "report.json", rows)

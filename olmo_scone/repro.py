@@ -50,6 +50,22 @@ def runs() -> List[Dict]:
     return out
 
 
+def train_command(root: Path, data: Path, steps: int, r: Dict) -> tuple[str, List[str]]:
+    """The config and the key=value overrides of one run of the study."""
+    cfg = "configs/olmo/tiny-scone.yaml" if r["fgrams"] else "configs/olmo/tiny-baseline.yaml"
+    args = [f"save_folder={root / r['name']}", f"run_name={r['name']}", f"wandb.name={r['name']}", "wandb.group=repro-cpu",
+            f"seed={SEED}", f"data.tokens_dir={data}", f"max_duration={steps}", "global_train_batch_size=32",
+            "device_train_microbatch_size=8", f"eval_interval={max(1, steps // 8)}", "save_interval=1000000",
+            f"scheduler.t_warmup={max(1, steps // 20)}", "optimizer.learning_rate=0.002",
+            f"model.d_model={D_MODEL}", f"model.n_heads={HEADS}", f"model.n_layers={r['layers']}",
+            f"model.max_sequence_length={SEQ}", "evaluators=[{label: valid, type: lm, subset_num_batches: 25}]"]  # fmt: skip
+    if r["fgrams"]:
+        k = r["fgrams"] // 1000
+        args += [f"model.fgram.vocab_path={root}/fgrams-{k}k.safetensors", f"data.fgram_tags={root}/tags-{k}k",
+                 f"model.fgram.n_layers={A_LAYERS[r['a']]}", f"model.fgram.n_heads={HEADS}"]  # fmt: skip
+    return cfg, args
+
+
 class Study:
     def __init__(self, root: Path, steps: int, dry: bool):
         self.root, self.steps, self.dry = root, steps, dry
@@ -82,18 +98,9 @@ class Study:
 
     def train(self, r: Dict) -> Path:
         folder = self.root / r["name"]
-        cfg = "configs/olmo/tiny-scone.yaml" if r["fgrams"] else "configs/olmo/tiny-baseline.yaml"
-        args = [f"save_folder={folder}", f"run_name={r['name']}", f"wandb.name={r['name']}", "wandb.group=repro-cpu",
-                f"seed={SEED}", f"data.tokens_dir={self.data}", f"max_duration={self.steps}", "global_train_batch_size=32",
-                "device_train_microbatch_size=8", f"eval_interval={max(1, self.steps // 8)}", "save_interval=1000000",
-                f"scheduler.t_warmup={max(1, self.steps // 20)}", "optimizer.learning_rate=0.002",
-                f"model.d_model={D_MODEL}", f"model.n_heads={HEADS}", f"model.n_layers={r['layers']}",
-                f"model.max_sequence_length={SEQ}", "evaluators=[{label: valid, type: lm, subset_num_batches: 25}]"]  # fmt: skip
-        if r["fgrams"]:
-            k = r["fgrams"] // 1000
-            args += [f"model.fgram.vocab_path={self.root}/fgrams-{k}k.safetensors", f"data.fgram_tags={self.root}/tags-{k}k",
-                     f"model.fgram.n_layers={A_LAYERS[r['a']]}", f"model.fgram.n_heads={HEADS}"]  # fmt: skip
-        self.sh([TORCHRUN, "--nproc_per_node=2", "scripts/train.py", cfg, *args], folder / "DONE")
+        cfg, args = train_command(self.root, self.data, self.steps, r)
+        resume = ["--resume"] if (folder / "latest").is_file() and not (folder / "DONE").exists() else []
+        self.sh([TORCHRUN, "--nproc_per_node=2", "scripts/train.py", cfg, *args, *resume], folder / "DONE")
         if not self.dry and not (folder / "DONE").exists():
             (folder / "DONE").write_text("ok\n")
         if not r["fgrams"]:
