@@ -246,7 +246,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--n-layers", type=int, default=12, help="default: the paper's GPT-2-size 128M main model")
     p.add_argument("--tables", default="1m,10m", help="vocabularies to serve: 1m (real text, min count 2), 10m (repeated text)")
     p.add_argument("--ram-tables", default="1m,10m", help="which of --tables are also served from RAM")
-    p.add_argument("--hugepage-ab", default="1m", help="RAM tables whose gathers are also measured on 4 KB pages")
     p.add_argument("--largest-gb", type=float, default=None, help="table-only mmap table size; default: free disk - 12 GB; 0: skip")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--prefill-rounds", type=int, default=5)
@@ -327,16 +326,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if mode == "mmap":
                 _warm_page_cache(served.table)
             real = np.unique(served.matcher.match_batch(valid[: 16 * 1024].reshape(16, 1024)))
-            tables = {mode: served.table}
-            if mode == "ram" and t in a.hugepage_ab.split(","):  # the same table on 4 KB pages, side by side
-                tables["ram, 4 KB pages"] = FgramTable(art, "ram", verify=False, hugepages=False)
             for what, rws in (("real-text batch", real[real >= 0]), ("random rows", np.unique(rng.integers(0, rows_n, 65536)))):
-                for tmode, tbl in tables.items():
-                    g = gather_rate(tbl, rws)
-                    gather_rows.append([label, tmode, what, f"{len(rws):,}", f"{g['rows_per_s'] / 1e6:.2f}", f"{g['gbps']:.2f}",
-                                        f"{g['gbps'] / bw:.0%}"])  # fmt: skip
-                    results[f"gather_{t}_{tmode}_{what}"] = g
-            del tables
+                g = gather_rate(served.table, rws)
+                gather_rows.append([label, mode, what, f"{len(rws):,}", f"{g['rows_per_s'] / 1e6:.2f}", f"{g['gbps']:.2f}",
+                                    f"{g['gbps'] / bw:.0%}"])  # fmt: skip
+                results[f"gather_{t}_{mode}_{what}"] = g
             del served, base
 
     largest = None

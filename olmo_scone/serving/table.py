@@ -42,20 +42,6 @@ def _mmap_tensors(path: Path) -> Dict[str, np.ndarray]:
     return out
 
 
-def _on_huge_pages(t: torch.Tensor, keep: List[mmap.mmap]) -> torch.Tensor:
-    """A copy of ``t`` in an anonymous mapping advised ``MADV_HUGEPAGE`` (transparent huge pages
-    in ``madvise`` mode, the common default, apply only to memory that asks for them)."""
-    if not hasattr(mmap, "MADV_HUGEPAGE") or t.numel() == 0:
-        return t
-    nbytes = t.numel() * t.element_size()
-    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    buf.madvise(mmap.MADV_HUGEPAGE)
-    keep.append(buf)  # the tensor borrows the mapping's memory: keep the mapping alive
-    out = torch.frombuffer(buf, dtype=torch.uint8).view(t.dtype).view(t.shape)
-    out.copy_(t)
-    return out
-
-
 def _willneed(arr: np.memmap, local: np.ndarray) -> None:
     """Ask the kernel to start reading every row's pages at once (``MADV_WILLNEED``), so a gather
     of n uncached rows waits for about one I/O instead of n page faults one after another."""
@@ -75,14 +61,10 @@ class FgramTable:
 
     device = torch.device("cpu")
 
-    def __init__(self, artifact: str | Path, mode: str = "ram", verify: bool = True, willneed_rows: int = 1024,
-                 hugepages: bool = True):  # fmt: skip
+    def __init__(self, artifact: str | Path, mode: str = "ram", verify: bool = True, willneed_rows: int = 1024):
         """``willneed_rows``: mmap gathers of at most this many rows first ask the kernel to read
-        all their pages in parallel (0: plain page faults, one after another). ``hugepages``: a RAM
-        table without CUDA lives in memory advised ``MADV_HUGEPAGE`` (random rows of a table of many
-        GB miss the TLB on nearly every row with 4 KB pages); on CUDA it is pinned instead."""
+        all their pages in parallel (0: plain page faults, one after another)."""
         self.willneed_rows = willneed_rows
-        self._buffers: List[mmap.mmap] = []
         if mode not in ("ram", "mmap"):
             fail(f"table mode must be ram or mmap, got {mode!r}")
         self.root = Path(artifact)
@@ -104,12 +86,7 @@ class FgramTable:
                 fail(f"{self.root}: shards do not cover the table contiguously at row {expect}")
             expect = int(s["row_stop"])
             if mode == "ram":
-                if torch.cuda.is_available():
-                    t = {k: v.pin_memory() for k, v in tensors.items()}
-                elif hugepages:
-                    t = {k: _on_huge_pages(v, self._buffers) for k, v in tensors.items()}
-                else:
-                    t = tensors
+                t = {k: v.pin_memory() if torch.cuda.is_available() else v for k, v in tensors.items()}
             else:
                 t = _mmap_tensors(path)
             self.starts.append(int(s["row_start"]))
