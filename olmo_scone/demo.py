@@ -9,34 +9,25 @@ continues one prompt with each, and writes ``report.md`` and ``curves.png`` besi
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
-
-import numpy as np
 
 from .errors import fail
 
 DEFAULT_PROMPT = "The best way to learn a new language is"
 
 
-def _table_gb(artifact: Path) -> float:
-    m = json.loads((artifact / "manifest.json").read_text())
-    return sum((artifact / s["file"]).stat().st_size for s in m["shards"]) / 1e9
-
-
 def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid", prompt: str = DEFAULT_PROMPT,
                     max_new_tokens: int = 24, max_batches: Optional[int] = None) -> List[Dict]:  # fmt: skip
     """One row per model: resident parameters, FLOPs/token, table size, held-out perplexity, a continuation."""
     from .accounting import account
-    from .data.sources import open_token_files
     from .serving.cli import tokenizer_for
-    from .serving.evaluate import chunks_from_tokens, perplexity
+    from .serving.evaluate import chunks_from_tokens, perplexity, token_streams
     from .serving.generate import generate
     from .serving.runtime import load_served
+    from .serving.table import table_disk_bytes
 
-    files = open_token_files(str(tokens), split, None)
-    streams = [np.fromfile(f.path, dtype=f.dtype) for f in files.files]
+    streams = token_streams(str(tokens), split)
     rows = []
     for name, path in models.items():
         served = load_served(path, mode="mmap")
@@ -54,7 +45,7 @@ def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid",
             "non_embedding_params": acc.main_non_embedding_params,
             "fwd_flops_per_token": acc.inference_fwd_flops_per_token,
             "fgrams": len(served.table) if served.table is not None else 0,
-            "table_gb": _table_gb(Path(path)) if served.table is not None else 0.0,
+            "table_gb": table_disk_bytes(Path(path)) / 1e9 if served.table is not None else 0.0,
             "table_dtype": served.table.dtype if served.table is not None else None,
             "perplexity": ppl["perplexity"],
             "eval_tokens": ppl["tokens"],

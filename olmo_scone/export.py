@@ -17,8 +17,6 @@ and computes only the rest, which matters for tables of hundreds of GB.
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
 from .config import SconeTrainConfig, load_config
 from .errors import fail
 from .progress import progress
+from .serving.table import table_disk_bytes
 from .serving.table_format import DTYPES, bytes_per_row, quantize, read_shard, write_shard
 
 ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
@@ -79,15 +78,22 @@ def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dty
     """Write the serving artifact of an in-memory model (see the module docstring)."""
     if model.fgram_model is None or model._vocab is None:
         fail(f"{source} is a baseline model (no f-gram branch): nothing to export")
-    main_state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not k.startswith("fgram_model.")}
-    if cfg.model.weight_tying:
-        main_state.pop("transformer.ff_out.weight", None)
+    main_state = main_model_state(model, cfg)
 
     def rows(lo: int, hi: int) -> torch.Tensor:
         return model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
 
     return write_artifact(Path(out), config_path, main_state, model._vocab, cfg.model.d_model, cfg.model.vocab_size,
                           rows, dtype, shard_gb, source)  # fmt: skip
+
+
+def main_model_state(model, cfg: SconeTrainConfig) -> dict:
+    """The weights the accelerator keeps: everything but ``A_fgram`` (and the output head when it
+    is tied to the token embeddings, which would be stored twice)."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not k.startswith("fgram_model.")}
+    if cfg.model.weight_tying:
+        state.pop("transformer.ff_out.weight", None)
+    return state
 
 
 def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[dict], vocab, d_model: int, vocab_size: int,
@@ -163,7 +169,7 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     m = export(a.checkpoint, a.out, a.dtype, a.shard_gb, a.batch_size, a.overwrite, a.tag)
-    gb = sum((a.out / s["file"]).stat().st_size for s in m["shards"]) / 1e9
+    gb = table_disk_bytes(a.out, m) / 1e9
     print(f"exported {m['rows']:,} f-gram embeddings ({m['dtype']}, d={m['d_model']}) in {len(m['shards'])} shard(s), "
           f"{gb:.3f} GB, {m['export_wall_time_s']:.1f} s -> {a.out}")  # fmt: skip
     return 0

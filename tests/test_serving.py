@@ -201,15 +201,13 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
         assert lines[-2].startswith("The nation") and lines[-1].startswith("We the people of")
     # RAM and mmap serve the same numbers; the baseline's equals a plain OLMo forward pass of the
     # checkpoint; make demo's report (olmo_scone/demo.py) reports the very same perplexities.
-    from olmo_scone.data.sources import open_token_files
     from olmo_scone.demo import evaluate_models, render
     from olmo_scone.export import load_trained_model
-    from olmo_scone.serving.evaluate import chunks_from_tokens
+    from olmo_scone.serving.evaluate import chunks_from_tokens, token_streams
 
     for name in (art.name, base.name):
         assert got[(name, "ram")] == pytest.approx(got[(name, "mmap")], rel=1e-6)
-    files = open_token_files(str(prepared.root), "valid", None)
-    chunks = torch.from_numpy(chunks_from_tokens([np.fromfile(f.path, dtype=f.dtype) for f in files.files], 128)[:16])
+    chunks = torch.from_numpy(chunks_from_tokens(token_streams(str(prepared.root), "valid"), 128)[:16])
     _, plain = load_trained_model(base)
     with torch.no_grad():
         logits = plain(chunks).logits

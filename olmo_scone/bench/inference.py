@@ -80,7 +80,7 @@ def _synthetic_rows(d_model: int, block: int = 1 << 16):
 
 def _artifact(out: Path, cfg_path: Path, vocab_path: Optional[Path], d_model: int, num_rows: Optional[int] = None) -> Path:
     """A bf16 serving artifact with synthetic rows (reused when a finished one is there)."""
-    from ..export import write_artifact
+    from ..export import main_model_state, write_artifact
     from ..fgrams.vocab import load_vocab
 
     if (out / "manifest.json").is_file():
@@ -89,7 +89,7 @@ def _artifact(out: Path, cfg_path: Path, vocab_path: Optional[Path], d_model: in
     state = None
     if vocab is not None:
         cfg, model = _main_model(cfg_path)
-        state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "transformer.ff_out.weight"}
+        state = main_model_state(model, cfg)
     write_artifact(out, cfg_path if vocab is not None else None, state, vocab, d_model, 50280, _synthetic_rows(d_model),
                    "bf16", 2.0, "synthetic rows (benchmark)", num_rows)  # fmt: skip
     return out
@@ -256,7 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     a = p.parse_args(argv)
     from ..serving.runtime import ServedModel
-    from ..serving.table import FgramTable
+    from ..serving.table import FgramTable, table_disk_bytes
 
     torch.set_grad_enabled(False)
     m = prepared_real_text(a.cache / "real-text")
@@ -285,7 +285,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rng = np.random.default_rng(0)
     for t in wanted:
         art = _artifact(a.work / f"artifact-{t}", cfg_path, vocab_paths[t], a.d_model)
-        size_gb = sum((art / s["file"]).stat().st_size for s in json.loads((art / "manifest.json").read_text())["shards"]) / 1e9
+        size_gb = table_disk_bytes(art) / 1e9
         # One table mode at a time (a 10M table in RAM and its warm page cache would not both fit);
         # each phase measures the baseline again, interleaved with it, on the very same module.
         for mode in ["mmap"] + (["ram"] if t in a.ram_tables.split(",") else []):
@@ -343,7 +343,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"writing the table-only {want_gb:.1f} GB table ({n:,} rows; free disk {free:.1f} GB) ...", flush=True)
             out = _artifact(a.work / f"artifact-largest-{_fmt_rows(n)}", cfg_path, None, a.d_model, num_rows=n)
             tbl = FgramTable(out, "mmap", verify=False)
-            size_gb = sum((out / s["file"]).stat().st_size for s in tbl.manifest["shards"]) / 1e9
+            size_gb = table_disk_bytes(out, tbl.manifest) / 1e9
             label = _fmt_rows(tbl.rows) + " (table only)"
             for batch in (1, 16, 64):
                 cold = table_only_latency(tbl, batch, a.lookup_iters // 4, cold=True)

@@ -33,8 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..data.sources import open_token_files
-    from .evaluate import chunks_from_tokens, perplexity
+    from .evaluate import chunks_from_tokens, perplexity, token_streams
 
     p = argparse.ArgumentParser(prog="evaluate.py", description="Held-out perplexity of a served model.")
     _common(p)
@@ -49,8 +48,7 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     served = load_served(a.model, a.table, a.device, not a.no_verify)
     seq = served.cfg.model.max_sequence_length
     if a.tokens:
-        files = open_token_files(a.tokens, a.split, None if Path(a.tokens).is_dir() else "allenai_gpt-neox-olmo-dolma-v1_5")
-        streams = [np.fromfile(f.path, dtype=f.dtype) for f in files.files]
+        streams = token_streams(a.tokens, a.split, None if Path(a.tokens).is_dir() else "allenai_gpt-neox-olmo-dolma-v1_5")
     elif a.text:
         tok = tokenizer_for(served.cfg)
         streams = []

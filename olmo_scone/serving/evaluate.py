@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -12,6 +11,14 @@ import torch.nn.functional as F
 
 from ..errors import fail
 from ..progress import progress
+
+
+def token_streams(spec: str, split: str = "valid", tokenizer: Optional[str] = None) -> List[np.ndarray]:
+    """The token files of ``spec`` (a prepare_data.py directory or a glob; see
+    :func:`~olmo_scone.data.sources.open_token_files`), each read whole as one stream."""
+    from ..data.sources import open_token_files
+
+    return [np.fromfile(f.path, dtype=f.dtype) for f in open_token_files(spec, split, tokenizer).files]
 
 
 def chunks_from_tokens(streams: List[np.ndarray], seq_len: int) -> np.ndarray:

@@ -39,7 +39,6 @@ class ServedModel:
                  tokenizer_sha256: Optional[str] = None):  # fmt: skip
         from safetensors.torch import load_file
 
-        from ..fgrams.matching import FgramMatcher
         from ..fgrams.vocab import load_vocab
         from ..model import SconeOLMo
 
@@ -55,18 +54,13 @@ class ServedModel:
             fail(f"{root}: table d_model {m['d_model']} does not match the model's {cfg.model.d_model}")
         cfg.model.init_device = device
         cfg.model.fgram.vocab_path = None
-        self.model = SconeOLMo(cfg.model, fgram_vocab=vocab)
+        model = SconeOLMo(cfg.model, fgram_vocab=vocab)
         state = load_file(str(root / m["model_file"]))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fgram_model.") and k != "transformer.ff_out.weight"]
         if missing or unexpected:
             fail(f"{root}/{m['model_file']} does not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        self.table = FgramTable(root, mode, verify)
-        self.model.use_fgram_table(self.table, drop_fgram_model=True)
-        self.model.eval()
-        self.matcher = FgramMatcher(vocab, cfg.model.vocab_size)
-        self.cfg, self.device = cfg, torch.device(device)
-        self._init_streams()
+        self._attach(model, cfg, device, FgramTable(root, mode, verify), vocab)
 
     @classmethod
     def from_checkpoint(cls, save_folder: str | Path, device: str = "cpu") -> "ServedModel":
@@ -81,29 +75,23 @@ class ServedModel:
     @classmethod
     def wrap(cls, model, cfg, device: str = "cpu", table: Optional[FgramTable] = None, vocab=None) -> "ServedModel":
         """Serve an in-memory main model, with a table + vocabulary (SCONE) or without (baseline)."""
+        self = cls.__new__(cls)
+        self._attach(model, cfg, device, table, vocab)
+        return self
+
+    def _attach(self, model, cfg, device: str, table: Optional[FgramTable], vocab) -> None:
+        """The one place a served model is put together: A_fgram dropped, host matcher, CUDA copy stream."""
         from ..fgrams.matching import FgramMatcher
 
-        self = cls.__new__(cls)
-        self.model, self.cfg, self.device = model.eval(), cfg, torch.device(device)
-        self.table = table
+        self.model, self.cfg, self.device, self.table = model.eval(), cfg, torch.device(device), table
         self.matcher = FgramMatcher(vocab, cfg.model.vocab_size) if table is not None else None
         if table is not None:
             model.use_fgram_table(table, drop_fgram_model=True)
-        self._init_streams()
-        return self
-
-    def _init_streams(self) -> None:
         cuda = self.device.type == "cuda"
         self._pin = cuda
         self._copy_stream = torch.cuda.Stream(self.device) if cuda else None
 
     # ---- host side: match, gather, copy (can run ahead of the model) -----------------
-    def fgram_rows(self, input_ids: torch.Tensor) -> Optional[torch.Tensor]:
-        """Rows ``[B, T]`` (-1: none) of the longest f-gram ending at each position, matched on the host."""
-        if self.matcher is None:
-            return None
-        return torch.from_numpy(self.matcher.match_batch(input_ids.cpu().numpy()))
-
     def prepare(self, input_ids: torch.Tensor, context: Optional[torch.Tensor] = None) -> PreparedBatch:
         """Everything the model needs for ``input_ids`` ``[B, T]``, already on (or on its way to) the device.
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import fail
-from .table_format import FLOAT_DTYPES, FORMAT, dequantize, read_shard
+from .table_format import FLOAT_DTYPES, dequantize, read_shard
 
 _NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I8": np.int8, "U8": np.uint8}
 
@@ -159,6 +159,12 @@ class FgramTable:
     def __getitem__(self, rows) -> torch.Tensor:
         """float32 rows (what the model's training path would have produced)."""
         return self.gather(rows).float()
+
+
+def table_disk_bytes(root: Path, manifest: Optional[Dict] = None) -> int:
+    """Bytes of an artifact's table shards on disk (what the host has to hold or map)."""
+    m = manifest if manifest is not None else load_artifact_manifest(root)
+    return sum((Path(root) / s["file"]).stat().st_size for s in m["shards"])
 
 
 def load_artifact_manifest(root: Path) -> Dict:

@@ -18,7 +18,6 @@ import hashlib
 from pathlib import Path
 from typing import Dict, Tuple
 
-import numpy as np
 import torch
 
 from ..errors import fail
