@@ -21,17 +21,17 @@ def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid",
                     max_new_tokens: int = 24, max_batches: Optional[int] = None) -> List[Dict]:  # fmt: skip
     """One row per model: resident parameters, FLOPs/token, table size, held-out perplexity, a continuation."""
     from .accounting import account
-    from .serving.cli import tokenizer_for
+    from .serving.cli import tokenizer_for, tokenizer_name
     from .serving.evaluate import chunks_from_tokens, perplexity, token_streams
     from .serving.generate import generate
     from .serving.runtime import load_served
     from .serving.table import table_disk_bytes
 
-    streams = token_streams(str(tokens), split)
     rows = []
     for name, path in models.items():
         served = load_served(path, mode="mmap")
         cfg = served.cfg
+        streams = token_streams(str(tokens), split, tokenizer_name(cfg))  # refuses another tokenizer's files
         seq = cfg.model.max_sequence_length
         ppl = perplexity(served, chunks_from_tokens(streams, seq), batch_size=16, max_batches=max_batches)
         acc = account(cfg.model, name, len(served.table) if served.table is not None else None)

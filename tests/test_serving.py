@@ -225,3 +225,25 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
     bad = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(tmp_path / "nothing"), "--tokens", "x"],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "neither a serving artifact" in bad.stderr
+
+
+def test_evaluate_refuses_token_files_of_another_tokenizer(trained, prepared, tmp_path):
+    """Token ids mean nothing under another tokenizer: evaluate.py stops before loading any batch."""
+    import shutil
+
+    from olmo_scone.data.tokenizers import resolve_tokenizer
+    from olmo_scone.serving.cli import evaluate_main
+
+    cfg, model, d, batch = trained
+    art = d / "artifact-fp32-ram"
+    if not art.exists():
+        export_model(model, cfg, d / "config.yaml", art, dtype="fp32", batch_size=512)
+    other = tmp_path / "other-tokens"
+    shutil.copytree(prepared.root, other)
+    m = json.loads((other / "manifest.json").read_text())
+    spec = resolve_tokenizer("allenai_dolma2")
+    m["tokenizer"].update(name=spec.name, sha256=spec.sha256)
+    (other / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(SconeError, match="tokenized with allenai_dolma2, not allenai_gpt-neox-olmo-dolma-v1_5"):
+        evaluate_main([str(art), "--tokens", str(other), "--max-batches", "1"])
+    assert evaluate_main([str(art), "--tokens", str(prepared.root), "--max-batches", "1"]) == 0

