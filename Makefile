@@ -90,7 +90,7 @@ bench-inference:
 	$(PY) scripts/benchmark_inference.py
 
 # The CPU reproduction study on ../shared/data (hours; resumes where it stopped). REPRO_STEPS per run.
-REPRO_STEPS ?= 500
+REPRO_STEPS ?= 200
 repro-cpu:
 	$(PY) scripts/repro.py --steps $(REPRO_STEPS)
 

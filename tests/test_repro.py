@@ -1,14 +1,22 @@
-"""The reproduction study is the one the issue asks for: sizes checked on real modules, commands valid."""
+"""The reproduction study is the one the issue asks for: sizes checked on real modules, commands
+valid, and the driver's guards (unknown runs, mixed budgets, short vocabularies, the report splice)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from olmo_scone.accounting import account
 from olmo_scone.config import SconeTrainConfig, load_config
-from olmo_scone.repro import runs, train_command
+from olmo_scone.errors import SconeError
+from olmo_scone.fgrams.vocab import save_vocab
+from olmo_scone.repro import (A_SWEEP_FGRAMS, BEGIN, END, check_run_steps, check_vocab_size, execution_order, runs,
+                              select_runs, splice, train_command)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,13 +32,14 @@ def test_study_axes_and_sizes(tmp_path):
     rs = {r["name"]: r for r in runs()}
     assert {"baseline-m", "baseline-2m"} <= set(rs)
     assert len({r["fgrams"] for r in rs.values() if r["fgrams"] and r["a"] == "1x"}) >= 3
-    assert {r["a"] for r in rs.values() if r["fgrams"] == 200_000} == {"0.5x", "1x", "2x"}
+    assert {r["a"] for r in rs.values() if r["fgrams"] == A_SWEEP_FGRAMS} == {"0.5x", "1x", "2x"}
     _, m = _model(rs["baseline-m"], tmp_path)
     _, m2 = _model(rs["baseline-2m"], tmp_path)
     assert m2.main_non_embedding_params / m.main_non_embedding_params == pytest.approx(2.0, rel=0.1)
     for name, r in rs.items():
         cfg, acc = _model(r, tmp_path)
-        assert cfg.seed == 6198 and cfg.max_duration == 10
+        assert cfg.seed == 6198 and cfg.max_duration == 10 and cfg.model.rope
+        assert cfg.save_interval == 3  # checkpoints every steps/3: an interrupted run resumes
         if r["fgrams"]:
             # SCONE-m: the same main model as baseline-m (resident parameters, inference FLOPs)
             assert acc.main_params == m.main_params and acc.inference_fwd_flops_per_token == m.inference_fwd_flops_per_token
@@ -39,3 +48,53 @@ def test_study_axes_and_sizes(tmp_path):
             assert cfg.model.fgram.vocab_path.endswith(f"fgrams-{r['fgrams'] // 1000}k.safetensors")
     # baseline-2m costs about twice the non-embedding FLOPs of SCONE-m at inference
     assert m2.inference_fwd_flops_per_token > 1.6 * m.inference_fwd_flops_per_token
+
+
+def test_run_selection_and_order():
+    with pytest.raises(SconeError, match="unknown run.*nope"):
+        select_runs(["baseline-m", "nope"])
+    assert [r["name"] for r in select_runs(["baseline-2m"])] == ["baseline-2m"]
+    assert select_runs(None) == runs()
+    order = [r["name"] for r in execution_order(runs())]
+    assert order[:3] == ["baseline-m", f"scone-m-{A_SWEEP_FGRAMS // 1000}k-a1x", "baseline-2m"]
+    assert sorted(order) == sorted(r["name"] for r in runs())
+
+
+def test_a_run_folder_with_another_budget_is_refused(tmp_path):
+    check_run_steps(tmp_path / "fresh", 200)  # nothing trained yet: fine
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"max_duration": 300}))
+    check_run_steps(tmp_path, 300)
+    with pytest.raises(SconeError, match="trained with --steps 300, not 200"):
+        check_run_steps(tmp_path, 200)
+
+
+def test_a_vocabulary_smaller_than_its_name_is_refused(tmp_path):
+    v = tmp_path / "v.safetensors"
+    toks = np.array([[1, 2, -1, -1, -1], [3, 4, 5, -1, -1]], dtype=np.int32)
+    save_vocab(v, toks, np.array([2, 3]), np.array([9, 7]), {})
+    check_vocab_size(v, 2)
+    with pytest.raises(SconeError, match="holds 2 f-grams, fewer than the 3"):
+        check_vocab_size(v, 3)
+
+
+def test_report_is_spliced_between_markers(tmp_path):
+    doc = tmp_path / "results.md"
+    first = splice(doc, "table one")
+    assert first.startswith("# Results") and f"{BEGIN}\ntable one\n{END}" in first
+    doc.write_text("# Results\n\nintro\n\n" + first.split("# Results", 1)[1].strip() + "\n\n## Analysis\nkept\n")
+    second = splice(doc, "table two")
+    assert "table one" not in second and f"{BEGIN}\ntable two\n{END}" in second
+    assert "intro" in second and second.endswith("## Analysis\nkept\n") and second.count(BEGIN) == 1
+
+
+def test_print_lists_every_command_and_runs_nothing(tmp_path):
+    if not (REPO.parent / "shared" / "data" / "english-mix").is_dir():
+        pytest.skip("../shared/data not present")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "repro.py"), "--print", "--root", str(tmp_path),
+                           "--only", "scone-m-25k-a1x"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "prepare_data.py" in out and "--num-fgrams 25000" in out and "--num-fgrams 100000" not in out
+    assert "train.py configs/olmo/tiny-scone.yaml" in out and "max_duration=200" in out
+    assert "export_embeddings.py" in out and out.count("evaluate.py") == 2
+    assert list(tmp_path.iterdir()) == []  # ran nothing

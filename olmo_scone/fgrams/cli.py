@@ -74,6 +74,9 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     by_len = np.bincount(res.lengths.astype(np.int64), minlength=a.max_n + 1)
     print("by length: " + ", ".join(f"n={n}: {by_len[n]:,}" for n in range(2, a.max_n + 1)))
     print(f"lowest kept count: {int(res.counts[-1])}")
+    if len(res.counts) < a.num_fgrams:
+        print(f"warning: only {len(res.counts):,} n-grams occur {a.min_count} times or more, fewer than the "
+              f"{a.num_fgrams:,} asked for; the vocabulary holds all of them", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import fail
+from ..malloc import keep_large_allocations
 from .runtime import load_served
 
 
@@ -40,6 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     from .evaluate import chunks_from_tokens, perplexity, token_streams
 
+    keep_large_allocations()
     p = argparse.ArgumentParser(prog="evaluate.py", description="Held-out perplexity of a served model.")
     _common(p)
     p.add_argument("--tokens", help="a token directory (prepare_data.py) or a glob of token files")

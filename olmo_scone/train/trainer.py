@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..config import SconeTrainConfig
 from ..errors import fail
+from ..malloc import keep_large_allocations
 from .data import TrainBatches
 from .ds_config import deepspeed_config
 
@@ -87,6 +88,7 @@ class SconeTrainer:
 
         from ..model import SconeOLMo
 
+        keep_large_allocations()  # CPU steps free and re-allocate 100+ MB tensors; see olmo_scone/malloc.py
         self.cfg = cfg
         self.save_folder = Path(cfg.save_folder)
         world = int(os.environ.get("WORLD_SIZE", "1"))
