@@ -115,6 +115,17 @@ def render_all() -> Dict[str, Dict]:
                 out[name] = _train(name, main_model_settings(2048, 16, PAPER_MAIN[size], 2048, fgram, "cuda"),
                                    group=f"scone-{size}", tags=["scone", size, count, fm],
                                    tags_dir=f"data/dolma-tags-{count}", **paper)  # fmt: skip
+    # The paper's GPT-2-size setting (a GPU job): GPT-2 small's main model (d 768, 12 layers, 12 heads,
+    # seq 1024; 124.5M parameters with the 50K vocabulary) against SCONE with 1M f-grams and an
+    # A_fgram of 12 such layers (85M). Batch 256 x 1024 tokens, lr 6e-4 as nanoGPT trains GPT-2 small.
+    gpt2 = dict(batch=256, micro=32, lr=6e-4, warmup=700, duration="5e9T", precision="amp_bf16", eval_interval=500,
+                save_interval=1000, eval_tasks=EVAL_TASKS, data_dir="data/dolma")  # fmt: skip
+    out["gpt2-128m"] = _train("gpt2-128m", main_model_settings(768, 12, 12, 1024, None, "cuda"), group="gpt2",
+                              tags=["baseline", "gpt2"], tags_dir=None, **gpt2)  # fmt: skip
+    fgram = {"vocab_path": "data/fgrams/fgrams-1m.safetensors", "max_n": 5, "num_fgrams": 1_000_000, "n_layers": 12,
+             "n_heads": 12}  # fmt: skip
+    out["scone-gpt2-128m-1m"] = _train("scone-gpt2-128m-1m", main_model_settings(768, 12, 12, 1024, fgram, "cuda"),
+                                       group="gpt2", tags=["scone", "gpt2", "1m"], tags_dir="data/dolma-tags-1m", **gpt2)  # fmt: skip
     tiny = dict(batch=32, micro=8, lr=1e-3, warmup=20, duration=200, precision="fp32", eval_interval=50,
                 save_interval=50, eval_tasks=[], data_dir="runs/demo/data")  # fmt: skip
     out["tiny-baseline"] = _train("tiny-baseline", main_model_settings(128, 4, 2, 128, None, "cpu"), group="tiny",

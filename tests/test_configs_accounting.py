@@ -31,7 +31,7 @@ def test_every_config_loads_with_olmo_loader(name):
     assert cfg.seed == 1 and cfg.deepspeed.zero_stage == 1
     if name.startswith("scone"):
         assert cfg.model.fgram.enabled and cfg.data.fgram_tags
-    if not name.startswith("tiny"):  # the paper's optimizer settings
+    if not name.startswith(("tiny", "gpt2", "scone-gpt2")):  # the paper's optimizer settings
         o, s = cfg.optimizer, cfg.scheduler
         assert (o.name, o.learning_rate, tuple(o.betas), o.weight_decay) == ("adamw", 4e-4, (0.9, 0.95), 0.1)
         assert (s.name, s.t_warmup, cfg.max_grad_norm, cfg.global_train_batch_size) == ("cosine_with_warmup", 2000, 1.0, 2048)
@@ -78,6 +78,18 @@ def test_pinned_counts():
     assert s06.inference_fwd_flops_per_token == got["olmo-1b"].inference_fwd_flops_per_token
     assert s06.table_gb == pytest.approx(40.96, abs=0.01)
     assert s06.training_params == s06.main_params + s06.fgram_model_params
+
+
+def test_gpt2_size_setting():
+    """GPT-2 small's main model (124.5M with the 50K vocabulary, tied) and SCONE's 1M f-grams on it."""
+    base = account(load_model_config(CONFIGS / "gpt2-128m.yaml"), "gpt2-128m")
+    scone = account(load_model_config(CONFIGS / "scone-gpt2-128m-1m.yaml"), "scone-gpt2-128m-1m", 1_000_000)
+    assert 124e6 < base.main_params < 125.5e6 and scone.main_params == base.main_params
+    assert scone.inference_fwd_flops_per_token == base.inference_fwd_flops_per_token
+    assert 84e6 < scone.fgram_model_params < 86.5e6  # 12 GPT-2 blocks + 5 positions
+    assert scone.table_gb == pytest.approx(1_000_000 * 768 * 2 / 1e9, rel=1e-6)  # 1M x 768 at 16 bits
+    cfg = load_config(SconeTrainConfig, CONFIGS / "scone-gpt2-128m-1m.yaml")
+    assert (cfg.model.max_sequence_length, cfg.precision, cfg.deepspeed.zero_stage) == (1024, "amp_bf16", 1)
 
 
 def test_model_summary_script():

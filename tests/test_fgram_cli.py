@@ -114,3 +114,12 @@ def test_sharded_run_over_a_shared_work_dir_equals_a_single_run(built, tmp_path)
                      "--shard", "0/2", "--out", tmp_path / "again"), r"already holds a counting run")  # fmt: skip
     assert_clean_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 5, "--shard", "2/2",
                      "--out", tmp_path / "x"), r"--shard must be I/N")  # fmt: skip
+
+
+def test_asking_for_more_fgrams_than_the_corpus_has_warns(built, tmp_path):
+    prepared, _, _ = built
+    out = tmp_path / "all.safetensors"
+    proc = run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 10**8, "--processes", 2, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_vocab(out)) == BUILD_INFO["frequent"] < 10**8
+    assert f"warning: only {BUILD_INFO['frequent']:,} n-grams occur 5 times or more, fewer than the 100,000,000" in proc.stderr

@@ -3,6 +3,7 @@ valid, and the driver's guards (unknown runs, mixed budgets, short vocabularies,
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,8 @@ from olmo_scone.accounting import account
 from olmo_scone.config import SconeTrainConfig, load_config
 from olmo_scone.errors import SconeError
 from olmo_scone.fgrams.vocab import save_vocab
-from olmo_scone.repro import (A_SWEEP_FGRAMS, BEGIN, END, check_run_steps, check_vocab_size, execution_order, runs,
-                              select_runs, splice, train_command)  # fmt: skip
+from olmo_scone.repro import (A_SWEEP_FGRAMS, BEGIN, END, all_runs, check_run_steps, check_vocab_size, collect,
+                              execution_order, report, runs, select_runs, splice, train_command)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,6 +47,9 @@ def test_study_axes_and_sizes(tmp_path):
             ratio = float(r["a"][:-1])
             assert acc.fgram_model_params / m.main_non_embedding_params == pytest.approx(ratio, rel=0.15), name
             assert cfg.model.fgram.vocab_path.endswith(f"fgrams-{r['fgrams'] // 1000}k.safetensors")
+    for r in all_runs():  # the ablation differs from its main run in the positions alone
+        cfg, _ = _model(r, tmp_path)
+        assert cfg.model.rope == r["rope"] and r["rope"] == (not r["name"].endswith("-learnedpos"))
     # baseline-2m costs about twice the non-embedding FLOPs of SCONE-m at inference
     assert m2.inference_fwd_flops_per_token > 1.6 * m.inference_fwd_flops_per_token
 
@@ -54,7 +58,7 @@ def test_run_selection_and_order():
     with pytest.raises(SconeError, match="unknown run.*nope"):
         select_runs(["baseline-m", "nope"])
     assert [r["name"] for r in select_runs(["baseline-2m"])] == ["baseline-2m"]
-    assert select_runs(None) == runs()
+    assert select_runs(None) == all_runs() and len(all_runs()) == len(runs()) + 2
     order = [r["name"] for r in execution_order(runs())]
     assert order[:3] == ["baseline-m", f"scone-m-{A_SWEEP_FGRAMS // 1000}k-a1x", "baseline-2m"]
     assert sorted(order) == sorted(r["name"] for r in runs())
@@ -98,3 +102,44 @@ def test_print_lists_every_command_and_runs_nothing(tmp_path):
     assert "train.py configs/olmo/tiny-scone.yaml" in out and "max_duration=200" in out
     assert "export_embeddings.py" in out and out.count("evaluate.py") == 2
     assert list(tmp_path.iterdir()) == []  # ran nothing
+
+
+def _fake_finished_run(root: Path, r, wiki: float, mix: float) -> None:
+    """A run folder as the study leaves it: resolved config, metrics, both evaluations."""
+    from omegaconf import OmegaConf
+
+    folder = root / r["name"]
+    folder.mkdir(parents=True)
+    cfg_file, args = train_command(root, root / "data", 10, r)
+    cfg = load_config(SconeTrainConfig, REPO / cfg_file, args)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": s, "tokens": s * 4096, "train/loss": 8.0 - s / 10, "eval/valid/Perplexity": 900.0 - s})
+        + "\n" for s in (5, 10)))  # fmt: skip
+    for name, ppl in (("wikitext103-valid", wiki), ("english-mix-valid", mix)):
+        (folder / f"eval-{name}.json").write_text(json.dumps({"perplexity": ppl}))
+
+
+def test_report_tables_and_plots_from_finished_runs(tmp_path):
+    by = {r["name"]: r for r in all_runs()}
+    _fake_finished_run(tmp_path, by["baseline-m"], 200.0, 100.0)
+    _fake_finished_run(tmp_path, by["scone-m-100k-a1x"], 190.0, 104.0)
+    _fake_finished_run(tmp_path, by["baseline-m-learnedpos"], 250.0, 120.0)
+    _fake_finished_run(tmp_path, by["scone-m-100k-a1x-learnedpos"], 275.0, 126.0)
+    (tmp_path / "scone-m-25k-a1x").mkdir()  # unfinished: no evaluations, left out
+    rows = collect(tmp_path)
+    assert [r["name"] for r in rows] == ["baseline-m", "scone-m-100k-a1x", "baseline-m-learnedpos", "scone-m-100k-a1x-learnedpos"]
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    doc.write_text("# Results\n\nanalysis kept\n")
+    text = report(tmp_path, rows, ["python scripts/train.py ..."], 10, doc)
+    main_table, ablation = text.split("position-embedding ablation")
+    assert "| scone-m-100k-a1x " in main_table and "190.00 (-5.0%)" in main_table and "104.00 (+4.0%)" in main_table
+    assert "learnedpos" not in main_table
+    assert "275.00 (+10.0%)" in ablation and "126.00 (+5.0%)" in ablation  # vs baseline-m-learnedpos
+    assert "190.00 (-5.0%)" in ablation  # the RoPE pair, for comparison
+    assert "40,960" in text  # 10 steps x 32 x 128 tokens, in the heading (0.04M)
+    assert (doc.parent / "results-cpu-scaling.png").stat().st_size > 1000
+    assert (doc.parent / "results-cpu-curves.png").stat().st_size > 1000
+    written = doc.read_text()
+    assert written.startswith("# Results\n\nanalysis kept\n") and BEGIN in written and "python scripts/train.py" in written
