@@ -49,6 +49,14 @@ class FgramConfig(BaseConfig):
     mlp_hidden_size: Optional[int] = None
     """Defaults to the main model's."""
 
+    init: str = "olmo"
+    """How ``A_fgram`` starts. ``olmo``: OLMo's own init of its blocks and positions, and a final
+    LayerNorm, so a replaced embedding starts as a random function of the f-gram with norm
+    ~sqrt(d), far from the token embedding it replaces (norm ~0.02 sqrt(d)). ``identity``: the
+    blocks' output projections and the positions start at zero and there is no final LayerNorm,
+    so ``A_fgram`` starts as the identity on the f-gram's last token: SCONE starts exactly as the
+    baseline and learns the context from there (see docs/results.md for the comparison)."""
+
     @property
     def enabled(self) -> bool:
         return self.vocab_path is not None or self.num_fgrams is not None

@@ -47,15 +47,29 @@ class FgramModel(nn.Module):
         self.emb_drop = Dropout(cfg.embedding_dropout)
         cache = BufferCache()
         self.blocks = nn.ModuleList([OLMoBlock.build(i, cfg, cache) for i in range(cfg.n_layers)])
-        self.ln_f = LayerNorm.build(cfg)
+        self.init = config.fgram.init
+        if self.init not in ("olmo", "identity"):
+            fail(f"model.fgram.init must be 'olmo' or 'identity', got {self.init!r}")
+        # identity: no final LayerNorm, so the output stays on the token embeddings' scale
+        self.ln_f = LayerNorm.build(cfg) if self.init == "olmo" else None
         if cfg.init_device != "meta":
             self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.wpe.weight, std=self.config.init_std)
         for block in self.blocks:
             block.reset_parameters()
-        self.ln_f.reset_parameters()
+        if self.init == "identity":
+            # every block's residual branch starts at zero, and so do the positions: the output at
+            # the last token is exactly that token's embedding until training moves it
+            nn.init.zeros_(self.wpe.weight)
+            for block in self.blocks:
+                for out in (block.attn_out, block.ff_out):
+                    nn.init.zeros_(out.weight)
+                    if out.bias is not None:
+                        nn.init.zeros_(out.bias)
+        else:
+            nn.init.normal_(self.wpe.weight, std=self.config.init_std)
+            self.ln_f.reset_parameters()
 
     def forward(self, token_embeddings: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``token_embeddings`` ``[U, K, d]`` (left-aligned), ``lengths`` ``[U]`` -> ``[U, d]``."""
@@ -64,7 +78,8 @@ class FgramModel(nn.Module):
         x = self.emb_drop(token_embeddings + self.wpe(pos)[None])
         for block in self.blocks:
             x, _ = block(x)  # no attention bias: causal
-        x = self.ln_f(x)
+        if self.ln_f is not None:
+            x = self.ln_f(x)
         return x[torch.arange(u, device=x.device), lengths.long() - 1]
 
 

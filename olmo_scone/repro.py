@@ -61,14 +61,15 @@ def runs() -> List[Dict]:
         out.append({"name": f"scone-m-{s // 1000}k-a1x", "layers": LAYERS_M, "fgrams": s, "a": "1x"})
     for a in ("0.5x", "2x"):
         out.append({"name": f"scone-m-{A_SWEEP_FGRAMS // 1000}k-a{a}", "layers": LAYERS_M, "fgrams": A_SWEEP_FGRAMS, "a": a})
-    return [{**r, "rope": True, "ablation": False} for r in out]
+    return [{**r, "rope": True, "init": "identity", "ablation": False} for r in out]
 
 
 def ablation_runs() -> List[Dict]:
-    """The position-embedding ablation: baseline-m and SCONE-m (middle f-gram count, A_fgram 1x) with
-    OLMo's learned absolute positions instead of RoPE, trained after the main runs."""
-    base, scone = runs()[0], next(r for r in runs() if r["fgrams"] == A_SWEEP_FGRAMS and r["a"] == "1x")
-    return [{**r, "name": f"{r['name']}-learnedpos", "rope": False, "ablation": True} for r in (base, scone)]
+    """The A_fgram-initialisation ablation: SCONE-m (middle f-gram count, A_fgram 1x) with OLMo's own
+    init and final LayerNorm instead of the identity start (``model.fgram.init``), trained after
+    the main runs."""
+    scone = next(r for r in runs() if r["fgrams"] == A_SWEEP_FGRAMS and r["a"] == "1x")
+    return [{**scone, "name": f"{scone['name']}-olmoinit", "init": "olmo", "ablation": True}]
 
 
 def all_runs() -> List[Dict]:
@@ -106,7 +107,7 @@ def train_command(root: Path, data: Path, steps: int, r: Dict) -> tuple[str, Lis
     if r["fgrams"]:
         k = r["fgrams"] // 1000
         args += [f"model.fgram.vocab_path={root}/fgrams-{k}k.safetensors", f"data.fgram_tags={root}/tags-{k}k",
-                 f"model.fgram.n_layers={A_LAYERS[r['a']]}", f"model.fgram.n_heads={HEADS}"]  # fmt: skip
+                 f"model.fgram.n_layers={A_LAYERS[r['a']]}", f"model.fgram.n_heads={HEADS}", f"model.fgram.init={r['init']}"]  # fmt: skip
     return cfg, args
 
 
@@ -201,7 +202,7 @@ def collect(root: Path) -> List[Dict]:
             p = folder / f"eval-{name}.json"
             if p.is_file():
                 evals[name] = json.loads(p.read_text())["perplexity"]
-        if len(evals) < 2 or not (folder / "config.yaml").is_file():
+        if len(evals) < 2 or not (folder / "config.yaml").is_file() or not (folder / "DONE").is_file():
             continue
         cfg = load_config(SconeTrainConfig, folder / "config.yaml")
         acc = account(cfg.model, r["name"], r["fgrams"] or None)
@@ -231,18 +232,18 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
     from .bench.common import table
     from .plotting import plot_runs
 
-    ablation = [r for r in rows if r["ablation"] or r["name"] in {a["name"].removesuffix("-learnedpos") for a in ablation_runs()}]
+    pairs = {a["name"].removesuffix("-olmoinit") for a in ablation_runs()}
+    ablation = [r for r in rows if r["name"] == "baseline-m" or r["name"] in pairs or r["ablation"]]
     rows = [r for r in rows if not r["ablation"]]
     by = {r["name"]: r for r in rows + ablation}
 
     def body(rs: List[Dict]) -> List[List[str]]:
-        base = lambda r: by.get("baseline-m-learnedpos" if r["name"].endswith("-learnedpos") else "baseline-m")  # noqa: E731
-        return [[r["name"], "RoPE" if r["rope"] else "learned", f"{r['non_embedding'] / 1e6:.2f}M",
+        return [[r["name"], r["init"] if r["fgrams"] else "-", f"{r['non_embedding'] / 1e6:.2f}M",
                  f"{r['resident_params'] / 1e6:.2f}M", f"{r['a_fgram_params'] / 1e6:.2f}M" if r["fgrams"] else "-",
                  f"{r['fgrams']:,}" if r["fgrams"] else "-", f"{r['flops_per_token'] / 1e6:.1f}M",
-                 *(_ppl(r, base(r), c) for c in ("wikitext103-valid", "english-mix-valid"))] for r in rs]  # fmt: skip
+                 *(_ppl(r, by.get("baseline-m"), c) for c in ("wikitext103-valid", "english-mix-valid"))] for r in rs]  # fmt: skip
 
-    header = ["run", "positions", "non-emb params", "resident params", "A_fgram", "f-grams", "inference FLOPs/token",
+    header = ["run", "A_fgram init", "non-emb params", "resident params", "A_fgram", "f-grams", "inference FLOPs/token",
               "WikiText-103 valid ppl (vs baseline)", "english-mix held-out ppl (vs baseline)"]  # fmt: skip
     tbl = table(body(rows), header)
     abl = table(body(ablation), header) if any(r["ablation"] for r in ablation) else "(not run yet)"
@@ -268,7 +269,7 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
     curves = plot_runs([root / r["name"] for r in rows], out_md.parent / "results-cpu-curves.png", title="repro-cpu training curves")
     text = (f"### Generated table: {steps} steps x {BATCH} x {SEQ} = {steps * BATCH * SEQ:,} tokens per run, "
             f"seed {SEED}\n\n{tbl}\n\n![scaling]({png.name})\n\n![curves]({curves.name})\n\n"
-            f"### Generated table: position-embedding ablation (same budget; each vs the baseline with its positions)\n\n"
+            f"### Generated table: A_fgram initialisation ablation (same budget, RoPE; vs baseline-m)\n\n"
             f"{abl}\n\n"
             "### Commands (as run by `scripts/repro.py`, in order)\n\n```\n" + "\n".join(log) + "\n```\n")
     atomic_write_text(root / "results.md", text)

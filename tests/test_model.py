@@ -122,3 +122,48 @@ def test_no_fgram_crosses_a_document_boundary(real):
     for b, t in (rows >= 0).nonzero().tolist():
         n = int(vocab.lengths[int(rows[b, t])])
         assert 50279 not in batch[b, t - n + 1 : t + 1].tolist()
+
+
+def test_identity_init_starts_as_the_baseline_and_then_learns_context(real):
+    """fgram.init=identity: before training, every replaced embedding is its last token's own
+    embedding, so SCONE's logits equal plain OLMo's; one optimizer step later A_fgram depends on the
+    whole f-gram (two f-grams with the same last token get different embeddings)."""
+    vocab, batch = real
+    torch.manual_seed(0)
+    scone = SconeOLMo(tiny_config(init="identity"), fgram_vocab=vocab)
+    assert scone.fgram_model.ln_f is None
+    plain = OLMo(tiny_config()).eval()
+    plain.load_state_dict(scone.state_dict(), strict=False)
+    rows = scone.match_fgrams(batch)
+    assert (rows >= 0).float().mean() > 0.3  # many positions really are replaced
+    with torch.no_grad():
+        assert torch.equal(scone.eval()(batch, fgram_rows=rows).logits, plain(batch).logits)
+    # the replaced embeddings are the last tokens' embeddings, exactly
+    all_rows = torch.arange(len(vocab))
+    last = scone.fgram_tokens[all_rows, scone.fgram_lengths - 1]
+    with torch.no_grad():
+        assert torch.equal(scone.fgram_embeddings(all_rows), scone.transformer.wte(last))
+    scone.train()
+    opt = torch.optim.AdamW(scone.parameters(), lr=1e-3)
+    for _ in range(2):  # step 1 moves the zero output projections, step 2 everything behind them
+        logits = scone(batch[:, :-1], fgram_rows=rows[:, :-1]).logits
+        torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)).backward()
+        opt.step()
+        opt.zero_grad()
+    with torch.no_grad():
+        emb = scone.fgram_embeddings(all_rows)
+        delta = emb - scone.transformer.wte(scone.fgram_tokens[all_rows, scone.fgram_lengths - 1])
+    assert delta.abs().max() > 0
+    # same last token, different f-grams -> different embeddings: the context now matters
+    last = scone.fgram_tokens[all_rows, scone.fgram_lengths - 1]
+    values, counts = torch.unique(last, return_counts=True)
+    shared = values[counts > 1][0]
+    group = emb[last == shared]
+    assert (group - group[0]).abs().amax(dim=1)[1:].min() > 0
+
+
+def test_unknown_fgram_init_is_an_error():
+    from olmo_scone.errors import SconeError
+
+    with pytest.raises(SconeError, match="fgram.init must be 'olmo' or 'identity'"):
+        SconeOLMo(tiny_config(init="zeros", num_fgrams=10))

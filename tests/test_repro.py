@@ -47,9 +47,10 @@ def test_study_axes_and_sizes(tmp_path):
             ratio = float(r["a"][:-1])
             assert acc.fgram_model_params / m.main_non_embedding_params == pytest.approx(ratio, rel=0.15), name
             assert cfg.model.fgram.vocab_path.endswith(f"fgrams-{r['fgrams'] // 1000}k.safetensors")
-    for r in all_runs():  # the ablation differs from its main run in the positions alone
+    for r in all_runs():  # the ablation differs from its main run in A_fgram's init alone
         cfg, _ = _model(r, tmp_path)
-        assert cfg.model.rope == r["rope"] and r["rope"] == (not r["name"].endswith("-learnedpos"))
+        if r["fgrams"]:
+            assert cfg.model.fgram.init == ("olmo" if r["name"].endswith("-olmoinit") else "identity")
     # baseline-2m costs about twice the non-embedding FLOPs of SCONE-m at inference
     assert m2.inference_fwd_flops_per_token > 1.6 * m.inference_fwd_flops_per_token
 
@@ -58,7 +59,7 @@ def test_run_selection_and_order():
     with pytest.raises(SconeError, match="unknown run.*nope"):
         select_runs(["baseline-m", "nope"])
     assert [r["name"] for r in select_runs(["baseline-2m"])] == ["baseline-2m"]
-    assert select_runs(None) == all_runs() and len(all_runs()) == len(runs()) + 2
+    assert select_runs(None) == all_runs() and len(all_runs()) == len(runs()) + 1
     order = [r["name"] for r in execution_order(runs())]
     assert order[:3] == ["baseline-m", f"scone-m-{A_SWEEP_FGRAMS // 1000}k-a1x", "baseline-2m"]
     assert sorted(order) == sorted(r["name"] for r in runs())
@@ -118,26 +119,28 @@ def _fake_finished_run(root: Path, r, wiki: float, mix: float) -> None:
         + "\n" for s in (5, 10)))  # fmt: skip
     for name, ppl in (("wikitext103-valid", wiki), ("english-mix-valid", mix)):
         (folder / f"eval-{name}.json").write_text(json.dumps({"perplexity": ppl}))
+    (folder / "DONE").write_text("ok\n")
 
 
 def test_report_tables_and_plots_from_finished_runs(tmp_path):
     by = {r["name"]: r for r in all_runs()}
     _fake_finished_run(tmp_path, by["baseline-m"], 200.0, 100.0)
     _fake_finished_run(tmp_path, by["scone-m-100k-a1x"], 190.0, 104.0)
-    _fake_finished_run(tmp_path, by["baseline-m-learnedpos"], 250.0, 120.0)
-    _fake_finished_run(tmp_path, by["scone-m-100k-a1x-learnedpos"], 275.0, 126.0)
+    _fake_finished_run(tmp_path, by["scone-m-100k-a1x-olmoinit"], 220.0, 126.0)
     (tmp_path / "scone-m-25k-a1x").mkdir()  # unfinished: no evaluations, left out
+    (tmp_path / "scone-m-300k-a1x").mkdir()  # evaluated, but training never marked DONE: left out
+    (tmp_path / "scone-m-300k-a1x" / "eval-wikitext103-valid.json").write_text('{"perplexity": 1.0}')
     rows = collect(tmp_path)
-    assert [r["name"] for r in rows] == ["baseline-m", "scone-m-100k-a1x", "baseline-m-learnedpos", "scone-m-100k-a1x-learnedpos"]
+    assert [r["name"] for r in rows] == ["baseline-m", "scone-m-100k-a1x", "scone-m-100k-a1x-olmoinit"]
     doc = tmp_path / "docs" / "results.md"
     doc.parent.mkdir()
     doc.write_text("# Results\n\nanalysis kept\n")
     text = report(tmp_path, rows, ["python scripts/train.py ..."], 10, doc)
-    main_table, ablation = text.split("position-embedding ablation")
+    main_table, ablation = text.split("initialisation ablation")
     assert "| scone-m-100k-a1x " in main_table and "190.00 (-5.0%)" in main_table and "104.00 (+4.0%)" in main_table
-    assert "learnedpos" not in main_table
-    assert "275.00 (+10.0%)" in ablation and "126.00 (+5.0%)" in ablation  # vs baseline-m-learnedpos
-    assert "190.00 (-5.0%)" in ablation  # the RoPE pair, for comparison
+    assert "olmoinit" not in main_table
+    assert "220.00 (+10.0%)" in ablation and "126.00 (+26.0%)" in ablation  # vs baseline-m
+    assert "190.00 (-5.0%)" in ablation  # the identity-init run, for comparison
     assert "40,960" in text  # 10 steps x 32 x 128 tokens, in the heading (0.04M)
     assert (doc.parent / "results-cpu-scaling.png").stat().st_size > 1000
     assert (doc.parent / "results-cpu-curves.png").stat().st_size > 1000
