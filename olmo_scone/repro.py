@@ -136,8 +136,9 @@ class Study:
         mix = SHARED_DATA / "english-mix"
         if not mix.is_dir():
             fail(f"{mix} not found: the reproduction study needs ../shared/data (OLMO_SCONE_SHARED_DATA=...)")
-        self.sh([PY, "scripts/prepare_data.py", str(mix / "*.jsonl.gz"), "--valid-fraction", "0.02", "--out", str(self.data)],
-                self.data / "manifest.json")  # fmt: skip
+        # always run: prepare_data.py reuses a finished identical output in a second, and refuses a
+        # directory holding other token files (e.g. made by an older pipeline) instead of using it
+        self.sh([PY, "scripts/prepare_data.py", str(mix / "*.jsonl.gz"), "--valid-fraction", "0.02", "--out", str(self.data)])
         for s in sorted({r["fgrams"] for r in selected if r["fgrams"]}):
             vocab, tags = self.vocab_path(s), self.root / f"tags-{s // 1000}k"
             self.sh([PY, "scripts/build_fgrams.py", "--tokens", str(self.data), "--num-fgrams", str(s), "--out", str(vocab)], vocab)
@@ -145,6 +146,8 @@ class Study:
                 check_vocab_size(vocab, s)
             self.sh([PY, "scripts/tag_fgrams.py", "--vocab", str(vocab), "--tokens", str(self.data), "--out", str(tags)],
                     tags / "fgram_tags.json")  # fmt: skip
+            if not self.dry:
+                check_tags_match(tags, self.data)
 
     def train(self, r: Dict) -> Path:
         folder = self.root / r["name"]
@@ -176,6 +179,14 @@ def check_vocab_size(vocab: Path, asked: int) -> None:
     if got < asked:
         fail(f"{vocab} holds {got:,} f-grams, fewer than the {asked:,} its runs are named for "
              "(the corpus has too few n-grams seen --min-count times); use a smaller count")  # fmt: skip
+
+
+def check_tags_match(tags: Path, data: Path) -> None:
+    """Sidecar tags left in the study folder from other token files are refused, not reused."""
+    made_for = json.loads((tags / "fgram_tags.json").read_text()).get("tokens_fingerprint")
+    have = json.loads((data / "manifest.json").read_text()).get("fingerprint")
+    if made_for != have:
+        fail(f"{tags} was made for other token files than {data}; move the study folder away and run again")
 
 
 def check_run_steps(folder: Path, steps: int) -> None:
@@ -258,7 +269,7 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
                 if b in by:
                     ax.axhline(by[b][corpus], ls=ls, lw=1, color="C0" if corpus.startswith("wiki") else "C1",
                                label=f"{b}, {corpus}")  # fmt: skip
-        ax.set(xscale="log" if key == "fgrams" else "linear", title=title, ylabel="perplexity")
+        ax.set(xscale="log" if key == "fgrams" and pts else "linear", title=title, ylabel="perplexity")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()

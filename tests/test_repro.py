@@ -146,3 +146,24 @@ def test_report_tables_and_plots_from_finished_runs(tmp_path):
     assert (doc.parent / "results-cpu-curves.png").stat().st_size > 1000
     written = doc.read_text()
     assert written.startswith("# Results\n\nanalysis kept\n") and BEGIN in written and "python scripts/train.py" in written
+
+
+def test_tags_from_other_token_files_are_refused(tmp_path):
+    from olmo_scone.repro import check_tags_match
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "tags").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"fingerprint": "aaa"}))
+    (tmp_path / "tags" / "fgram_tags.json").write_text(json.dumps({"tokens_fingerprint": "aaa"}))
+    check_tags_match(tmp_path / "tags", tmp_path / "data")
+    (tmp_path / "tags" / "fgram_tags.json").write_text(json.dumps({"tokens_fingerprint": "bbb"}))
+    with pytest.raises(SconeError, match="made for other token files"):
+        check_tags_match(tmp_path / "tags", tmp_path / "data")
+
+
+def test_report_with_baselines_only(tmp_path):
+    by = {r["name"]: r for r in all_runs()}
+    _fake_finished_run(tmp_path, by["baseline-m"], 200.0, 100.0)
+    doc = tmp_path / "results.md"
+    text = report(tmp_path, collect(tmp_path), [], 10, doc)
+    assert "| baseline-m " in text and "200.00" in text and (tmp_path / "results-cpu-scaling.png").is_file()
