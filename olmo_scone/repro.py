@@ -263,13 +263,17 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
         pts = [r for r in rows if r["fgrams"] and (r["a"] == "1x" if key == "fgrams" else r["fgrams"] == A_SWEEP_FGRAMS)]
         xs = [r["fgrams"] if key == "fgrams" else float(r["a"][:-1]) for r in pts]
         order = sorted(range(len(xs)), key=xs.__getitem__)
-        for corpus, style in (("wikitext103-valid", "o-"), ("english-mix-valid", "s-")):
-            ax.plot([xs[i] for i in order], [pts[i][corpus] for i in order], style, label=f"SCONE-m, {corpus}")
-            for b, ls in (("baseline-m", "--"), ("baseline-2m", ":")):
-                if b in by:
-                    ax.axhline(by[b][corpus], ls=ls, lw=1, color="C0" if corpus.startswith("wiki") else "C1",
-                               label=f"{b}, {corpus}")  # fmt: skip
-        ax.set(xscale="log" if key == "fgrams" and pts else "linear", title=title, ylabel="perplexity")
+        base = by.get("baseline-m")
+        for corpus, style, color in (("wikitext103-valid", "o-", "C0"), ("english-mix-valid", "s-", "C1")):
+            if base is None:
+                continue
+            rel = lambda r: 100 * (r[corpus] / base[corpus] - 1)  # noqa: E731
+            ax.plot([xs[i] for i in order], [rel(pts[i]) for i in order], style, color=color, label=f"SCONE-m, {corpus}")
+            if "baseline-2m" in by:
+                ax.axhline(rel(by["baseline-2m"]), ls=":", lw=1, color=color, label=f"baseline-2m, {corpus}")
+        ax.axhline(0, ls="--", lw=1, color="k", label="baseline-m")
+        ax.set(xscale="log" if key == "fgrams" and pts else "linear", title=title,
+               ylabel="perplexity vs baseline-m (%, lower is better)")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
