@@ -57,6 +57,13 @@ class FgramConfig(BaseConfig):
     so ``A_fgram`` starts as the identity on the f-gram's last token: SCONE starts exactly as the
     baseline and learns the context from there (see docs/results.md for the comparison)."""
 
+    INITS = ("olmo", "identity")
+
+    def check(self) -> None:
+        """The f-gram settings a config file can get wrong (checked before any model is built)."""
+        if self.init not in self.INITS:
+            fail(f"model.fgram.init must be 'olmo' or 'identity', got {self.init!r}")
+
     @property
     def enabled(self) -> bool:
         return self.vocab_path is not None or self.num_fgrams is not None

@@ -47,9 +47,8 @@ class FgramModel(nn.Module):
         self.emb_drop = Dropout(cfg.embedding_dropout)
         cache = BufferCache()
         self.blocks = nn.ModuleList([OLMoBlock.build(i, cfg, cache) for i in range(cfg.n_layers)])
+        config.fgram.check()
         self.init = config.fgram.init
-        if self.init not in ("olmo", "identity"):
-            fail(f"model.fgram.init must be 'olmo' or 'identity', got {self.init!r}")
         # identity: no final LayerNorm, so the output stays on the token embeddings' scale
         self.ln_f = LayerNorm.build(cfg) if self.init == "olmo" else None
         if cfg.init_device != "meta":

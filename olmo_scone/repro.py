@@ -95,6 +95,15 @@ def execution_order(selected: Sequence[Dict]) -> List[Dict]:
     return sorted(selected, key=lambda r: first.index(r["name"]) if r["name"] in first else len(first))
 
 
+def vocab_file(root: Path, fgrams: int) -> Path:
+    """Where the study keeps its vocabulary of ``fgrams`` f-grams (one name for builder and runs)."""
+    return root / f"fgrams-{fgrams // 1000}k.safetensors"
+
+
+def tags_dir(root: Path, fgrams: int) -> Path:
+    return root / f"tags-{fgrams // 1000}k"
+
+
 def train_command(root: Path, data: Path, steps: int, r: Dict) -> tuple[str, List[str]]:
     """The config and the key=value overrides of one run of the study."""
     cfg = "configs/olmo/tiny-scone.yaml" if r["fgrams"] else "configs/olmo/tiny-baseline.yaml"
@@ -105,8 +114,7 @@ def train_command(root: Path, data: Path, steps: int, r: Dict) -> tuple[str, Lis
             f"model.d_model={D_MODEL}", f"model.n_heads={HEADS}", f"model.n_layers={r['layers']}",
             f"model.max_sequence_length={SEQ}", f"model.rope={str(r['rope']).lower()}", "evaluators=[{label: valid, type: lm, subset_num_batches: 25}]"]  # fmt: skip
     if r["fgrams"]:
-        k = r["fgrams"] // 1000
-        args += [f"model.fgram.vocab_path={root}/fgrams-{k}k.safetensors", f"data.fgram_tags={root}/tags-{k}k",
+        args += [f"model.fgram.vocab_path={vocab_file(root, r['fgrams'])}", f"data.fgram_tags={tags_dir(root, r['fgrams'])}",
                  f"model.fgram.n_layers={A_LAYERS[r['a']]}", f"model.fgram.n_heads={HEADS}", f"model.fgram.init={r['init']}"]  # fmt: skip
     return cfg, args
 
@@ -129,9 +137,6 @@ class Study:
             if r.returncode != 0:
                 fail(f"study step failed (exit {r.returncode}): {line[:200]}")
 
-    def vocab_path(self, s: int) -> Path:
-        return self.root / f"fgrams-{s // 1000}k.safetensors"
-
     def prepare(self, selected: Sequence[Dict]) -> None:
         mix = SHARED_DATA / "english-mix"
         if not mix.is_dir():
@@ -140,7 +145,7 @@ class Study:
         # directory holding other token files (e.g. made by an older pipeline) instead of using it
         self.sh([PY, "scripts/prepare_data.py", str(mix / "*.jsonl.gz"), "--valid-fraction", "0.02", "--out", str(self.data)])
         for s in sorted({r["fgrams"] for r in selected if r["fgrams"]}):
-            vocab, tags = self.vocab_path(s), self.root / f"tags-{s // 1000}k"
+            vocab, tags = vocab_file(self.root, s), tags_dir(self.root, s)
             self.sh([PY, "scripts/build_fgrams.py", "--tokens", str(self.data), "--num-fgrams", str(s), "--out", str(vocab)], vocab)
             if not self.dry:
                 check_vocab_size(vocab, s)
@@ -267,7 +272,7 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
         for corpus, style, color in (("wikitext103-valid", "o-", "C0"), ("english-mix-valid", "s-", "C1")):
             if base is None:
                 continue
-            rel = lambda r: 100 * (r[corpus] / base[corpus] - 1)  # noqa: E731
+            rel = lambda r: _rel_pct(r, base, corpus)  # noqa: E731
             ax.plot([xs[i] for i in order], [rel(pts[i]) for i in order], style, color=color, label=f"SCONE-m, {corpus}")
             if "baseline-2m" in by:
                 ax.axhline(rel(by["baseline-2m"]), ls=":", lw=1, color=color, label=f"baseline-2m, {corpus}")
@@ -292,10 +297,15 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
     return text
 
 
+def _rel_pct(r: Dict, base: Dict, corpus: str) -> float:
+    """Perplexity of run ``r`` relative to ``base`` on ``corpus``, in percent (lower is better)."""
+    return 100 * (r[corpus] / base[corpus] - 1)
+
+
 def _ppl(r: Dict, base: Optional[Dict], corpus: str) -> str:
     if base is None or r is base:
         return f"{r[corpus]:.2f}"
-    return f"{r[corpus]:.2f} ({100 * (r[corpus] / base[corpus] - 1):+.1f}%)"
+    return f"{r[corpus]:.2f} ({_rel_pct(r, base, corpus):+.1f}%)"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

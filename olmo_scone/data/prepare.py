@@ -111,6 +111,13 @@ class _Stager:
         self.files = [gzip.open(p, "wt", encoding="utf-8", compresslevel=1) for p in self.paths]
         self.count = 0
 
+    @staticmethod
+    def reading_index(shard_path: str, line: int, n_shards: int) -> int:
+        """The position in reading order of document ``line`` of a shard (the inverse of the
+        round-robin in :meth:`write`), from the shard's file name as dolma records it."""
+        shard = int(Path(shard_path).name.split("-")[1].split(".")[0])
+        return line * n_shards + shard
+
     def write(self, doc_id: str, text: str) -> tuple[int, int]:
         shard, pos = self.count % len(self.files), self.count // len(self.files)
         self.files[shard].write(json.dumps({"id": doc_id, "text": text}, ensure_ascii=False) + "\n")
@@ -219,8 +226,8 @@ def _canonical_order(split_dir: Path, tok: TokenizerSpec, n_shards: int) -> None
     processes, so two runs on the same documents give the same tokens in a different order, and
     a model trained on them (OLMo's memmap dataset cuts each file into instances) differs: on the
     reproduction study that moved WikiText perplexity by 6%. Here the order is the corpus's
-    reading order (the stager writes documents round-robin, so document ``line`` of shard ``i``
-    was read ``line * n_shards + i``-th) and files are cut every ``PART_TOKENS`` tokens at document
+    reading order (:meth:`_Stager.reading_index`; the one document a tiny corpus moves from train
+    to valid keeps a unique, deterministic place) and files are cut every ``PART_TOKENS`` tokens at document
     ends, whatever the number of cores: the output is a function of the inputs alone.
     """
     docs = []  # (reading index, source file, start, end, id)
@@ -228,8 +235,7 @@ def _canonical_order(split_dir: Path, tok: TokenizerSpec, n_shards: int) -> None
     for fi, npy in enumerate(sources):
         with gzip.open(npy.with_suffix(".csv.gz"), "rt", encoding="utf-8", newline="") as f:
             for row in csv.reader(f):
-                shard = int(Path(row[3]).name.split("-")[1].split(".")[0])
-                docs.append((int(row[4]) * n_shards + shard, fi, int(row[0]), int(row[1]), row[2]))
+                docs.append((_Stager.reading_index(row[3], int(row[4]), n_shards), fi, int(row[0]), int(row[1]), row[2]))
     docs.sort()
     if len({d[0] for d in docs}) != len(docs):
         fail(f"dolma's metadata in {split_dir} names one document twice")

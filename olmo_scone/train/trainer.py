@@ -59,6 +59,7 @@ def preflight(cfg: SconeTrainConfig, world_size: int):
         fail(f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's {manifest.tokenizer['vocab_size']}")
     vocab = None
     if cfg.model.fgram.enabled:
+        cfg.model.fgram.check()
         if cfg.model.fgram.vocab_path is None:
             fail("model.fgram.vocab_path is not set")
         vocab = load_vocab(cfg.model.fgram.vocab_path, tokenizer_sha256=manifest.tokenizer["sha256"])
