@@ -126,7 +126,7 @@ class Study:
         self.log: List[str] = []
 
     def sh(self, cmd: List[str], done: Optional[Path] = None) -> None:
-        line = " ".join(shlex.quote(c) for c in cmd)
+        line = " ".join(shlex.quote(portable(c)) for c in cmd)
         self.log.append(line)
         if done is not None and done.exists():
             print(f"# done: {done}", flush=True)
@@ -173,6 +173,15 @@ class Study:
         for name, flags in (("wikitext103-valid", ["--text", str(wiki)]), ("english-mix-valid", ["--tokens", str(self.data)])):
             out = self.root / r["name"] / f"eval-{name}.json"
             self.sh([PY, "scripts/evaluate.py", str(model), "--table", "mmap", *flags, "--out", str(out)], out)
+
+
+def portable(arg: str) -> str:
+    """``arg`` with this checkout's absolute paths made relative to the repository root (where every
+    command runs), so a printed command can be pasted into another clone; paths elsewhere stay."""
+    arg = arg.replace(f"{REPO}/", "")
+    if REPO.parent != Path(REPO.anchor):
+        arg = arg.replace(f"{REPO.parent}/", "../")
+    return arg
 
 
 def check_vocab_size(vocab: Path, asked: int) -> None:

@@ -103,6 +103,8 @@ def test_print_lists_every_command_and_runs_nothing(tmp_path):
     assert "train.py configs/olmo/tiny-scone.yaml" in out and "max_duration=200" in out
     assert "export_embeddings.py" in out and out.count("evaluate.py") == 2
     assert list(tmp_path.iterdir()) == []  # ran nothing
+    # paths inside the checkout are printed relative to it, so a command can be pasted into another clone
+    assert "'../shared/data/english-mix/*.jsonl.gz'" in out and f"{REPO}/" not in out
 
 
 def _fake_finished_run(root: Path, r, wiki: float, mix: float) -> None:

@@ -119,6 +119,23 @@ def test_bad_configs_stop_before_training(setup, tmp_path, extra, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_finished_run_is_not_overwritten_without_save_overwrite(setup, tmp_path):
+    """Re-running a command into a run's folder stops before training; save_overwrite=true starts over."""
+    prepared, vpath, d = setup
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "latest").write_text("step40")
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 40, "train/loss": 1.0}) + "\n")
+    proc = train_single_process(overrides(prepared, vpath, d, folder, steps=2))
+    assert_clean_error(proc, r"already holds a run \(checkpoint step40\): pass --resume")
+    assert (folder / "latest").read_text() == "step40" and sorted(losses(folder)) == [40]
+
+    proc = train_single_process(overrides(prepared, vpath, d, folder, steps=2, extra=["save_overwrite=true"]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(losses(folder)) == [1, 2]  # the old curve is gone, not mixed into the new one
+    assert (folder / "latest").read_text() == "step2"
+
+
 def test_sidecar_from_another_vocabulary_is_refused(setup, tmp_path):
     prepared, vpath, d = setup
     v = load_vocab(vpath)

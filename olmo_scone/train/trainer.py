@@ -45,7 +45,7 @@ def max_steps(cfg: SconeTrainConfig) -> int:
     return int(d)
 
 
-def preflight(cfg: SconeTrainConfig, world_size: int):
+def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     """Check the config against the data before training starts; returns the f-gram vocabulary."""
     from ..data.manifest import load_manifest
     from ..fgrams.vocab import load_vocab
@@ -69,7 +69,18 @@ def preflight(cfg: SconeTrainConfig, world_size: int):
             fail(f"data.fgram_tags not found: {cfg.data.fgram_tags}")
         check_sidecar(manifest, Path(cfg.data.fgram_tags), vocab.sha256)
     max_steps(cfg)
+    check_save_folder(cfg, resume)
     return vocab
+
+
+def check_save_folder(cfg: SconeTrainConfig, resume: bool) -> None:
+    """A fresh run must not silently overwrite another run's checkpoints (OLMo's ``save_overwrite``
+    rule): re-running a printed command into a finished run's folder is the easiest way to lose it."""
+    latest = Path(cfg.save_folder) / "latest"
+    if resume or cfg.load_path == "latest" or cfg.save_overwrite or not latest.is_file():
+        return
+    fail(f"save_folder {cfg.save_folder} already holds a run (checkpoint {latest.read_text().strip()}): "
+         "pass --resume to continue it, save_overwrite=true to start it over, or another save_folder")
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -93,7 +104,7 @@ class SconeTrainer:
         self.cfg = cfg
         self.save_folder = Path(cfg.save_folder)
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        vocab = preflight(cfg, world)  # every config/data error before any process group exists
+        vocab = preflight(cfg, world, resume)  # every config/data error before any process group exists
         cuda = torch.cuda.is_available()
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
@@ -184,6 +195,10 @@ class SconeTrainer:
             from omegaconf import OmegaConf
 
             atomic_write_text(self.save_folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+            if self.step == 0:  # a fresh start (save_overwrite=true, or a run killed before its first save):
+                # the old curve and the pointer to the old checkpoint go, so neither is mistaken for this run's
+                for stale in (self.metrics_path, self.save_folder / "latest"):
+                    stale.unlink(missing_ok=True)
         t_last, tokens_last = time.time(), self.tokens_seen
         while self.step < self.max_steps:
             m = self.train_step()
