@@ -50,11 +50,14 @@ $(DEMO_DIR)/fgrams.safetensors: $(DEMO_DIR)/data/manifest.json
 $(DEMO_DIR)/tags/fgram_tags.json: $(DEMO_DIR)/fgrams.safetensors
 	$(PY) scripts/tag_fgrams.py --vocab $< --tokens $(DEMO_DIR)/data --overwrite --out $(DEMO_DIR)/tags
 
-# Stage 4: training. DONE is written only after a run finishes; an interrupted run resumes.
+# Stage 4: training. DONE is written only after a run finishes; an interrupted run resumes. A run
+# whose inputs changed after it finished (new data, f-grams or tags) is STALE and starts over.
 define demo_train
-	rm -f $(DEMO_DIR)/$(1)/DONE
+	if test -f $(DEMO_DIR)/$(1)/DONE; then mv $(DEMO_DIR)/$(1)/DONE $(DEMO_DIR)/$(1)/STALE; fi
 	$(TORCHRUN) scripts/train.py configs/olmo/$(1).yaml save_folder=$(DEMO_DIR)/$(1) $(DEMO_TRAIN_ARGS) $(2) \
-		$$(test -f $(DEMO_DIR)/$(1)/latest && echo --resume)
+		$$(if test -f $(DEMO_DIR)/$(1)/STALE; then echo save_overwrite=true; \
+		   elif test -f $(DEMO_DIR)/$(1)/latest; then echo --resume; fi)
+	rm -f $(DEMO_DIR)/$(1)/STALE
 	touch $(DEMO_DIR)/$(1)/DONE
 endef
 
