@@ -94,8 +94,9 @@ bench-inference:
 
 # The CPU reproduction study on ../shared/data (hours; resumes where it stopped). REPRO_STEPS per run.
 REPRO_STEPS ?= 200
+REPRO_SEED ?= 6198
 repro-cpu:
-	$(PY) scripts/repro.py --steps $(REPRO_STEPS)
+	$(PY) scripts/repro.py --steps $(REPRO_STEPS) --seed $(REPRO_SEED)
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

@@ -20,8 +20,9 @@ SCONE replaced by ``A_fgram``'s LayerNorm-ed output (norm ~sqrt(d)) drowns its p
 
 Every stage writes a file and is skipped when that file exists, so an interrupted study resumes
 (training runs checkpoint every ``steps / 3`` and continue with ``--resume``). A run folder
-trained with another ``--steps`` is refused, not reused. ``--print`` shows the commands;
-``--steps`` sets the budget; ``--only`` picks runs (and builds only their vocabularies);
+trained with another ``--steps`` or ``--seed`` is refused, not reused. ``--print`` shows the
+commands; ``--steps`` sets the budget and ``--seed`` the training seed; ``--only`` picks runs (and
+builds only their vocabularies);
 ``--report`` rewrites the report from the runs that have finished. The report (table, plots and
 the exact commands) is spliced into ``docs/results.md`` between the ``repro-cpu`` markers, leaving
 the analysis around it alone; plots go to ``docs/results-*.png``.
@@ -104,11 +105,11 @@ def tags_dir(root: Path, fgrams: int) -> Path:
     return root / f"tags-{fgrams // 1000}k"
 
 
-def train_command(root: Path, data: Path, steps: int, r: Dict) -> tuple[str, List[str]]:
+def train_command(root: Path, data: Path, steps: int, r: Dict, seed: int = SEED) -> tuple[str, List[str]]:
     """The config and the key=value overrides of one run of the study."""
     cfg = "configs/olmo/tiny-scone.yaml" if r["fgrams"] else "configs/olmo/tiny-baseline.yaml"
     args = [f"save_folder={root / r['name']}", f"run_name={r['name']}", f"wandb.name={r['name']}", "wandb.group=repro-cpu",
-            f"seed={SEED}", f"data.tokens_dir={data}", f"max_duration={steps}", f"global_train_batch_size={BATCH}",
+            f"seed={seed}", f"data.tokens_dir={data}", f"max_duration={steps}", f"global_train_batch_size={BATCH}",
             "device_train_microbatch_size=8", f"eval_interval={max(1, steps // 8)}", f"save_interval={max(1, steps // 3)}",
             f"scheduler.t_warmup={max(1, steps // 20)}", "optimizer.learning_rate=0.002",
             f"model.d_model={D_MODEL}", f"model.n_heads={HEADS}", f"model.n_layers={r['layers']}",
@@ -120,8 +121,8 @@ def train_command(root: Path, data: Path, steps: int, r: Dict) -> tuple[str, Lis
 
 
 class Study:
-    def __init__(self, root: Path, steps: int, dry: bool):
-        self.root, self.steps, self.dry = root, steps, dry
+    def __init__(self, root: Path, steps: int, dry: bool, seed: int = SEED):
+        self.root, self.steps, self.dry, self.seed = root, steps, dry, seed
         self.data = root / "data"
         self.log: List[str] = []
 
@@ -156,8 +157,8 @@ class Study:
 
     def train(self, r: Dict) -> Path:
         folder = self.root / r["name"]
-        check_run_steps(folder, self.steps)
-        cfg, args = train_command(self.root, self.data, self.steps, r)
+        check_run_matches(folder, self.steps, self.seed)
+        cfg, args = train_command(self.root, self.data, self.steps, r, self.seed)
         resume = ["--resume"] if (folder / "latest").is_file() and not (folder / "DONE").exists() else []
         self.sh([TORCHRUN, "--nproc_per_node=2", "scripts/train.py", cfg, *args, *resume], folder / "DONE")
         if not self.dry and not (folder / "DONE").exists():
@@ -203,16 +204,18 @@ def check_tags_match(tags: Path, data: Path) -> None:
         fail(f"{tags} was made for other token files than {data}; move the study folder away and run again")
 
 
-def check_run_steps(folder: Path, steps: int) -> None:
-    """A run folder made with another ``--steps`` is refused: reusing it would mix budgets in one table."""
+def check_run_matches(folder: Path, steps: int, seed: int) -> None:
+    """A run folder made with another ``--steps`` or ``--seed`` is refused: reusing it would mix
+    budgets or seeds in one table."""
     cfg = folder / "config.yaml"
     if not cfg.is_file():
         return
     import yaml
 
-    had = yaml.safe_load(cfg.read_text()).get("max_duration")
-    if str(had) != str(steps):
-        fail(f"{folder} was trained with --steps {had}, not {steps}: pass --steps {had}, or move that folder away")
+    had = yaml.safe_load(cfg.read_text())
+    for flag, key, want in (("--steps", "max_duration", steps), ("--seed", "seed", seed)):
+        if str(had.get(key)) != str(want):
+            fail(f"{folder} was trained with {flag} {had.get(key)}, not {want}: pass {flag} {had.get(key)}, or move that folder away")
 
 
 def collect(root: Path) -> List[Dict]:
@@ -247,7 +250,7 @@ def splice(doc: Path, generated: str) -> str:
     return text.rstrip() + "\n\n" + block + "\n"
 
 
-def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Path) -> str:
+def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Path, seed: int = SEED) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,7 +300,7 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
     plt.close(fig)
     curves = plot_runs([root / r["name"] for r in rows], out_md.parent / "results-cpu-curves.png", title="repro-cpu training curves")
     text = (f"### Generated table: {steps} steps x {BATCH} x {SEQ} = {steps * BATCH * SEQ:,} tokens per run, "
-            f"seed {SEED}\n\n{tbl}\n\n![scaling]({png.name})\n\n![curves]({curves.name})\n\n"
+            f"seed {seed}\n\n{tbl}\n\n![scaling]({png.name})\n\n![curves]({curves.name})\n\n"
             f"### Generated table: A_fgram initialisation ablation (same budget, RoPE; vs baseline-m)\n\n"
             f"{abl}\n\n"
             "### Commands (as run by `scripts/repro.py`, in order)\n\n```\n" + "\n".join(log) + "\n```\n")
@@ -321,6 +324,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="repro.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, default=REPO / "runs" / "repro-cpu")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps per run (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=SEED, help="training seed of every run (default: %(default)s)")
     p.add_argument("--only", nargs="*", help="run names to train/evaluate (default: all)")
     p.add_argument("--print", dest="dry", action="store_true", help="print every command (done ones too), run nothing")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the runs that have finished")
@@ -329,7 +333,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.steps < 3:
         fail(f"--steps must be at least 3, got {a.steps}")
     selected = select_runs(a.only)
-    study = Study(a.root, a.steps, a.dry or a.report)
+    study = Study(a.root, a.steps, a.dry or a.report, a.seed)
     study.prepare(selected)
     for r in execution_order(selected):
         model = study.train(r)
@@ -339,5 +343,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows = collect(a.root)
     if not rows:
         fail(f"no finished run under {a.root} to report on")
-    print(report(a.root, rows, study.log, a.steps, a.doc))
+    print(report(a.root, rows, study.log, a.steps, a.doc, a.seed))
     return 0

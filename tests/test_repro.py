@@ -16,7 +16,7 @@ from olmo_scone.accounting import account
 from olmo_scone.config import SconeTrainConfig, load_config
 from olmo_scone.errors import SconeError
 from olmo_scone.fgrams.vocab import save_vocab
-from olmo_scone.repro import (A_SWEEP_FGRAMS, BEGIN, END, all_runs, check_run_steps, check_vocab_size, collect,
+from olmo_scone.repro import (A_SWEEP_FGRAMS, BEGIN, END, all_runs, check_run_matches, check_vocab_size, collect,
                               execution_order, report, runs, select_runs, splice, train_command)  # fmt: skip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +53,8 @@ def test_study_axes_and_sizes(tmp_path):
             assert cfg.model.fgram.init == ("olmo" if r["name"].endswith("-olmoinit") else "identity")
     # baseline-2m costs about twice the non-embedding FLOPs of SCONE-m at inference
     assert m2.inference_fwd_flops_per_token > 1.6 * m.inference_fwd_flops_per_token
+    _, args = train_command(tmp_path, tmp_path / "data", 10, rs["baseline-m"], seed=7)  # --seed
+    assert "seed=7" in args
 
 
 def test_run_selection_and_order():
@@ -65,12 +67,14 @@ def test_run_selection_and_order():
     assert sorted(order) == sorted(r["name"] for r in runs())
 
 
-def test_a_run_folder_with_another_budget_is_refused(tmp_path):
-    check_run_steps(tmp_path / "fresh", 200)  # nothing trained yet: fine
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"max_duration": 300}))
-    check_run_steps(tmp_path, 300)
+def test_a_run_folder_with_another_budget_or_seed_is_refused(tmp_path):
+    check_run_matches(tmp_path / "fresh", 200, 6198)  # nothing trained yet: fine
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"max_duration": 300, "seed": 6198}))
+    check_run_matches(tmp_path, 300, 6198)
     with pytest.raises(SconeError, match="trained with --steps 300, not 200"):
-        check_run_steps(tmp_path, 200)
+        check_run_matches(tmp_path, 200, 6198)
+    with pytest.raises(SconeError, match="trained with --seed 6198, not 7"):
+        check_run_matches(tmp_path, 300, 7)
 
 
 def test_a_vocabulary_smaller_than_its_name_is_refused(tmp_path):
