@@ -15,10 +15,13 @@ from typing import Dict, List, Optional, Sequence
 from .errors import fail
 
 DEFAULT_PROMPT = "The best way to learn a new language is"
+# nanoGPT-style seeded sampling: a 100-step model's greedy continuation is one token repeated,
+# which says nothing about either model; a fixed seed keeps the report reproducible
+SAMPLING = {"temperature": 0.8, "top_k": 40, "seed": 0}
 
 
 def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid", prompt: str = DEFAULT_PROMPT,
-                    max_new_tokens: int = 24, max_batches: Optional[int] = None) -> List[Dict]:  # fmt: skip
+                    max_new_tokens: int = 24, max_batches: Optional[int] = None, sampling: Optional[Dict] = None) -> List[Dict]:  # fmt: skip
     """One row per model: resident parameters, FLOPs/token, table size, held-out perplexity, a continuation."""
     from .accounting import account
     from .serving.cli import tokenizer_for, tokenizer_name
@@ -37,7 +40,8 @@ def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid",
         acc = account(cfg.model, name, len(served.table) if served.table is not None else None)
         tok = tokenizer_for(cfg)
         ids = tok.encode(prompt, add_special_tokens=False)
-        cont = generate(served, [ids], max_new_tokens, eos_token_id=cfg.model.eos_token_id)[0]
+        sampling = SAMPLING if sampling is None else sampling
+        cont = generate(served, [ids], max_new_tokens, eos_token_id=cfg.model.eos_token_id, **sampling)[0]
         rows.append({
             "model": name,
             "path": str(path),
@@ -51,6 +55,7 @@ def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid",
             "eval_tokens": ppl["tokens"],
             "prompt": prompt,
             "continuation": tok.decode(cont),
+            "sampling": sampling,
         })  # fmt: skip
     return rows
 
@@ -63,7 +68,10 @@ def render(rows: List[Dict]) -> str:
              f"{r['perplexity']:.2f}"] for r in rows]  # fmt: skip
     out = [table(body, ["model", "accelerator-resident params", "inference FLOPs/token", "f-gram table (host)",
                         f"held-out perplexity ({rows[0]['eval_tokens']:,} tokens)"])]  # fmt: skip
+    s = rows[0]["sampling"]
+    how = "greedy" if s.get("temperature", 0) <= 0 else ", ".join(f"{k.replace('_', '-')} {v}" for k, v in s.items())
     out.append("")
+    out.append(f"continuations ({how}):")
     for r in rows:
         out.append(f"{r['model']}: {r['prompt']!r} -> {r['continuation']!r}")
     return "\n".join(out)

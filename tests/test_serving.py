@@ -222,6 +222,7 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
     assert rows[1]["resident_params"] == main_only < sum(p.numel() for p in model.parameters())
     text = render(rows)
     assert "baseline" in text and "SCONE" in text and "3,000 x bf16" in text
+    assert "continuations (temperature 0.8, top-k 40, seed 0):" in text  # seeded sampling, said in the report
     bad = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(tmp_path / "nothing"), "--tokens", "x"],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "neither a serving artifact" in bad.stderr
