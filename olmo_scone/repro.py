@@ -289,8 +289,13 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
             if "baseline-2m" in by:
                 ax.axhline(rel(by["baseline-2m"]), ls=":", lw=1, color=color, label=f"baseline-2m, {corpus}")
         ax.axhline(0, ls="--", lw=1, color="k", label="baseline-m")
-        ax.set(xscale="log" if key == "fgrams" and pts else "linear", title=title,
-               ylabel="perplexity vs baseline-m (%, lower is better)")  # fmt: skip
+        ax.set(title=title, ylabel="perplexity vs baseline-m (%, lower is better)")
+        if pts:  # both axes are ratios: log scale, a tick at each run and no minor-tick labels
+            from matplotlib.ticker import NullFormatter
+
+            ax.set_xscale("log")
+            ax.set_xticks(sorted(xs), [f"{x / 1000:g}K" if key == "fgrams" else f"{x:g}x" for x in sorted(xs)])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
