@@ -30,6 +30,7 @@ def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid",
     from .serving.runtime import load_served
     from .serving.table import table_disk_bytes
 
+    sampling = SAMPLING if sampling is None else sampling
     rows = []
     for name, path in models.items():
         served = load_served(path, mode="mmap")
@@ -40,7 +41,6 @@ def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid",
         acc = account(cfg.model, name, len(served.table) if served.table is not None else None)
         tok = tokenizer_for(cfg)
         ids = tok.encode(prompt, add_special_tokens=False)
-        sampling = SAMPLING if sampling is None else sampling
         cont = generate(served, [ids], max_new_tokens, eos_token_id=cfg.model.eos_token_id, **sampling)[0]
         rows.append({
             "model": name,
