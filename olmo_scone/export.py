@@ -25,35 +25,15 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
-from .config import SconeTrainConfig, load_config
+from .config import SconeTrainConfig
 from .errors import fail
 from .progress import progress
 from .serving.table import table_disk_bytes
+from .train.checkpoint import load_trained_model
 from .serving.table_format import DTYPES, bytes_per_row, quantize, read_shard, write_shard
 
 ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
 ARTIFACT_VERSION = 1
-
-
-def load_trained_model(save_folder: str | Path, tag: Optional[str] = None, device: str = "cpu"):
-    """(config, SconeOLMo with the checkpoint's fp32 weights) from a trainer's save_folder."""
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    from .model import SconeOLMo
-
-    folder = Path(save_folder)
-    if not (folder / "config.yaml").is_file():
-        fail(f"{folder} has no config.yaml: pass the save_folder of a scripts/train.py run")
-    if tag is None and not (folder / "latest").is_file():
-        fail(f"{folder} has no checkpoint (no 'latest' file)")
-    cfg = load_config(SconeTrainConfig, folder / "config.yaml")
-    cfg.model.init_device = device
-    model = SconeOLMo(cfg.model)
-    state = get_fp32_state_dict_from_zero_checkpoint(str(folder), tag=tag)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        fail(f"checkpoint in {folder} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return cfg, model.eval()
 
 
 def _shard_ranges(rows: int, dtype: str, d_model: int, shard_gb: float) -> list[Tuple[int, int]]:

@@ -202,7 +202,7 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
     # RAM and mmap serve the same numbers; the baseline's equals a plain OLMo forward pass of the
     # checkpoint; make demo's report (olmo_scone/demo.py) reports the very same perplexities.
     from olmo_scone.demo import evaluate_models, render
-    from olmo_scone.export import load_trained_model
+    from olmo_scone.train.checkpoint import load_trained_model
     from olmo_scone.serving.evaluate import chunks_from_tokens, token_streams
 
     for name in (art.name, base.name):

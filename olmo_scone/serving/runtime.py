@@ -65,7 +65,7 @@ class ServedModel:
     @classmethod
     def from_checkpoint(cls, save_folder: str | Path, device: str = "cpu") -> "ServedModel":
         """A baseline OLMo checkpoint (a scripts/train.py save_folder), served the same way."""
-        from ..export import load_trained_model
+        from ..train.checkpoint import load_trained_model
 
         cfg, model = load_trained_model(save_folder, device=device)
         if model.fgram_model is not None:

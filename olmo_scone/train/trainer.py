@@ -77,7 +77,14 @@ def check_save_folder(cfg: SconeTrainConfig, resume: bool) -> None:
     """A fresh run must not silently overwrite another run's checkpoints (OLMo's ``save_overwrite``
     rule): re-running a printed command into a finished run's folder is the easiest way to lose it."""
     latest = Path(cfg.save_folder) / "latest"
-    if resume or cfg.load_path == "latest" or cfg.save_overwrite or not latest.is_file():
+    if resume or cfg.load_path == "latest":
+        from .checkpoint import check_checkpoint
+
+        if not latest.is_file():
+            fail(f"nothing to resume: {latest} does not exist")
+        check_checkpoint(cfg.save_folder)  # truncated, missing or crafted files: one line, before any process group
+        return
+    if cfg.save_overwrite or not latest.is_file():
         return
     fail(f"save_folder {cfg.save_folder} already holds a run (checkpoint {latest.read_text().strip()}): "
          "pass --resume to continue it, save_overwrite=true to start it over, or another save_folder")
@@ -154,7 +161,10 @@ class SconeTrainer:
         latest = self.save_folder / "latest"
         if not latest.is_file():
             fail(f"nothing to resume: {latest} does not exist")
-        _, client = self.engine.load_checkpoint(str(self.save_folder))
+        from .checkpoint import weights_only_loading
+
+        with weights_only_loading():  # DeepSpeed's loader would unpickle anything: see checkpoint.py
+            _, client = self.engine.load_checkpoint(str(self.save_folder))
         state = client[CLIENT_STATE]
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
         _set_rng_state(state["rng"])
