@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Type, TypeVar
 
+import yaml
 from olmo.config import BaseConfig, DataConfig, ModelConfig, TrainConfig
 from olmo.exceptions import OLMoConfigurationError
 
@@ -113,6 +114,12 @@ def load_config(cls: Type[C], path: str | Path, overrides: Optional[List[str]] =
     except OLMoConfigurationError as e:
         msg = str(e).splitlines()[0]
         fail(f"{path}: {msg}")
+    except yaml.YAMLError as e:  # broken YAML: where, not a traceback
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        fail(f"{path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}")
+    except UnicodeDecodeError:
+        fail(f"{path} is not a UTF-8 text file")
 
 
 def load_model_config(path: str | Path, overrides: Optional[List[str]] = None) -> SconeModelConfig:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .errors import fail
+from .errors import ArgumentParser, fail
 
 DEFAULT_PROMPT = "The best way to learn a new language is"
 # nanoGPT-style seeded sampling: a 100-step model's greedy continuation is one token repeated,
@@ -81,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .atomic import atomic_write_json, atomic_write_text
     from .plotting import plot_runs
 
-    p = argparse.ArgumentParser(prog="demo_report.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="demo_report.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", type=Path, required=True, help="the baseline's save_folder")
     p.add_argument("--scone", type=Path, required=True, help="the SCONE run's save_folder (for its curve)")
     p.add_argument("--artifact", type=Path, required=True, help="the SCONE serving artifact")

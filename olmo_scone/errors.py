@@ -8,8 +8,10 @@ on one line and exits non-zero, instead of a traceback from deep inside a librar
 
 from __future__ import annotations
 
+import argparse
+import errno
 import sys
-from typing import Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 
 class SconeError(Exception):
@@ -21,13 +23,51 @@ def fail(message: str) -> NoReturn:
 
 
 def run_cli(main: Callable[[Optional[Sequence[str]]], int | None], argv: Optional[Sequence[str]] = None) -> NoReturn:
-    """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`SconeError`, 130 on Ctrl-C."""
+    """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`SconeError` or a full disk, 130 on
+    Ctrl-C. A full disk is an error line, not a traceback: every artifact is written to a temporary
+    name and renamed (atomic.py), so the failed write leaves nothing behind."""
     try:
         code = main(argv)
     except SconeError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        print(f"error: no space left on device{where}: free space or choose another output location "
+              "(nothing half-written was kept)", file=sys.stderr)  # fmt: skip
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(int(code or 0))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with this project's error convention: a bad flag or value is one ``error:`` line
+    and exit 2 (through :func:`run_cli`), not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SconeError(f"{self.prog}: {message} (see --help)")
+
+
+def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or not test(value):  # NaN is never in range
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {what}"
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "0 or more")
+positive_float = _number(float, lambda v: v > 0, "positive")
+non_negative_float = _number(float, lambda v: v >= 0, "0 or more")
+unit_interval = _number(float, lambda v: 0 < v <= 1, "in (0, 1]")

@@ -26,11 +26,11 @@ import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
 from .config import SconeTrainConfig
-from .errors import fail
+from .errors import ArgumentParser, fail, positive_float, positive_int
 from .progress import progress
 from .serving.table import table_disk_bytes
-from .train.checkpoint import load_trained_model
 from .serving.table_format import DTYPES, bytes_per_row, quantize, read_shard, write_shard
+from .train.checkpoint import load_trained_model
 
 ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
 ARTIFACT_VERSION = 1
@@ -46,11 +46,16 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
     if dtype not in DTYPES:
         fail(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; an artifact is a directory")
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite to replace it")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg, model = load_trained_model(save_folder, tag, device)
-    return export_model(model, cfg, Path(save_folder) / "config.yaml", out, dtype, shard_gb, batch_size, str(save_folder))
+    from .locking import OutputLock
+
+    with OutputLock(out, "--out"):  # one writer per output (DIR.partial is resumed, never shared)
+        cfg, model = load_trained_model(save_folder, tag, device)
+        return export_model(model, cfg, Path(save_folder) / "config.yaml", out, dtype, shard_gb, batch_size, str(save_folder))
 
 
 def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dtype: str = "bf16", shard_gb: float = 2.0,
@@ -137,15 +142,13 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="export_embeddings.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="export_embeddings.py", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="save_folder of a scripts/train.py run (its latest checkpoint)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--tag", default=None, help="a checkpoint tag (e.g. step1000) instead of latest")
     p.add_argument("--dtype", default="bf16", choices=DTYPES)
-    p.add_argument("--shard-gb", type=float, default=2.0, help="approximate size of a table shard")
-    p.add_argument("--batch-size", type=int, default=4096, help="f-grams per A_fgram batch")
+    p.add_argument("--shard-gb", type=positive_float, default=2.0, help="approximate size of a table shard")
+    p.add_argument("--batch-size", type=positive_int, default=4096, help="f-grams per A_fgram batch")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     m = export(a.checkpoint, a.out, a.dtype, a.shard_gb, a.batch_size, a.overwrite, a.tag)

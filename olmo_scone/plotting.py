@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from .errors import fail
+from .errors import ArgumentParser, fail
 
 
 def read_metrics(run_dir: str | Path) -> List[Dict]:
@@ -53,9 +53,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "ev
 
 
 def main(argv=None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="plot_curves.py", description=__doc__)
+    p = ArgumentParser(prog="plot_curves.py", description=__doc__)
     p.add_argument("runs", nargs="+", help="save folders of training runs")
     p.add_argument("--out", required=True, help="PNG file")
     p.add_argument("--metric", default="eval/valid/Perplexity")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .bench.common import REPO, SHARED_DATA
-from .errors import fail
+from .errors import ArgumentParser, fail
 
 PY = sys.executable
 TORCHRUN = str(Path(PY).parent / "torchrun")
@@ -326,7 +326,7 @@ def _ppl(r: Dict, base: Optional[Dict], corpus: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="repro.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="repro.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--root", type=Path, default=REPO / "runs" / "repro-cpu")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps per run (default: %(default)s)")
     p.add_argument("--seed", type=int, default=SEED, help="training seed of every run (default: %(default)s)")

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .errors import ArgumentParser
 from .accounting import account, paper_check, summary_table, to_dict
 from .config import load_model_config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="model_summary.py", description=__doc__)
+    p = ArgumentParser(prog="model_summary.py", description=__doc__)
     p.add_argument("configs", nargs="+", help="YAML configs (configs/olmo/*.yaml), then optional key=value overrides")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = p.parse_args(argv)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import fail
+from .errors import ArgumentParser, fail
 
 TINY_FGRAMS = [25_000, 100_000, 400_000]
 TINY_FGRAM_LAYERS = [1, 2, 4]
@@ -74,7 +74,7 @@ def _paper(axis: str, scale: str, nodes: int) -> List[List[str]]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="sweep.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="sweep.py", description=__doc__.split("\n\n")[0])
     p.add_argument("axis", choices=["fgrams", "fgram-model"])
     p.add_argument("--scale", default="tiny", help="tiny (CPU, runs here) or olmo-1b / olmo-1.3b (prints torchrun commands)")
     p.add_argument("--nodes", type=int, default=1)

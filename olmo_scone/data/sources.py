@@ -35,6 +35,19 @@ class TokenFiles:
         return sum(f.length for f in self.files)
 
 
+def check_token_ids(f: TokenFile, vocab_size: int, tokenizer: str, chunk: int = 1 << 24) -> None:
+    """Bare files say nothing about how they were written: ids at or above the tokenizer's vocabulary
+    (uint32 files read as uint16 by another tokenizer's dtype, say) would count and train nonsense."""
+    if not f.length:
+        return
+    data = np.memmap(f.path, dtype=f.dtype, mode="r")
+    for lo in range(0, f.length, chunk):
+        top = int(data[lo : lo + chunk].max())
+        if top >= vocab_size:
+            fail(f"{f.path}: token id {top} is not below {tokenizer}'s vocabulary size {vocab_size}: the file was "
+                 f"written with another tokenizer or dtype (read as {f.dtype.name})")  # fmt: skip
+
+
 def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] = None) -> TokenFiles:
     """``spec``: a directory made by prepare_data.py (its ``split``), or a glob of raw memmap files.
 
@@ -67,4 +80,6 @@ def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] =
         files.append(TokenFile(x, tok.dtype, size // tok.dtype.itemsize, split, x.name))
     if sum(f.length for f in files) == 0:
         fail(f"the token files at {spec} are empty")
+    for f in files:
+        check_token_ids(f, int(tok.vocab_size), tok.name)
     return TokenFiles(files, tok.to_dict(), None, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -10,23 +10,24 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..data.sources import open_token_files
-from ..errors import fail
+from ..errors import ArgumentParser, fail, non_negative_int, positive_float, positive_int
+from ..locking import OutputLock
 from .counting import CountSettings, TokenSource, count_fgrams
 from .tagging import tag_token_files
 from .vocab import load_vocab, save_vocab
 
 
 def build_main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="build_fgrams.py", description="Count the S most frequent n-grams (f-grams).")
+    p = ArgumentParser(prog="build_fgrams.py", description="Count the S most frequent n-grams (f-grams).")
     p.add_argument("--tokens", required=True, help="a directory made by prepare_data.py, or a glob of token files")
     p.add_argument("--split", default="train", help="which split of a token directory (default: %(default)s)")
     p.add_argument("--tokenizer", default=None, help="tokenizer name (needed only for bare token files)")
-    p.add_argument("--max-n", type=int, default=5, help="K, the longest f-gram (default: %(default)s)")
-    p.add_argument("--num-fgrams", type=int, required=True, help="S, how many f-grams to keep")
-    p.add_argument("--min-count", type=int, default=5, help="drop n-grams seen fewer times (default: %(default)s)")
-    p.add_argument("--processes", type=int, default=0, help="worker processes (0: all cores)")
-    p.add_argument("--memory-gb", type=float, default=8.0, help="memory budget for merging counts (default: %(default)s)")
-    p.add_argument("--work-dir", type=Path, default=None, help="where partial counts go (default: a temporary directory)")
+    p.add_argument("--max-n", type=positive_int, default=5, help="K, the longest f-gram (default: %(default)s)")
+    p.add_argument("--num-fgrams", type=positive_int, required=True, help="S, how many f-grams to keep")
+    p.add_argument("--min-count", type=positive_int, default=5, help="drop n-grams seen fewer times (default: %(default)s)")
+    p.add_argument("--processes", type=non_negative_int, default=0, help="worker processes (0: all cores)")
+    p.add_argument("--memory-gb", type=positive_float, default=8.0, help="memory budget for merging counts (default: %(default)s)")
+    p.add_argument("--work-dir", type=Path, default=None, help="where partial counts go (default: a temporary folder beside --out, removed at the end)")
     p.add_argument("--shard", default="0/1", help="I/N: this process counts chunks I, I+N, ... of a run shared by N "
                    "processes (machines) through --work-dir; shard 0 merges and writes the vocabulary")
     p.add_argument("--shard-timeout", type=float, default=24 * 3600.0, help="seconds to wait for the other shards")
@@ -41,15 +42,41 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
                              memory_gb=a.memory_gb, work_dir=a.work_dir, shard=shard, num_shards=num_shards,
                              shard_timeout_s=a.shard_timeout)  # fmt: skip
     settings.validate()
+    if a.out.is_dir():
+        fail(f"--out {a.out} is a directory; give a .safetensors file name")
     if a.out.exists() and not a.overwrite and a.shard.startswith("0/"):
         fail(f"{a.out} exists; pass --overwrite to replace it")
     files = open_token_files(a.tokens, a.split, a.tokenizer)
     tok = files.tokenizer
     sources = [TokenSource(f.path, f.dtype, f.length) for f in files.files if f.length]
-    res = count_fgrams(sources, int(tok["vocab_size"]), int(tok["eos_token_id"]), int(tok["pad_token_id"]), settings)
-    if shard != 0:
-        print(f"shard {shard}/{num_shards}: counted {res.stats['chunks']} chunks; shard 0 writes {a.out}")
-        return 0
+    # one writer per output; removes a killed run's temporaries (the writing shard 0 only: other shards
+    # write nothing there, and may sit on other machines)
+    with OutputLock(a.out, "--out") if shard == 0 else contextlib.nullcontext():
+        res = _count_beside(a.out, sources, tok, settings)
+        if shard == 0:
+            return _write_vocab(a, res, files, tok)
+    print(f"shard {shard}/{num_shards}: counted {res.stats['chunks']} chunks; shard 0 writes {a.out}")
+    return 0
+
+
+def _count_beside(out: Path, sources, tok, settings: CountSettings):
+    """Count with the partial counts in a temporary folder beside ``out`` (unless --work-dir): on the
+    output's disk, named so that the next run removes it if this one is killed (locking.py)."""
+    import shutil
+    import tempfile
+
+    own = settings.work_dir is None
+    if own:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        settings.work_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".count.tmp", dir=out.parent))
+    try:
+        return count_fgrams(sources, int(tok["vocab_size"]), int(tok["eos_token_id"]), int(tok["pad_token_id"]), settings)
+    finally:
+        if own:
+            shutil.rmtree(settings.work_dir, ignore_errors=True)
+
+
+def _write_vocab(a, res, files, tok) -> int:
     if len(res.counts) == 0:
         fail(f"no n-gram occurs {a.min_count} times or more in {files.num_tokens} tokens; lower --min-count")
     meta = {
@@ -81,7 +108,7 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def tag_main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="tag_fgrams.py", description="Pre-tag token files with their longest f-gram matches.")
+    p = ArgumentParser(prog="tag_fgrams.py", description="Pre-tag token files with their longest f-gram matches.")
     p.add_argument("--vocab", required=True, type=Path, help="f-gram vocabulary (.safetensors)")
     p.add_argument("--tokens", required=True, help="a directory made by prepare_data.py, or a glob of token files")
     p.add_argument("--split", default="all", help="split to tag: train, valid or all (default: %(default)s)")
@@ -95,7 +122,8 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     files = groups[0]
     for g in groups[1:]:
         files.files.extend(g.files)
-    meta = tag_token_files(files, vocab, a.vocab, a.out, a.overwrite)
+    with OutputLock(a.out, "--out"):  # one writer per output; removes a killed run's temporaries
+        meta = tag_token_files(files, vocab, a.vocab, a.out, a.overwrite)
     print(f"tagged {meta['positions']:,} positions in {len(meta['files'])} files: "
           f"{meta['matched_fraction']:.1%} end an f-gram; {meta['wall_time_s']:.1f} s -> {a.out}", file=sys.stdout)  # fmt: skip
     return 0

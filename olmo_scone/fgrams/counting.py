@@ -144,6 +144,15 @@ def partial_files(folder: Path) -> List[Path]:
 _INDEX_CACHE: Dict[str, HashIndex] = {}
 
 
+def _worker_init() -> None:
+    """A counting worker: glibc keeps its freed memory, and it dies with the run that forked it
+    (a killed build_fgrams.py must not leave workers behind)."""
+    from ..supervision import die_with_parent
+
+    keep_freed_memory()
+    die_with_parent()
+
+
 def keep_freed_memory() -> None:
     """Let glibc keep freed memory for reuse instead of returning it to the OS.
 
@@ -339,7 +348,7 @@ def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad:
     passes = []
     ctx = mp.get_context("fork")
     try:
-        with ctx.Pool(processes, initializer=keep_freed_memory) as pool:
+        with ctx.Pool(processes, initializer=_worker_init) as pool:
             for n in range(2, s.max_n + 1):
                 tp = time.time()
                 jobs = [(c, n, work, vocab_size, eos, pad, context, partitions) for c in mine]

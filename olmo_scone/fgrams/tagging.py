@@ -36,6 +36,8 @@ TAGS_MANIFEST = "fgram_tags.json"
 
 def tag_token_files(files: TokenFiles, vocab: FgramVocab, vocab_path: Path, out: Path, overwrite: bool = False) -> Dict:
     vocab.check_tokenizer(files.tokenizer["sha256"], what="the token files")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; give a directory for the sidecar")
     if out.exists() and any(out.iterdir()) and not overwrite:
         fail(f"output directory {out} is not empty; pass --overwrite to replace it")
     matcher = FgramMatcher(vocab, int(files.tokenizer["vocab_size"]))
@@ -47,20 +49,18 @@ def tag_token_files(files: TokenFiles, vocab: FgramVocab, vocab_path: Path, out:
             tokens = np.memmap(f.path, dtype=f.dtype, mode="r") if f.length else np.zeros(0, f.dtype)
             dest = tmp / f"{f.relpath}.fgram.npy"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            rows_out = np.memmap(dest, dtype=np.int32, mode="w+", shape=(max(1, f.length),))
             matched = 0
             step = 1 << 22
-            for start in range(0, f.length, step):
-                lo = max(0, start - (vocab.max_n - 1))
-                rows, _ = matcher.match(np.asarray(tokens[lo : start + step]))
-                rows = rows[start - lo :]
-                rows_out[start : start + len(rows)] = rows
-                matched += int(np.count_nonzero(rows >= 0))
-                bar.update(len(rows))
-            rows_out.flush()
-            del rows_out
-            if f.length == 0:
-                dest.write_bytes(b"")
+            # ordinary writes, not a writable memmap: on a full disk a write raises ENOSPC (one error
+            # line, the temporary directory removed) where a memmap's page fault would kill us with SIGBUS
+            with open(dest, "wb") as out_f:
+                for start in range(0, f.length, step):
+                    lo = max(0, start - (vocab.max_n - 1))
+                    rows, _ = matcher.match(np.asarray(tokens[lo : start + step]))
+                    rows = rows[start - lo :]
+                    out_f.write(np.ascontiguousarray(rows, dtype=np.int32).tobytes())
+                    matched += int(np.count_nonzero(rows >= 0))
+                    bar.update(len(rows))
             entries.append({"split": f.split, "tokens": f.relpath, "path": f"{f.relpath}.fgram.npy",
                             "positions": int(f.length), "matched": matched})  # fmt: skip
         bar.close()

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import fail
+from ..errors import ArgumentParser, fail, non_negative_float, non_negative_int, positive_int, unit_interval
 from ..malloc import keep_large_allocations
 from .runtime import load_served
 
@@ -31,6 +31,48 @@ def tokenizer_name(cfg) -> str:
     return Path(cfg.tokenizer.identifier).stem
 
 
+def check_device(device: str) -> None:
+    """A device this machine has, checked before anything loads."""
+    import torch
+
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        fail(f"--device {device!r} is not a device (cpu, cuda, cuda:1, ...)")
+    if d.type == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {device}: CUDA is not available on this machine")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        fail(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if d.type not in ("cpu", "cuda"):
+        fail(f"--device {device}: only cpu and cuda are supported")
+
+
+def read_text_file(path: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        fail(f"text file not found: {path}")
+    try:
+        return p.read_text("utf-8")
+    except UnicodeDecodeError as e:
+        fail(f"{path} is not UTF-8 text (byte {e.start}); convert it first")
+
+
+def probe_writable(out: Path, size: int = 1 << 16) -> None:
+    """Write and remove a small file beside ``out``: a full disk or a read-only folder is found
+    before the work whose result would go there."""
+    import os
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        os.write(fd, b"\0" * size)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a serving artifact (scripts/export_embeddings.py) or a baseline save_folder")
     p.add_argument("--table", choices=["ram", "mmap"], default="ram", help="where the f-gram table lives")
@@ -39,32 +81,42 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
-    from .evaluate import chunks_from_tokens, perplexity, token_streams
-
     keep_large_allocations()
-    p = argparse.ArgumentParser(prog="evaluate.py", description="Held-out perplexity of a served model.")
+    p = ArgumentParser(prog="evaluate.py", description="Held-out perplexity of a served model.")
     _common(p)
     p.add_argument("--tokens", help="a token directory (prepare_data.py) or a glob of token files")
     p.add_argument("--split", default="valid")
     p.add_argument("--text", nargs="*", help="plain-text files, tokenized with the model's tokenizer")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-batches", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--max-batches", type=positive_int, default=None)
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file (atomically)")
     a = p.parse_args(argv)
+    check_device(a.device)
+    texts = [read_text_file(t) for t in a.text or []]  # before the model loads: a bad file is found at once
+    if not a.tokens and not texts:
+        fail("give --tokens DIR or --text FILE...")
+    if a.out is None:
+        return _evaluate(a, texts)
+    from ..locking import OutputLock
+
+    if a.out.is_dir():
+        fail(f"--out {a.out} is a directory; give a file for the JSON result")
+    with OutputLock(a.out, "--out"):
+        probe_writable(a.out)  # a full disk is found now, not after the whole evaluation
+        return _evaluate(a, texts)
+
+
+def _evaluate(a, texts) -> int:
+    from .evaluate import chunks_from_tokens, perplexity, token_streams
+
     served = load_served(a.model, a.table, a.device, not a.no_verify)
     seq = served.cfg.model.max_sequence_length
     if a.tokens:
         streams = token_streams(a.tokens, a.split, tokenizer_name(served.cfg))  # refuses another tokenizer's files
-    elif a.text:
-        tok = tokenizer_for(served.cfg)
-        streams = []
-        for t in a.text:
-            if not Path(t).is_file():
-                fail(f"text file not found: {t}")
-            streams.append(np.asarray(tok.encode(Path(t).read_text("utf-8"), add_special_tokens=True), dtype=np.int64))
     else:
-        fail("give --tokens DIR or --text FILE...")
+        tok = tokenizer_for(served.cfg)
+        streams = [np.asarray(tok.encode(t, add_special_tokens=True), dtype=np.int64) for t in texts]
     r = perplexity(served, chunks_from_tokens(streams, seq), a.batch_size, a.max_batches)
     r["model"] = str(a.model)
     if a.out is not None:
@@ -78,15 +130,18 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
 def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     from .generate import generate
 
-    p = argparse.ArgumentParser(prog="generate.py", description="Continue prompts with a served model (KV cache).")
+    p = ArgumentParser(prog="generate.py", description="Continue prompts with a served model (KV cache).")
     _common(p)
     p.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for a batch)")
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=positive_int, default=32)
+    p.add_argument("--temperature", type=non_negative_float, default=0.0, help="0: greedy")
+    p.add_argument("--top-k", type=non_negative_int, default=0)
+    p.add_argument("--top-p", type=unit_interval, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    check_device(a.device)
+    if any(not t for t in a.prompt):
+        fail("--prompt is empty: give some text to continue")
     served = load_served(a.model, a.table, a.device, not a.no_verify)
     tok = tokenizer_for(served.cfg)
     prompts = [tok.encode(t, add_special_tokens=False) for t in a.prompt]

@@ -37,8 +37,6 @@ class PreparedBatch:
 class ServedModel:
     def __init__(self, artifact: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True,
                  tokenizer_sha256: Optional[str] = None):  # fmt: skip
-        from safetensors.torch import load_file
-
         from ..fgrams.vocab import load_vocab
         from ..model import SconeOLMo
 
@@ -55,7 +53,7 @@ class ServedModel:
         cfg.model.init_device = device
         cfg.model.fgram.vocab_path = None
         model = SconeOLMo(cfg.model, fgram_vocab=vocab)
-        state = load_file(str(root / m["model_file"]))
+        state = _load_main_model(root, m)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fgram_model.") and k != "transformer.ff_out.weight"]
         if missing or unexpected:
@@ -173,6 +171,27 @@ class ServedModel:
             p = self.prepare(seqs[:, -1:], context=seqs[:, -k:])
         out = self.forward_prepared(p, past=past, use_cache=True)
         return out.logits[:, -1], out.attn_key_values
+
+
+def _load_main_model(root: Path, m: dict) -> dict:
+    """The main model's weights, checked against the sha256 the manifest recorded (always: a
+    corrupted model file would otherwise serve NaN losses with exit 0)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..atomic import sha256_file
+
+    if "model_file" not in m or "model_sha256" not in m:
+        fail(f"{root}/manifest.json lists no main model (model_file, model_sha256): a table-only artifact cannot be served")
+    path = root / m["model_file"]
+    if not path.is_file():
+        fail(f"main model missing: {path}")
+    if sha256_file(path) != m["model_sha256"]:
+        fail(f"{path} does not match the sha256 in the manifest: it is corrupt or from another export (re-export it)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        fail(f"{path} is unreadable ({e}); re-export it")
 
 
 def load_served(path: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True) -> ServedModel:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import fail
-from .table_format import FLOAT_DTYPES, dequantize, read_shard
+from .table_format import DTYPES, FLOAT_DTYPES, FORMAT, dequantize, read_shard
 
 _NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I8": np.int8, "U8": np.uint8}
 
@@ -78,6 +78,7 @@ class FgramTable:
             path = self.root / s["file"]
             if not path.is_file():
                 fail(f"table shard missing: {path}")
+            check_shard_header(path, s, self.dtype, self.d_model)  # always: sizes and header, even with --no-verify
             if verify or mode == "ram":
                 tensors, meta = read_shard(path, verify=verify)
                 if verify and meta["sha256"] != s["sha256"]:
@@ -171,7 +172,51 @@ def load_artifact_manifest(root: Path) -> Dict:
     p = Path(root) / "manifest.json"
     if not p.is_file():
         fail(f"{root} is not a serving artifact (no manifest.json); make one with scripts/export_embeddings.py")
-    m = json.loads(p.read_text())
-    if m.get("format") != "olmo-scone/serving-artifact":
+    try:
+        m = json.loads(p.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        fail(f"{p} is not valid JSON ({e}); the artifact is corrupt: re-export it")
+    if not isinstance(m, dict) or m.get("format") != "olmo-scone/serving-artifact":
         fail(f"{p}: not an olmo-scone serving artifact")
+    missing = [k for k in ("dtype", "d_model", "rows", "shards") if k not in m]
+    if missing:
+        fail(f"{p}: missing {', '.join(missing)}; the artifact is corrupt: re-export it")
+    if m["dtype"] not in DTYPES:
+        fail(f"{p}: table dtype {m['dtype']!r} is not one of {', '.join(DTYPES)}")
     return m
+
+
+def _expected_tensors(dtype: str, rows: int, d_model: int) -> Dict[str, tuple]:
+    """safetensors dtype and shape of each tensor of a shard of ``rows`` rows (table_format.py)."""
+    if dtype in FLOAT_DTYPES:
+        return {"embeddings": ({"fp32": "F32", "bf16": "BF16", "fp16": "F16"}[dtype], [rows, d_model])}
+    q = ("I8", [rows, d_model]) if dtype == "int8" else ("U8", [rows, d_model // 2])
+    return {"q": q, "scale": ("F32", [rows])}
+
+
+def check_shard_header(path: Path, entry: Dict, dtype: str, d_model: int) -> None:
+    """Without reading the rows: the file is as long as its header says, and the header's metadata,
+    dtypes and shapes are the ones the manifest lists. A truncated shard or one from another export
+    (another dtype, another row range) is refused at open instead of failing mid-serving."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > size:
+                raise ValueError("header longer than the file")
+            header = json.loads(f.read(n))
+    except (OSError, struct.error, ValueError) as e:
+        fail(f"table shard {path} is unreadable ({e}); it is truncated or corrupt")
+    meta = header.pop("__metadata__", {}) or {}
+    lo, hi = int(entry["row_start"]), int(entry["row_stop"])
+    got = (meta.get("format"), meta.get("dtype"), meta.get("row_start"), meta.get("row_stop"), meta.get("d_model"))
+    if got != (FORMAT, dtype, str(lo), str(hi), str(d_model)):
+        fail(f"table shard {path} is not the one the manifest lists (it holds {got[1]} rows {got[2]}..{got[3]} "
+             f"of d_model {got[4]}; the manifest: {dtype} rows {lo}..{hi} of d_model {d_model})")  # fmt: skip
+    want = _expected_tensors(dtype, hi - lo, d_model)
+    have = {k: (v.get("dtype"), v.get("shape")) for k, v in header.items()}
+    if have != {k: (t, list(sh)) for k, (t, sh) in want.items()}:
+        fail(f"table shard {path}: tensors {have} do not match a {dtype} table of {hi - lo} rows x {d_model}")
+    end = max((v["data_offsets"][1] for v in header.values()), default=0)
+    if size != 8 + n + end:
+        fail(f"table shard {path} is {size:,} bytes, its header needs {8 + n + end:,}: it is truncated or corrupt")

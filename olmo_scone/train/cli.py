@@ -1,21 +1,58 @@
-"""``torchrun ... scripts/train.py CONFIG [key=value ...] [--resume]``."""
+"""``torchrun ... scripts/train.py CONFIG [key=value | --key=value ...] [--resume]``.
+
+Overrides take OLMo's two forms (``key=value`` and ``--key=value``, normalised with OLMo's
+``clean_opt``), and ``--resume`` may stand anywhere among them.
+"""
 
 from __future__ import annotations
 
-import argparse
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from ..config import SconeTrainConfig, load_config
+from ..errors import ArgumentParser
+
+
+def split_args(argv: Sequence[str]) -> Tuple[List[str], bool]:
+    """(config and overrides in OLMo's ``key=value`` form, whether ``--resume`` was given)."""
+    from olmo.util import clean_opt
+
+    resume = "--resume" in argv
+    rest = [a for a in argv if a != "--resume"]
+    out = []
+    for a in rest:
+        out.append(clean_opt(a) if a.startswith("--") and a not in ("--help", "-h") else a)
+    return out, resume
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="train.py", description="Train a SCONE or baseline OLMo model with DeepSpeed ZeRO.")
+    import sys
+
+    p = ArgumentParser(prog="train.py", description="Train a SCONE or baseline OLMo model with DeepSpeed ZeRO.")
     p.add_argument("config", help="YAML config (configs/olmo/*.yaml)")
-    p.add_argument("overrides", nargs="*", help="OLMo-style key=value overrides")
+    p.add_argument("overrides", nargs="*", help="OLMo-style key=value (or --key=value) overrides")
     p.add_argument("--resume", action="store_true", help="continue from save_folder/latest (same as load_path=latest)")
-    a = p.parse_args(argv)
+    args, resume = split_args(list(sys.argv[1:] if argv is None else argv))
+    a = p.parse_args(args + (["--resume"] if resume else []))
     cfg = load_config(SconeTrainConfig, a.config, a.overrides)
+    from ..supervision import die_with_parent, launched_by_torchrun
+
+    if launched_by_torchrun():
+        die_with_parent()  # a killed agent must not leave this rank training on its own
     from .trainer import SconeTrainer
 
-    SconeTrainer(cfg, resume=a.resume).fit()
+    with save_folder_lock(cfg.save_folder):
+        SconeTrainer(cfg, resume=a.resume).fit()
     return 0
+
+
+def save_folder_lock(save_folder: str):
+    """One writer per save_folder, held by rank 0 for the whole run: a second launch, or a
+    ``--resume`` racing a run that is still writing, stops with one line naming the holder."""
+    import contextlib
+    import os
+
+    from ..locking import OutputLock
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return OutputLock(save_folder, "save_folder")

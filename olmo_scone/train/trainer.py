@@ -39,10 +39,16 @@ CLIENT_STATE = "scone_trainer_state"
 def max_steps(cfg: SconeTrainConfig) -> int:
     d = cfg.max_duration
     if isinstance(d, str) and d.endswith("T"):
-        return int(float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length))
+        try:
+            return int(float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length))
+        except ValueError:
+            fail(f"max_duration {d!r} is neither a number of steps nor tokens (e.g. 2e11T)")
     if isinstance(d, str) and d.endswith("ep"):
         fail("max_duration in epochs is not supported; give steps or tokens (e.g. 2e11T)")
-    return int(d)
+    try:
+        return int(d)
+    except (TypeError, ValueError):
+        fail(f"max_duration {d!r} is neither a number of steps nor tokens (e.g. 2e11T)")
 
 
 def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
@@ -51,6 +57,9 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     from ..fgrams.vocab import load_vocab
     from .data import check_sidecar
 
+    for key in ("global_train_batch_size", "device_train_microbatch_size"):
+        if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) <= 0:
+            fail(f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
     deepspeed_config(cfg, world_size)  # batch sizes, precision, ZeRO stage
     if cfg.data.tokens_dir is None:
         fail("data.tokens_dir is not set (a directory made by scripts/prepare_data.py)")
@@ -68,7 +77,8 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
         if not Path(cfg.data.fgram_tags).exists():
             fail(f"data.fgram_tags not found: {cfg.data.fgram_tags}")
         check_sidecar(manifest, Path(cfg.data.fgram_tags), vocab.sha256)
-    max_steps(cfg)
+    if max_steps(cfg) <= 0:
+        fail(f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, e.g. 2e11T)")
     check_save_folder(cfg, resume)
     return vocab
 
@@ -155,7 +165,15 @@ class SconeTrainer:
         """DeepSpeed writes the new tag's files, then (rank 0) the ``latest`` pointer: a kill in
         between leaves ``latest`` on the previous, whole checkpoint."""
         state = {"step": self.step, "tokens_seen": self.tokens_seen, "rng": _rng_state(), "world_size": self.world}
-        self.engine.save_checkpoint(str(self.save_folder), tag=f"step{self.step}", client_state={CLIENT_STATE: state})
+        try:
+            self.engine.save_checkpoint(str(self.save_folder), tag=f"step{self.step}", client_state={CLIENT_STATE: state})
+        except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
+            if not _disk_full(e, self.save_folder):
+                raise
+            latest = self.save_folder / "latest"
+            kept = latest.read_text().strip() if latest.is_file() else "none"
+            fail(f"no space left on device saving checkpoint step{self.step} in {self.save_folder}: 'latest' still "
+                 f"points at the last whole checkpoint ({kept}); free space, then resume")  # fmt: skip
 
     def _resume(self) -> None:
         latest = self.save_folder / "latest"
@@ -256,6 +274,18 @@ class SconeTrainer:
         if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
             print(f"step {self.step}/{self.max_steps}  loss {m['train/loss']:.4f}  lr {m['train/lr']:.2e}  "
                   f"{m['throughput/tokens_per_s']:,.0f} tok/s", flush=True)  # fmt: skip
+
+
+def _disk_full(e: BaseException, folder: Path) -> bool:
+    import errno
+    import shutil
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return "write" in str(e) and shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def _max_rss_gb() -> float:

@@ -1,0 +1,319 @@
+"""Every CLI against every bad input we know of: exit 2, exactly one ``error:`` line, no traceback,
+nothing left under ``--out``, and no lock file left beside it.
+
+The CLIs run in this process (``run_cli(main, argv)``, what each ``scripts/*.py`` does), on small
+real artifacts built once: token files from real text, an f-gram vocabulary and tags, a 2-step
+SCONE checkpoint written by the real trainer, and its served artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, List, NamedTuple
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import assert_clean_error
+
+from olmo_scone.data.cli import main as prepare_main
+from olmo_scone.data.sources import open_token_files
+from olmo_scone.errors import run_cli
+from olmo_scone.export import export
+from olmo_scone.export import main as export_main
+from olmo_scone.fgrams.cli import build_main, tag_main
+from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+from olmo_scone.fgrams.tagging import tag_token_files
+from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+from olmo_scone.locking import lock_path
+from olmo_scone.serving.cli import evaluate_main, generate_main
+from olmo_scone.train.cli import main as train_main
+from olmo_scone.train.cli import split_args
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs" / "olmo" / "tiny-scone.yaml")
+pytestmark = pytest.mark.slow
+
+
+class Art(NamedTuple):
+    root: Path
+    tokens: Path
+    vocab: Path
+    tags: Path
+    run: Path
+    served: Path
+    bare_uint32: Path
+
+
+def _train_overrides(a_tokens, vocab, tags, folder, steps=2) -> List[str]:
+    return [f"data.tokens_dir={a_tokens}", f"data.fgram_tags={tags}", f"model.fgram.vocab_path={vocab}",
+            f"save_folder={folder}", f"max_duration={steps}", "global_train_batch_size=2",
+            "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=1", "seed=3",
+            "wandb=null", "evaluators=[]"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def art(prepared, tmp_path_factory) -> Art:
+    d = tmp_path_factory.mktemp("bad-input")
+    files = open_token_files(str(prepared.root), "train")
+    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
+                     CountSettings(num_fgrams=5000, processes=1))  # fmt: skip
+    vocab = d / "fgrams.safetensors"
+    save_vocab(vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
+    tag_token_files(open_token_files(str(prepared.root), "train"), load_vocab(vocab), vocab, d / "tags")
+    run = d / "run"
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(29600 + os.getpid() % 300)}  # fmt: skip
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), TINY,
+                           *_train_overrides(prepared.root, vocab, d / "tags", run)],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    served = d / "served"
+    export(run, served, dtype="fp32", shard_gb=0.0005, batch_size=1024)
+    assert len(json.loads((served / "manifest.json").read_text())["shards"]) > 1
+    # uint32 token ids of another (larger) tokenizer, on real text: read as uint16 they are nonsense
+    from tokenizers import Tokenizer
+
+    from olmo_scone.data.tokenizers import resolve_tokenizer
+
+    big = Tokenizer.from_file(str(resolve_tokenizer("allenai_dolma2").path))
+    ids = np.asarray(big.encode((REPO / "README.md").read_text() * 3).ids, dtype=np.uint32)
+    bare = d / "dolma2-tokens.npy"
+    bare.write_bytes(ids.tobytes())
+    return Art(d, prepared.root, vocab, d / "tags", run, served, bare)
+
+
+def _cli_err(main, argv, capsys) -> subprocess.CompletedProcess:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, [str(x) for x in argv])
+    cap = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, e.value.code, cap.out, cap.err)
+
+
+# ---- corruptions of a copy of an artifact or checkpoint ------------------------------------------
+def _copy(src: Path, tmp: Path) -> Path:
+    dst = tmp / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def served_with(change: Callable[[Path], None]):
+    def make(a: Art, tmp: Path) -> Path:
+        s = _copy(a.served, tmp)
+        change(s)
+        return s
+
+    return make
+
+
+def run_with(change: Callable[[Path], None]):
+    def make(a: Art, tmp: Path) -> Path:
+        r = _copy(a.run, tmp)
+        change(r)
+        return r
+
+    return make
+
+
+def _edit_manifest(key, value):
+    def change(s: Path) -> None:
+        m = json.loads((s / "manifest.json").read_text())
+        m[key] = value
+        (s / "manifest.json").write_text(json.dumps(m))
+
+    return change
+
+
+def _latest_to_deleted(r: Path) -> None:
+    tag = (r / "latest").read_text().strip()
+    shutil.rmtree(r / tag)
+
+
+def _truncate_model_states(r: Path) -> None:
+    tag = (r / "latest").read_text().strip()
+    _truncate(r / tag / "mp_rank_00_model_states.pt")
+
+
+def _truncate_first_shard(s: Path) -> None:
+    _truncate(s / "table-00000.safetensors", 0.9)
+
+
+def _corrupt_model(s: Path) -> None:
+    _flip_byte(s / "model.safetensors")
+
+
+def _truncate_model(s: Path) -> None:
+    _truncate(s / "model.safetensors")
+
+
+def _garbage_manifest(s: Path) -> None:
+    (s / "manifest.json").write_text("{not json")
+
+
+class Case(NamedTuple):
+    cli: Callable
+    args: Callable  # (art, tmp, subject) -> argv
+    pattern: str
+    subject: Callable = None  # (art, tmp) -> Path: a corrupted copy the args name
+    out: Callable = None  # (tmp) -> Path that must not exist afterwards
+
+
+OUT = lambda tmp: tmp / "out"  # noqa: E731
+CASES = {
+    # prepare_data.py
+    "prepare --processes -3": Case(prepare_main, lambda a, t, s: ["--out", t / "out", "--processes", "-3"],
+                                   r"--processes: must be 0 or more", out=OUT),
+    # build_fgrams.py
+    "build --processes -3": Case(build_main, lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 10, "--processes", -3,
+                                                              "--out", t / "out"], r"--processes: must be 0 or more", out=OUT),
+    "build --num-fgrams 0": Case(build_main, lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 0, "--out", t / "out"],
+                                 r"--num-fgrams: must be a positive integer", out=OUT),
+    "build uint32 ids as uint16": Case(build_main, lambda a, t, s: ["--tokens", a.bare_uint32, "--tokenizer",
+                                                                    "allenai_gpt-neox-olmo-dolma-v1_5", "--num-fgrams", 100,
+                                                                    "--out", t / "out"],
+                                       r"token id \d+ is not below .*vocabulary size 50280", out=OUT),
+    "build --out a directory": Case(build_main, lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 10, "--out", t],
+                                    r"--out .* is a directory"),
+    # tag_fgrams.py
+    "tag --out a file": Case(tag_main, lambda a, t, s: ["--vocab", a.vocab, "--tokens", a.tokens, "--out", a.vocab],
+                             r"--out .* is a file"),
+    # train.py (all before any process group)
+    "train broken YAML": Case(train_main, lambda a, t, s: [s], r"is not valid YAML \(line \d+, column \d+\)",
+                              subject=lambda a, t: (t / "bad.yaml", (t / "bad.yaml").write_text("model:\n  d_model: [1, 2\n"))[0]),
+    "train global_train_batch_size=0": Case(train_main, lambda a, t, s: [TINY, *_train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+                                                                         "global_train_batch_size=0"],
+                                            r"global_train_batch_size must be a positive integer, got 0", out=OUT),
+    "train max_duration=-5": Case(train_main, lambda a, t, s: [TINY, *_train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+                                                               "max_duration=-5"],
+                                  r"max_duration -5 is not a positive number of steps", out=OUT),
+    "train --resume, latest names a deleted tag": Case(train_main, lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],
+                                                       r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted)),
+    "train --resume, truncated model_states.pt": Case(train_main, lambda a, t, s: [s / "config.yaml", "--resume", f"save_folder={s}"],
+                                                      r"mp_rank_00_model_states\.pt is truncated", subject=run_with(_truncate_model_states)),
+    # export_embeddings.py
+    "export --tag step999": Case(export_main, lambda a, t, s: [a.run, "--out", t / "out", "--tag", "step999"],
+                                 r"checkpoint 'step999' does not exist \(there: step2\)", out=OUT),
+    "export --batch-size 0": Case(export_main, lambda a, t, s: [a.run, "--out", t / "out", "--batch-size", 0],
+                                  r"--batch-size: must be a positive integer", out=OUT),
+    "export --shard-gb 0": Case(export_main, lambda a, t, s: [a.run, "--out", t / "out", "--shard-gb", 0],
+                                r"--shard-gb: must be positive", out=OUT),
+    "export --out a file": Case(export_main, lambda a, t, s: [a.run, "--out", a.vocab], r"--out .* is a file"),
+    "export, latest names a deleted tag": Case(export_main, lambda a, t, s: [s, "--out", t / "out"],
+                                               r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted), out=OUT),
+    "export, truncated model_states.pt": Case(export_main, lambda a, t, s: [s, "--out", t / "out"], r"is truncated",
+                                              subject=run_with(_truncate_model_states), out=OUT),
+    # evaluate.py
+    "evaluate non-UTF-8 --text": Case(evaluate_main, lambda a, t, s: [a.served, "--text", s], r"is not UTF-8 text",
+                                      subject=lambda a, t: (t / "latin1.txt", (t / "latin1.txt").write_bytes("café".encode("latin-1")))[0]),
+    "evaluate --batch-size 0": Case(evaluate_main, lambda a, t, s: [a.served, "--tokens", a.tokens, "--batch-size", 0],
+                                    r"--batch-size: must be a positive integer"),
+    "evaluate --out a directory": Case(evaluate_main, lambda a, t, s: [a.served, "--tokens", a.tokens, "--out", t],
+                                       r"--out .* is a directory"),
+    "evaluate invalid manifest JSON": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens, "--out", t / "out"],
+                                           r"manifest\.json is not valid JSON", subject=served_with(_garbage_manifest), out=OUT),
+    "evaluate truncated model.safetensors": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
+                                                 r"model\.safetensors does not match the sha256", subject=served_with(_truncate_model)),
+    "evaluate corrupted model.safetensors": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
+                                                 r"model\.safetensors does not match the sha256", subject=served_with(_corrupt_model)),
+    "evaluate manifest dtype edited": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
+                                           r"is not the one the manifest lists \(it holds fp32", subject=served_with(_edit_manifest("dtype", "bf16"))),
+    "evaluate --no-verify --table mmap, truncated shard": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
+                                                               r"table-00000\.safetensors is [\d,]+ bytes, its header needs", subject=served_with(_truncate_first_shard)),
+    "evaluate, latest names a deleted tag (baseline path)": Case(evaluate_main, lambda a, t, s: [s, "--text", REPO / "README.md"],
+                                                                 r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted)),
+    # generate.py
+    "generate --temperature -1": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--temperature", -1], r"--temperature: must be 0 or more"),
+    "generate --top-k -5": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--top-k", -5], r"--top-k: must be 0 or more"),
+    "generate --top-p 2": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--top-p", 2], r"--top-p: must be in \(0, 1\]"),
+    "generate --max-new-tokens -4": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--max-new-tokens", -4],
+                                         r"--max-new-tokens: must be a positive integer"),
+    "generate --prompt ''": Case(generate_main, lambda a, t, s: [a.served, "--prompt", ""], r"--prompt is empty"),
+}  # fmt: skip
+if not torch.cuda.is_available():
+    CASES["evaluate --device cuda without CUDA"] = Case(evaluate_main, lambda a, t, s: [a.served, "--tokens", a.tokens, "--device", "cuda"],
+                                                        r"CUDA is not available")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_error_line_and_leaves_nothing(name, art, tmp_path, capsys):
+    case = CASES[name]
+    subject = case.subject(art, tmp_path) if case.subject else None
+    proc = _cli_err(case.cli, case.args(art, tmp_path, subject), capsys)
+    assert_clean_error(proc, case.pattern)
+    if case.out is not None:
+        out = case.out(tmp_path)
+        assert not out.exists(), f"{name}: {out} was left behind"
+        assert not lock_path(out).exists(), f"{name}: lock file left behind"
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.lock")), sorted(tmp_path.iterdir())
+
+
+def _hold_lock(out: Path) -> subprocess.Popen:
+    """Another process writing ``out``: it holds the output's lock until killed."""
+    code = ("import sys, time; from olmo_scone.locking import OutputLock; l = OutputLock(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(120)")  # fmt: skip
+    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+@pytest.mark.parametrize("cli", ["build", "tag", "export", "evaluate", "prepare"])
+def test_a_second_writer_of_the_same_output_is_refused(cli, art, tmp_path, capsys):
+    out = tmp_path / "out.safetensors" if cli == "build" else tmp_path / "out"
+    argv = {
+        "build": (build_main, ["--tokens", art.tokens, "--num-fgrams", 100, "--out", out]),
+        "tag": (tag_main, ["--vocab", art.vocab, "--tokens", art.tokens, "--out", out]),
+        "export": (export_main, [art.run, "--out", out]),
+        "evaluate": (evaluate_main, [art.served, "--tokens", art.tokens, "--max-batches", 1, "--out", out]),
+        "prepare": (prepare_main, [REPO / "README.md", "--out", out]),
+    }[cli]
+    holder = _hold_lock(out)
+    try:
+        proc = _cli_err(*argv, capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_clean_error(proc, rf"{out.name} is being written by pid {holder.pid} on ")
+    assert not out.exists()
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_run(art, tmp_path, capsys):
+    """A run killed mid-write leaves .<out>.*.tmp beside its output; the next run removes them."""
+    out = tmp_path / "fgrams.safetensors"
+    stale_dir = tmp_path / ".fgrams.safetensors.abc123.count.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "partial.keys.npy").write_bytes(b"x" * 1000)
+    stale_file = tmp_path / ".fgrams.safetensors.def456.tmp"
+    stale_file.write_bytes(b"half")
+    other = tmp_path / ".other.safetensors.ghi789.tmp"  # another output's: not ours to remove
+    other.write_bytes(b"keep")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(build_main, ["--tokens", str(art.tokens), "--num-fgrams", "100", "--processes", "1", "--out", str(out)])
+    assert e.value.code == 0, capsys.readouterr().err
+    assert out.is_file() and not stale_dir.exists() and not stale_file.exists() and other.exists()
+    assert not lock_path(out).exists()
+
+
+def test_resume_and_olmo_style_overrides_anywhere():
+    """OLMo's --key=value and key=value both work; --resume may stand anywhere among them."""
+    args, resume = split_args(["cfg.yaml", "--resume", "max_duration=3", "--save_folder=/x", "--model.d_model=8"])
+    assert resume and args == ["cfg.yaml", "max_duration=3", "save_folder=/x", "model.d_model=8"]
+    args, resume = split_args(["cfg.yaml", "--save-overwrite"])
+    assert not resume and args == ["cfg.yaml", "save_overwrite=True"]
