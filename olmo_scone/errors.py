@@ -22,6 +22,32 @@ def fail(message: str) -> NoReturn:
     raise SconeError(message)
 
 
+def full_disk(e: BaseException, where) -> bool:
+    """Whether ``e`` (raised while writing under ``where``) is a full disk. ENOSPC says so itself;
+    numpy's ``tofile`` ("N requested and M written") and ``torch.save`` ("iostream error") do not,
+    so for those the filesystem is asked how much room is left."""
+    import shutil
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(e, (OSError, RuntimeError)):
+        return False
+    try:
+        return shutil.disk_usage(where).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def _close_progress_bars() -> None:
+    """End any live progress bar's line, so the error line starts a line of its own."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
+
+
 def run_cli(main: Callable[[Optional[Sequence[str]]], int | None], argv: Optional[Sequence[str]] = None) -> NoReturn:
     """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`SconeError` or a full disk, 130 on
     Ctrl-C. A full disk is an error line, not a traceback: every artifact is written to a temporary
@@ -29,11 +55,13 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], int | None], argv: Optiona
     try:
         code = main(argv)
     except SconeError as e:
+        _close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
+        _close_progress_bars()
         where = f" writing {e.filename}" if e.filename else ""
         print(f"error: no space left on device{where}: free space or choose another output location "
               "(nothing half-written was kept)", file=sys.stderr)  # fmt: skip

@@ -107,7 +107,7 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
                     continue
             except Exception:  # noqa: BLE001 - a broken shard is recomputed
                 pass
-        digest = write_shard(path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d)
+        digest = _write_shard_or_explain(partial, path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d)
         shards.append({"file": path.name, "row_start": lo, "row_stop": hi, "sha256": digest})
     manifest = {
         "format": ARTIFACT_FORMAT,
@@ -139,6 +139,20 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
         shutil.rmtree(out)
     partial.rename(out)
     return manifest
+
+
+def _write_shard_or_explain(partial: Path, path: Path, tensors, dtype: str, lo: int, hi: int, d: int) -> str:
+    """Write one shard (atomically); a full disk is one line that says what is kept for resuming."""
+    import errno
+
+    try:
+        return write_shard(path, tensors, dtype, lo, hi, d)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        done = len(list(partial.glob("table-*.safetensors")))
+        fail(f"no space left on device writing {path.name}: the {done} finished shard(s) are kept in {partial}; "
+             "free space and re-run the same command to resume")  # fmt: skip
 
 
 def main(argv=None) -> int:

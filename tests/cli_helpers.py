@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
+from typing import List
+
+TINY_SCONE = str(Path(__file__).resolve().parents[1] / "configs" / "olmo" / "tiny-scone.yaml")
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
@@ -13,3 +17,11 @@ def assert_clean_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
     assert len(errors) == 1, proc.stderr[-3000:]
     assert re.search(pattern, errors[0]), errors[0]
+
+
+def train_overrides(tokens, vocab, tags, folder, steps: int = 2) -> List[str]:
+    """Overrides of ``tiny-scone.yaml`` for a seconds-long run on the given token files, vocabulary and tags."""
+    return [f"data.tokens_dir={tokens}", f"data.fgram_tags={tags}", f"model.fgram.vocab_path={vocab}",
+            f"save_folder={folder}", f"max_duration={steps}", "global_train_batch_size=2",
+            "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=1", "seed=3",
+            "wandb=null", "evaluators=[]"]  # fmt: skip

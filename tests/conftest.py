@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pytest
+from cli_helpers import TINY_SCONE, train_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("OLMO_SCONE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -49,3 +55,53 @@ def wikitext_valid() -> Path:
     if p is None:
         pytest.skip("../shared/data/wikitext not present")
     return p
+
+
+class Art(NamedTuple):
+    root: Path
+    tokens: Path
+    vocab: Path
+    tags: Path
+    run: Path
+    served: Path
+    bare_uint32: Path
+
+
+@pytest.fixture(scope="session")
+def art(prepared, tmp_path_factory) -> Art:
+    """Small real artifacts for CLI tests: the session's token files, a 5K-f-gram vocabulary and its
+    tags, a 2-step SCONE checkpoint written by the real trainer (one process), its fp32 served
+    artifact in several shards, and a bare uint32 token file of another tokenizer (dolma2) on real text."""
+    from olmo_scone.data.sources import open_token_files
+    from olmo_scone.export import export
+    from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+    from olmo_scone.fgrams.tagging import tag_token_files
+    from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+
+    d = tmp_path_factory.mktemp("art")
+    files = open_token_files(str(prepared.root), "train")
+    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
+                     CountSettings(num_fgrams=5000, processes=1))  # fmt: skip
+    vocab = d / "fgrams.safetensors"
+    save_vocab(vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
+    tag_token_files(open_token_files(str(prepared.root), "train"), load_vocab(vocab), vocab, d / "tags")
+    run = d / "run"
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(29600 + os.getpid() % 300)}  # fmt: skip
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), TINY_SCONE,
+                           *train_overrides(prepared.root, vocab, d / "tags", run)],
+                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    served = d / "served"
+    export(run, served, dtype="fp32", shard_gb=0.0005, batch_size=1024)
+    assert len(json.loads((served / "manifest.json").read_text())["shards"]) > 1
+    # uint32 token ids of another (larger) tokenizer, on real text: read as uint16 they are nonsense
+    from tokenizers import Tokenizer
+
+    from olmo_scone.data.tokenizers import resolve_tokenizer
+
+    big = Tokenizer.from_file(str(resolve_tokenizer("allenai_dolma2").path))
+    ids = np.asarray(big.encode((REPO / "README.md").read_text() * 3).ids, dtype=np.uint32)
+    bare = d / "dolma2-tokens.npy"
+    bare.write_bytes(ids.tobytes())
+    return Art(d, prepared.root, vocab, d / "tags", run, served, bare)

@@ -1,91 +1,35 @@
 """Every CLI against every bad input we know of: exit 2, exactly one ``error:`` line, no traceback,
 nothing left under ``--out``, and no lock file left beside it.
 
-The CLIs run in this process (``run_cli(main, argv)``, what each ``scripts/*.py`` does), on small
-real artifacts built once: token files from real text, an f-gram vocabulary and tags, a 2-step
-SCONE checkpoint written by the real trainer, and its served artifact.
+The CLIs run in this process (``run_cli(main, argv)``, what each ``scripts/*.py`` does), on the
+small real artifacts of conftest's ``art`` fixture.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, List, NamedTuple
+from typing import Callable, NamedTuple
 
-import numpy as np
 import pytest
 import torch
-from cli_helpers import assert_clean_error
+from cli_helpers import TINY_SCONE, assert_clean_error, train_overrides
 
 from olmo_scone.data.cli import main as prepare_main
-from olmo_scone.data.sources import open_token_files
 from olmo_scone.errors import run_cli
-from olmo_scone.export import export
 from olmo_scone.export import main as export_main
 from olmo_scone.fgrams.cli import build_main, tag_main
-from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
-from olmo_scone.fgrams.tagging import tag_token_files
-from olmo_scone.fgrams.vocab import load_vocab, save_vocab
 from olmo_scone.locking import lock_path
 from olmo_scone.serving.cli import evaluate_main, generate_main
 from olmo_scone.train.cli import main as train_main
 from olmo_scone.train.cli import split_args
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = str(REPO / "configs" / "olmo" / "tiny-scone.yaml")
+TINY = TINY_SCONE
 pytestmark = pytest.mark.slow
-
-
-class Art(NamedTuple):
-    root: Path
-    tokens: Path
-    vocab: Path
-    tags: Path
-    run: Path
-    served: Path
-    bare_uint32: Path
-
-
-def _train_overrides(a_tokens, vocab, tags, folder, steps=2) -> List[str]:
-    return [f"data.tokens_dir={a_tokens}", f"data.fgram_tags={tags}", f"model.fgram.vocab_path={vocab}",
-            f"save_folder={folder}", f"max_duration={steps}", "global_train_batch_size=2",
-            "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=1", "seed=3",
-            "wandb=null", "evaluators=[]"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def art(prepared, tmp_path_factory) -> Art:
-    d = tmp_path_factory.mktemp("bad-input")
-    files = open_token_files(str(prepared.root), "train")
-    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
-                     CountSettings(num_fgrams=5000, processes=1))  # fmt: skip
-    vocab = d / "fgrams.safetensors"
-    save_vocab(vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
-    tag_token_files(open_token_files(str(prepared.root), "train"), load_vocab(vocab), vocab, d / "tags")
-    run = d / "run"
-    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(29600 + os.getpid() % 300)}  # fmt: skip
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), TINY,
-                           *_train_overrides(prepared.root, vocab, d / "tags", run)],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    served = d / "served"
-    export(run, served, dtype="fp32", shard_gb=0.0005, batch_size=1024)
-    assert len(json.loads((served / "manifest.json").read_text())["shards"]) > 1
-    # uint32 token ids of another (larger) tokenizer, on real text: read as uint16 they are nonsense
-    from tokenizers import Tokenizer
-
-    from olmo_scone.data.tokenizers import resolve_tokenizer
-
-    big = Tokenizer.from_file(str(resolve_tokenizer("allenai_dolma2").path))
-    ids = np.asarray(big.encode((REPO / "README.md").read_text() * 3).ids, dtype=np.uint32)
-    bare = d / "dolma2-tokens.npy"
-    bare.write_bytes(ids.tobytes())
-    return Art(d, prepared.root, vocab, d / "tags", run, served, bare)
 
 
 def _cli_err(main, argv, capsys) -> subprocess.CompletedProcess:
@@ -115,7 +59,7 @@ def _flip_byte(path: Path) -> None:
 
 
 def served_with(change: Callable[[Path], None]):
-    def make(a: Art, tmp: Path) -> Path:
+    def make(a, tmp: Path) -> Path:
         s = _copy(a.served, tmp)
         change(s)
         return s
@@ -124,7 +68,7 @@ def served_with(change: Callable[[Path], None]):
 
 
 def run_with(change: Callable[[Path], None]):
-    def make(a: Art, tmp: Path) -> Path:
+    def make(a, tmp: Path) -> Path:
         r = _copy(a.run, tmp)
         change(r)
         return r
@@ -197,10 +141,10 @@ CASES = {
     # train.py (all before any process group)
     "train broken YAML": Case(train_main, lambda a, t, s: [s], r"is not valid YAML \(line \d+, column \d+\)",
                               subject=lambda a, t: (t / "bad.yaml", (t / "bad.yaml").write_text("model:\n  d_model: [1, 2\n"))[0]),
-    "train global_train_batch_size=0": Case(train_main, lambda a, t, s: [TINY, *_train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+    "train global_train_batch_size=0": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
                                                                          "global_train_batch_size=0"],
                                             r"global_train_batch_size must be a positive integer, got 0", out=OUT),
-    "train max_duration=-5": Case(train_main, lambda a, t, s: [TINY, *_train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+    "train max_duration=-5": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
                                                                "max_duration=-5"],
                                   r"max_duration -5 is not a positive number of steps", out=OUT),
     "train --resume, latest names a deleted tag": Case(train_main, lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..data.sources import open_token_files
-from ..errors import ArgumentParser, fail, non_negative_int, positive_float, positive_int
+from ..errors import ArgumentParser, fail, full_disk, non_negative_int, positive_float, positive_int
 from ..locking import OutputLock
 from .counting import CountSettings, TokenSource, count_fgrams
 from .tagging import tag_token_files
@@ -71,6 +71,11 @@ def _count_beside(out: Path, sources, tok, settings: CountSettings):
         settings.work_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".count.tmp", dir=out.parent))
     try:
         return count_fgrams(sources, int(tok["vocab_size"]), int(tok["eos_token_id"]), int(tok["pad_token_id"]), settings)
+    except OSError as e:  # raised in a worker (numpy's tofile says "N requested and M written", no errno)
+        if not full_disk(e, settings.work_dir):
+            raise
+        fail(f"no space left on device for the partial counts in {settings.work_dir}: free space, or give --work-dir "
+             "on a larger disk (nothing half-written was kept)")  # fmt: skip
     finally:
         if own:
             shutil.rmtree(settings.work_dir, ignore_errors=True)

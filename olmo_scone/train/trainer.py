@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..config import SconeTrainConfig
-from ..errors import fail
+from ..errors import fail, full_disk
 from ..malloc import keep_large_allocations
 from .data import TrainBatches
 from .ds_config import deepspeed_config
@@ -168,7 +168,7 @@ class SconeTrainer:
         try:
             self.engine.save_checkpoint(str(self.save_folder), tag=f"step{self.step}", client_state={CLIENT_STATE: state})
         except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
-            if not _disk_full(e, self.save_folder):
+            if not full_disk(e, self.save_folder):
                 raise
             latest = self.save_folder / "latest"
             kept = latest.read_text().strip() if latest.is_file() else "none"
@@ -274,18 +274,6 @@ class SconeTrainer:
         if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
             print(f"step {self.step}/{self.max_steps}  loss {m['train/loss']:.4f}  lr {m['train/lr']:.2e}  "
                   f"{m['throughput/tokens_per_s']:,.0f} tok/s", flush=True)  # fmt: skip
-
-
-def _disk_full(e: BaseException, folder: Path) -> bool:
-    import errno
-    import shutil
-
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    try:
-        return "write" in str(e) and shutil.disk_usage(folder).free < (1 << 20)
-    except OSError:
-        return False
 
 
 def _max_rss_gb() -> float:
