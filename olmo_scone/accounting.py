@@ -8,6 +8,11 @@ those of the modules that train and serve, not of a formula that could drift fro
 * **training parameters**: main model + ``A_fgram``.
 * **offloaded table**: S x d values at 16 bits, plus the matcher's index (its real size: the
   hash table of trie nodes, 16 bytes a slot at load <= 1/4, and 8 bytes a node).
+* **accelerator bytes for the f-gram branch**: every parameter and buffer of the model outside the
+  main transformer (``A_fgram``'s weights, and anything else a SCONE model would move to the
+  device), as built by the same constructor a training run uses, plus the per-sequence bound of the
+  host-built per-batch tensors (``fgrams/batch.py``). Nothing here depends on S: the vocabulary
+  stays on the host.
 * **forward FLOPs per token**: OLMo's own convention (``OLMo.num_fwd_flops``): 2 x non-embedding
   parameters + attention ``4 x n_layers x d x seq``. At inference SCONE adds nothing (a table
   lookup). At training, ``A_fgram`` runs on unique f-grams of up to K tokens; we report its
@@ -34,6 +39,8 @@ class Accounting:
     index_gb: float
     inference_fwd_flops_per_token: int
     training_fwd_flops_per_token: int  # upper bound with A_fgram
+    fgram_device_bytes: int = 0  # parameters + buffers outside the main transformer (fp32 as built)
+    fgram_batch_bytes_per_seq: int = 0  # bound of the per-batch f-gram tensors per sequence
 
     @property
     def training_params(self) -> int:
@@ -50,6 +57,8 @@ class Accounting:
             table,
             f"{self.inference_fwd_flops_per_token / 1e9:.3g}",
             f"{self.training_fwd_flops_per_token / 1e9:.3g}",
+            (f"{self.fgram_device_bytes / 1e9:.3g} + {self.fgram_batch_bytes_per_seq / 1e6:.3g} MB/seq"
+             if self.fgram_device_bytes else "-"),
         ]
 
 
@@ -62,7 +71,8 @@ def _count(n: int) -> str:
 
 
 HEADER = ["config", "inference params (accelerator)", "training params", "A_fgram params", "f-grams",
-          "table + index GB (16-bit)", "inference GFLOPs/token (fwd)", "training GFLOPs/token (fwd, bound)"]  # fmt: skip
+          "table + index GB (16-bit)", "inference GFLOPs/token (fwd)", "training GFLOPs/token (fwd, bound)",
+          "accelerator GB, f-gram branch (fp32 weights + per-batch inputs)"]  # fmt: skip
 
 
 def index_bytes(num_nodes: int) -> int:
@@ -71,6 +81,13 @@ def index_bytes(num_nodes: int) -> int:
         return 0
     slots = 1 << max(4, math.ceil(math.log2(num_nodes / 0.25)))
     return slots * 16 + num_nodes * 8
+
+
+def fgram_branch_device_bytes(model) -> int:
+    """Bytes of every parameter and buffer of ``model`` outside the main transformer: what a SCONE
+    model moves to the device beyond its baseline (works on meta and real models alike)."""
+    named = list(model.named_parameters()) + list(model.named_buffers())
+    return sum(t.numel() * t.element_size() for n, t in named if not n.startswith("transformer."))
 
 
 def account(config: SconeModelConfig, name: str = "", num_fgrams: Optional[int] = None) -> Accounting:
@@ -98,8 +115,11 @@ def account(config: SconeModelConfig, name: str = "", num_fgrams: Optional[int] 
         fgram_non_emb = fgram_params - fc.max_sequence_length * fc.d_model  # its wpe is a lookup
         k = f.max_n
         training += k * (2 * fgram_non_emb) + fc.n_layers * 4 * fc.d_model * k * k
+    from .fgrams.batch import per_sequence_bytes
+
+    per_seq = per_sequence_bytes(cfg.max_sequence_length, f.max_n) if model.fgram_model is not None else 0
     return Accounting(name, main_params, non_emb, fgram_params, s, s * cfg.d_model * 2 / 1e9,
-                      index_bytes(s) / 1e9, inference, training)  # fmt: skip
+                      index_bytes(s) / 1e9, inference, training, fgram_branch_device_bytes(model), per_seq)  # fmt: skip
 
 
 def summary_table(rows: List[Accounting]) -> str:

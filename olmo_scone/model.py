@@ -11,8 +11,11 @@ output of the f-gram model ``A_fgram`` (training) or by a precomputed table (inf
   f-grams of a batch go through ``A_fgram``; results are scattered back. The output head is
   OLMo's, over the token vocabulary: the f-gram table is input-only.
 
-Where f-gram rows come from: the training sidecar (``tag_fgrams.py``), or, when a batch comes
-without them, the on-device matcher over the batch itself.
+Nothing sized by the f-gram count S lives on the accelerator: the vocabulary stays on the host,
+and each batch brings its own :class:`~.fgrams.batch.FgramBatch` (its unique f-grams' tokens and
+lengths, and where each matched position's f-gram is), built on the host from the training sidecar
+or, when a batch comes without one (``match=True``), from the host matcher (numpy, the serving
+runtime's). The device holds the main model, ``A_fgram`` and per-batch tensors only.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from olmo.model import BufferCache, Dropout, LayerNorm, OLMo, OLMoBlock, OLMoOut
 
 from .config import SconeModelConfig
 from .errors import fail
+from .fgrams.batch import FgramBatch, fgram_batch
 from .fgrams.vocab import FgramVocab
 
 
@@ -88,8 +92,8 @@ class SconeOLMo(OLMo):
         self.fgram_model: Optional[FgramModel] = None
         self.fgram_table: Optional[torch.Tensor] = None  # [S, d]: inference from precomputed embeddings
         self.fgram_vocab_sha256: Optional[str] = None
-        self._vocab: Optional[FgramVocab] = None
-        self._matcher = None
+        self._vocab: Optional[FgramVocab] = None  # host memory (or memory-mapped): never moved to the device
+        self._matcher = None  # host (numpy) matcher, built on first use
         f = config.fgram
         if not f.enabled and fgram_vocab is None:
             return
@@ -105,63 +109,72 @@ class SconeOLMo(OLMo):
             f.num_fgrams = len(fgram_vocab)
             if len(fgram_vocab) and int(fgram_vocab.tokens.max()) >= config.vocab_size:
                 fail(f"the f-gram vocabulary holds token id {int(fgram_vocab.tokens.max())} >= vocab_size {config.vocab_size}")
-            tokens = torch.from_numpy(np.maximum(fgram_vocab.tokens, 0).astype(np.int64))
-            lengths = torch.from_numpy(fgram_vocab.lengths.astype(np.int64))
             self.fgram_vocab_sha256 = fgram_vocab.sha256
             self._vocab = fgram_vocab
-        else:  # sized only (accounting, meta device): no rows to look up
-            tokens = torch.zeros((0, f.max_n), dtype=torch.long)
-            lengths = torch.zeros(0, dtype=torch.long)
-        device = None if config.init_device == "meta" else config.init_device
-        self.register_buffer("fgram_tokens", tokens.to(device), persistent=False)
-        self.register_buffer("fgram_lengths", lengths.to(device), persistent=False)
         self.fgram_model = FgramModel(config)
 
-    # ---- f-gram rows -------------------------------------------------------------------
-    def match_fgrams(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Rows of the longest f-gram ending at each position of ``input_ids`` (-1: none), on device."""
-        if self._vocab is None:
-            return torch.full_like(input_ids, -1)
-        if self._matcher is None or self._matcher.node_row.device != input_ids.device:
+    # ---- f-gram rows (host) -----------------------------------------------------------
+    @property
+    def fgram_vocab(self) -> Optional[FgramVocab]:
+        return self._vocab
+
+    def host_matcher(self):
+        """The numpy matcher over this model's vocabulary (the one serving uses), built once."""
+        if self._matcher is None:
             from .fgrams.matching import FgramMatcher
 
-            self._matcher = FgramMatcher(self._vocab, self.config.vocab_size).to_torch(input_ids.device)
-        rows, _ = self._matcher.match(input_ids)
-        return rows
+            self._matcher = FgramMatcher(self._vocab, self.config.vocab_size)
+        return self._matcher
+
+    def match_fgrams(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Rows of the longest f-gram ending at each position of ``input_ids`` (-1: none), matched on
+        the host within each sequence, returned on ``input_ids``'s device."""
+        if self._vocab is None:
+            return torch.full_like(input_ids, -1)
+        rows = self.host_matcher().match_batch(input_ids.detach().cpu().numpy())
+        return torch.from_numpy(rows).to(input_ids.device)
+
+    def fgram_batch(self, input_ids: torch.Tensor, fgram_rows: Optional[torch.Tensor] = None) -> Optional[FgramBatch]:
+        """The per-batch f-gram tensors (host-built, then moved to ``input_ids``'s device) from given
+        rows, or from host matching when none are given."""
+        if self._vocab is None:
+            return None
+        rows = fgram_rows.detach().cpu().numpy() if fgram_rows is not None else None
+        if rows is None:
+            rows = self.host_matcher().match_batch(input_ids.detach().cpu().numpy())
+        return fgram_batch(rows, self._vocab).to(input_ids.device)
 
     # ---- embeddings ---------------------------------------------------------------------
-    def fgram_embeddings(self, rows: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``[len(rows), d]`` of f-gram rows: from the table if one is set, else ``A_fgram``."""
+    def fgram_embeddings(self, b: FgramBatch) -> torch.Tensor:
+        """Embeddings ``[U, d]`` of a batch's unique f-grams: from the table if one is set, else ``A_fgram``."""
         if self.fgram_table is not None:
-            return self.fgram_table[rows.to(self.fgram_table.device)].to(self.transformer.wte.weight.device)
+            return self.fgram_table[b.rows.to(self.fgram_table.device)].to(self.transformer.wte.weight.device)
         if self.fgram_model is None:
             fail("this model has no f-gram branch (fgram.vocab_path is not set)")
-        toks = self.fgram_tokens[rows]
-        return self.fgram_model(self.transformer.wte(toks), self.fgram_lengths[rows])
+        return self.fgram_model(self.transformer.wte(b.tokens), b.lengths)
 
-    def input_embeddings(self, input_ids: torch.Tensor, fgram_rows: Optional[torch.Tensor]) -> torch.Tensor:
+    def input_embeddings(self, input_ids: torch.Tensor, b: Optional[FgramBatch]) -> torch.Tensor:
         x = self.transformer.wte(input_ids)
-        if fgram_rows is None or (self.fgram_model is None and self.fgram_table is None):
+        if b is None or b.num_unique == 0 or (self.fgram_model is None and self.fgram_table is None):
             return x
-        matched = fgram_rows >= 0
-        if not bool(matched.any()):
-            return x
-        unique_rows, inverse = torch.unique(fgram_rows[matched], return_inverse=True)
-        return replace_embeddings(x, matched, self.fgram_embeddings(unique_rows), inverse)
+        return replace_embeddings(x, b.matched, self.fgram_embeddings(b), b.inverse)
 
     def forward(  # type: ignore[override]
         self,
         input_ids: torch.LongTensor,
         input_embeddings: Optional[torch.FloatTensor] = None,
+        fgram_batch: Optional[FgramBatch] = None,
         fgram_rows: Optional[torch.Tensor] = None,
         match: bool = False,
         **kwargs,
     ) -> OLMoOutput:
-        """OLMo's forward; ``fgram_rows`` (or ``match=True`` to match on the fly) switches SCONE on."""
-        if input_embeddings is None and (fgram_rows is not None or match):
-            if fgram_rows is None:
-                fgram_rows = self.match_fgrams(input_ids)
-            input_embeddings = self.input_embeddings(input_ids, fgram_rows)
+        """OLMo's forward; SCONE is on with ``fgram_batch`` (the trainer's host-built batch),
+        ``fgram_rows`` (rows per position, turned into a batch on the host) or ``match=True`` (matched
+        on the host within each sequence, as the serving runtime does)."""
+        if input_embeddings is None and fgram_batch is None and (fgram_rows is not None or match):
+            fgram_batch = self.fgram_batch(input_ids, fgram_rows)
+        if input_embeddings is None and fgram_batch is not None:
+            input_embeddings = self.input_embeddings(input_ids, fgram_batch)
         return super().forward(input_ids, input_embeddings=input_embeddings, **kwargs)
 
     # ---- inference from a table ---------------------------------------------------------
@@ -172,7 +185,10 @@ class SconeOLMo(OLMo):
         table that replaces it at inference."""
         if self.fgram_model is None:
             fail("this model has no f-gram branch")
-        stop = self.fgram_tokens.shape[0] if stop is None else stop
+        if self._vocab is None:
+            fail("this model has no f-gram vocabulary")
+        stop = len(self._vocab) if stop is None else stop
+        device = self.transformer.wte.weight.device
         out = torch.empty((stop - start, self.config.d_model), dtype=dtype)
         starts = range(start, stop, batch_size)
         if progress:
@@ -182,8 +198,9 @@ class SconeOLMo(OLMo):
         was_training = self.training
         self.eval()
         for i in starts:
-            rows = torch.arange(i, min(stop, i + batch_size), device=self.fgram_tokens.device)
-            out[i - start : i - start + len(rows)] = self.fgram_embeddings(rows).to("cpu", dtype)
+            rows = np.arange(i, min(stop, i + batch_size))
+            b = fgram_batch(rows[None], self._vocab).to(device)  # every row once, in order
+            out[i - start : i - start + len(rows)] = self.fgram_embeddings(b).to("cpu", dtype)
         self.train(was_training)
         return out
 

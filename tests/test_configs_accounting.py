@@ -101,3 +101,49 @@ def test_model_summary_script():
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "model_summary.py"), str(CONFIGS / "olmo-1b.yaml"),
                            "n_layers=3"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 2 and "model overrides are written model.key=value" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def vocabularies(prepared):
+    """Real f-gram vocabularies of 1K and 50K rows, counted from real text."""
+    from olmo_scone.data.sources import open_token_files
+    from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+    from olmo_scone.fgrams.vocab import FgramVocab
+
+    files = open_token_files(str(prepared.root), "train")
+    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
+                     CountSettings(num_fgrams=50_000, min_count=2, processes=1))  # fmt: skip
+    assert len(r.counts) == 50_000
+    return {n: FgramVocab(r.tokens[:n], r.lengths[:n], r.counts[:n], {}) for n in (1_000, 50_000)}
+
+
+def test_accelerator_bytes_of_the_fgram_branch_do_not_grow_with_the_vocabulary(vocabularies):
+    """A SCONE model built by the training constructor with real vocabularies of 1K and 50K f-grams
+    holds byte-for-byte the same parameters and buffers (nothing sized by S goes to the device), and
+    the accounting (meta device, same constructor) reports that figure, at 10M, 100M and 1B too."""
+    import torch
+
+    from olmo_scone.accounting import fgram_branch_device_bytes
+    from olmo_scone.config import FgramConfig, SconeModelConfig
+    from olmo_scone.model import SconeOLMo
+
+    def cfg():
+        return SconeModelConfig(d_model=64, n_heads=4, n_layers=2, max_sequence_length=64, vocab_size=50280,
+                                embedding_size=50304, eos_token_id=50279, pad_token_id=1, init_device="cpu",
+                                fgram=FgramConfig(n_layers=2))  # fmt: skip
+
+    def all_bytes(m):
+        return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])
+
+    models = {n: SconeOLMo(cfg(), fgram_vocab=v) for n, v in vocabularies.items()}
+    assert len({all_bytes(m) for m in models.values()}) == 1
+    branch = {n: fgram_branch_device_bytes(m) for n, m in models.items()}
+    assert len(set(branch.values())) == 1 and branch[1_000] > 0
+    # the same after .to(): nothing else is moved along with the model
+    moved = SconeOLMo(cfg(), fgram_vocab=vocabularies[50_000]).to(torch.device("cpu"))
+    assert all_bytes(moved) == all_bytes(models[1_000])
+    for s in (1_000, 50_000, 10_000_000, 100_000_000, 1_000_000_000):
+        assert account(cfg(), num_fgrams=s).fgram_device_bytes == branch[1_000]
+    paper = {s: account(load_model_config(CONFIGS / f"scone-1b-{s}-a1.8b.yaml")) for s in ("10m", "100m", "1b")}
+    assert len({a.fgram_device_bytes for a in paper.values()}) == 1
+    assert paper["1b"].fgram_device_bytes == 4 * paper["1b"].fgram_model_params  # A_fgram's fp32 weights, nothing else

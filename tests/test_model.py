@@ -9,6 +9,7 @@ from olmo.model import OLMo
 
 from olmo_scone.config import FgramConfig, SconeModelConfig
 from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+from olmo_scone.fgrams.batch import fgram_batch
 from olmo_scone.fgrams.vocab import FgramVocab
 from olmo_scone.model import SconeOLMo
 
@@ -60,7 +61,7 @@ def test_dedup_equals_naive_per_position_run(real):
     with torch.no_grad():
         rows = m.match_fgrams(batch)
         assert (rows >= 0).float().mean() > 0.3
-        x = m.input_embeddings(batch, rows)
+        x = m.input_embeddings(batch, fgram_batch(rows, vocab))
         for b in range(batch.shape[0]):
             for t in range(batch.shape[1]):
                 r = int(rows[b, t])
@@ -79,12 +80,13 @@ def test_replacement_not_addition(real):
     m = SconeOLMo(tiny_config(), fgram_vocab=vocab).eval()
     with torch.no_grad():
         rows = m.match_fgrams(batch)
-        x = m.input_embeddings(batch, rows)
+        x = m.input_embeddings(batch, fgram_batch(rows, vocab))
         tok = m.transformer.wte(batch)
         hit = rows >= 0
         assert torch.equal(x[~hit], tok[~hit])
-        emb = m.fgram_embeddings(rows[hit])
-        torch.testing.assert_close(x[hit], emb)
+        emb = m.fgram_embeddings(fgram_batch(rows[hit][None], vocab))  # unique rows, ascending
+        uniq, inverse = torch.unique(rows[hit], return_inverse=True)
+        torch.testing.assert_close(x[hit], emb[inverse])
 
 
 def test_inference_from_table_equals_training_forward(real):
@@ -139,10 +141,10 @@ def test_identity_init_starts_as_the_baseline_and_then_learns_context(real):
     with torch.no_grad():
         assert torch.equal(scone.eval()(batch, fgram_rows=rows).logits, plain(batch).logits)
     # the replaced embeddings are the last tokens' embeddings, exactly
-    all_rows = torch.arange(len(vocab))
-    last = scone.fgram_tokens[all_rows, scone.fgram_lengths - 1]
+    every = fgram_batch(np.arange(len(vocab))[None], vocab)  # every f-gram once
+    last = every.tokens[torch.arange(len(vocab)), every.lengths - 1]
     with torch.no_grad():
-        assert torch.equal(scone.fgram_embeddings(all_rows), scone.transformer.wte(last))
+        assert torch.equal(scone.fgram_embeddings(every), scone.transformer.wte(last))
     scone.train()
     opt = torch.optim.AdamW(scone.parameters(), lr=1e-3)
     for _ in range(2):  # step 1 moves the zero output projections, step 2 everything behind them
@@ -151,11 +153,10 @@ def test_identity_init_starts_as_the_baseline_and_then_learns_context(real):
         opt.step()
         opt.zero_grad()
     with torch.no_grad():
-        emb = scone.fgram_embeddings(all_rows)
-        delta = emb - scone.transformer.wte(scone.fgram_tokens[all_rows, scone.fgram_lengths - 1])
+        emb = scone.fgram_embeddings(every)
+        delta = emb - scone.transformer.wte(last)
     assert delta.abs().max() > 0
     # same last token, different f-grams -> different embeddings: the context now matters
-    last = scone.fgram_tokens[all_rows, scone.fgram_lengths - 1]
     values, counts = torch.unique(last, return_counts=True)
     shared = values[counts > 1][0]
     group = emb[last == shared]

@@ -49,7 +49,7 @@ def test_global_batch_depends_only_on_seed_step_and_not_on_world_size(tagged):
 
 def test_sidecar_rows_are_aligned_with_tokens(tagged):
     prepared, vocab, d = tagged
-    tb = TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab_sha256=vocab.sha256)
+    tb = TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=vocab)
     checked = 0
     for mb in tb.micro_batches(0):
         ids, rows = mb["input_ids"].numpy(), mb["fgram_rows"].numpy()
@@ -63,10 +63,13 @@ def test_sidecar_rows_are_aligned_with_tokens(tagged):
 
 def test_sidecar_checks(tagged, tmp_path):
     prepared, vocab, d = tagged
+    other = save_vocab(tmp_path / "other.safetensors", vocab.tokens[:1000], vocab.lengths[:1000], vocab.counts[:1000],
+                       dict(vocab.metadata))  # fmt: skip
     with pytest.raises(SconeError, match="another f-gram vocabulary"):
-        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab_sha256="0" * 64)
+        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=load_vocab(tmp_path / "other.safetensors"))
+    del other
     with pytest.raises(SconeError, match="not an f-gram sidecar"):
-        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=tmp_path, vocab_sha256=vocab.sha256)
+        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=tmp_path, vocab=vocab)
     with pytest.raises(SconeError, match="not a multiple of device_train_microbatch_size"):
         TrainBatches(prepared.root, SEQ, 16, 3, 1, 0, seed=0)
     import json
@@ -76,4 +79,45 @@ def test_sidecar_checks(tagged, tmp_path):
     bad.mkdir()
     (bad / "fgram_tags.json").write_text(json.dumps({**meta, "tokens_fingerprint": "x"}))
     with pytest.raises(SconeError, match="made from other token files"):
-        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=bad, vocab_sha256=vocab.sha256)
+        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=bad, vocab=vocab)
+
+
+def test_rows_at_instance_starts_equal_in_instance_matching(tagged):
+    """The trainer's rows for a batch are what evaluation and serving would match on the instance
+    alone, at every position, including the first K-1 (the sidecar was tagged over whole files);
+    checked against the naive reference matcher on real text."""
+    from olmo_scone.fgrams.reference import longest_matches
+
+    prepared, vocab, d = tagged
+    tb = TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=vocab)
+    fgrams = [tuple(vocab.tokens[r, : vocab.lengths[r]].tolist()) for r in range(len(vocab))]
+    for step in (0, 1, 2):
+        for mb in tb.micro_batches(step):
+            ids, rows = mb["input_ids"].numpy(), mb["fgram_rows"].numpy()
+            for b in range(len(ids)):
+                want = [r for r, _ in longest_matches(ids[b].tolist(), fgrams, vocab.max_n)]
+                assert rows[b].tolist() == want, (step, b)
+    # the re-match is not a no-op on this data: some sidecar rows at instance starts reach back
+    # before the instance
+    changed = 0
+    for idx in range(tb.num_instances):
+        f = int(np.searchsorted(tb.offsets, idx, side="right") - 1)
+        start = (idx - int(tb.offsets[f])) * SEQ
+        raw = np.asarray(np.memmap(tb.files[f].tags, dtype=np.int32, mode="r")[start : start + vocab.max_n - 1])
+        changed += int(np.count_nonzero(raw != tb.instance(idx)["fgram_rows"][: vocab.max_n - 1]))
+    assert changed > 0
+
+
+def test_fgram_batch_holds_only_the_batch(tagged):
+    """The per-batch tensors: unique rows with their tokens and lengths from the vocabulary, and an
+    inverse map that gives back every matched position's row."""
+    prepared, vocab, d = tagged
+    tb = TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=vocab)
+    mb = tb.micro_batches(0)[0]
+    fb, rows = mb["fgram_batch"], mb["fgram_rows"].numpy()
+    assert fb.rows.tolist() == sorted(set(rows[rows >= 0].tolist()))
+    assert np.array_equal(fb.rows.numpy()[fb.inverse.numpy()], rows[rows >= 0])
+    assert np.array_equal(fb.matched.numpy(), rows >= 0)
+    assert np.array_equal(fb.lengths.numpy(), vocab.lengths[fb.rows.numpy()])
+    assert np.array_equal(fb.tokens.numpy(), np.maximum(vocab.tokens[fb.rows.numpy()], 0))
+    assert fb.num_unique < int((rows >= 0).sum())  # f-grams repeat within a batch: each runs once

@@ -7,6 +7,12 @@ global batch of step ``s`` is the next ``global_batch`` instances of it, and ran
 takes the ``r``-th of ``W`` equal slices, cut into micro-batches. So the batch at any step depends
 only on the seed, the global step and the world size: a resumed run sees exactly the batches an
 uninterrupted run would have seen.
+
+For a SCONE model the host builds each micro-batch's :class:`~..fgrams.batch.FgramBatch` here (the
+unique f-grams' tokens and lengths, and where each matched position's f-gram is), so the device never
+holds the vocabulary. The sidecar is tagged over whole files; at an instance's first K-1 positions
+it could name an f-gram starting before the instance, which evaluation and serving never see, so
+those positions are re-matched inside the instance (the sidecar's format and meaning are unchanged).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import torch
 
 from ..data.manifest import TokenManifest, load_manifest
 from ..errors import fail
+from ..fgrams.batch import fgram_batch, rows_in_instance
 from ..fgrams.tagging import load_tags_manifest
+from ..fgrams.vocab import FgramVocab
 
 
 @dataclasses.dataclass
@@ -54,14 +62,18 @@ def check_sidecar(manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optiona
 
 class TrainBatches:
     def __init__(self, tokens_dir: str | Path, seq_len: int, global_batch: int, micro_batch: int, world_size: int,
-                 rank: int, seed: int, tags_dir: Optional[str | Path] = None, vocab_sha256: Optional[str] = None):  # fmt: skip
+                 rank: int, seed: int, tags_dir: Optional[str | Path] = None, vocab: Optional[FgramVocab] = None):  # fmt: skip
         if global_batch % (micro_batch * world_size):
             fail(f"global_train_batch_size {global_batch} is not a multiple of device_train_microbatch_size "
                  f"{micro_batch} x world size {world_size}")  # fmt: skip
         self.manifest = load_manifest(tokens_dir)
         self.seq_len, self.global_batch, self.micro_batch = seq_len, global_batch, micro_batch
         self.world_size, self.rank, self.seed = world_size, rank, seed
-        tags = check_sidecar(self.manifest, Path(tags_dir), vocab_sha256) if tags_dir is not None else {}
+        if (tags_dir is None) != (vocab is None):
+            fail("a SCONE model's batches need both the f-gram sidecar (data.fgram_tags) and its vocabulary")
+        tags = check_sidecar(self.manifest, Path(tags_dir), vocab.sha256) if tags_dir is not None else {}
+        self.vocab = vocab
+        self._matcher = None
         self.files: List[_File] = []
         for f in self.manifest.split("train")["files"]:
             self.files.append(_File(self.manifest.root / f["path"], tags.get(f["path"]), f["tokens"] // seq_len))
@@ -104,8 +116,18 @@ class TrainBatches:
         start = (index - int(self.offsets[f])) * self.seq_len
         item = {"input_ids": self._read(self.files[f].tokens, self.manifest.dtype, start).astype(np.int64)}
         if self.files[f].tags is not None:
-            item["fgram_rows"] = self._read(self.files[f].tags, np.int32, start).astype(np.int64)
+            rows = self._read(self.files[f].tags, np.int32, start).astype(np.int64)
+            item["fgram_rows"] = rows_in_instance(rows, item["input_ids"], self.matcher, self.vocab.max_n)
         return item
+
+    @property
+    def matcher(self):
+        """The host matcher, for the first K-1 positions of each instance (built once)."""
+        if self._matcher is None:
+            from ..fgrams.matching import FgramMatcher
+
+            self._matcher = FgramMatcher(self.vocab, int(self.manifest.tokenizer["vocab_size"]))
+        return self._matcher
 
     def micro_batches(self, step: int) -> List[Dict[str, torch.Tensor]]:
         """This rank's micro-batches of ``step``."""
@@ -114,5 +136,8 @@ class TrainBatches:
         out = []
         for i in range(0, per_rank, self.micro_batch):
             items = [self.instance(int(j)) for j in mine[i : i + self.micro_batch]]
-            out.append({k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]})
+            mb = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
+            if self.vocab is not None:  # what A_fgram needs for this micro-batch, built here on the host
+                mb["fgram_batch"] = fgram_batch(mb["fgram_rows"], self.vocab)
+            out.append(mb)
         return out

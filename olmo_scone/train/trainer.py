@@ -140,7 +140,7 @@ class SconeTrainer:
                     block.set_activation_checkpointing(cfg.activation_checkpointing)
         self.batches = TrainBatches(cfg.data.tokens_dir, model_cfg.max_sequence_length, cfg.global_train_batch_size,
                                     cfg.device_train_microbatch_size, self.world, self.rank, cfg.seed,
-                                    tags_dir=cfg.data.fgram_tags, vocab_sha256=self.model.fgram_vocab_sha256)  # fmt: skip
+                                    tags_dir=cfg.data.fgram_tags, vocab=vocab)  # fmt: skip
         o = cfg.optimizer
         if o.name != "adamw":
             fail(f"optimizer.name {o.name!r}: this trainer runs AdamW (the paper's optimizer)")
@@ -190,8 +190,8 @@ class SconeTrainer:
     # ---- one step -----------------------------------------------------------------------
     def _loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         ids = batch["input_ids"].to(self.device)
-        rows = batch.get("fgram_rows")
-        out = self.engine(ids, fgram_rows=rows.to(self.device) if rows is not None else None)
+        fb = batch.get("fgram_batch")
+        out = self.engine(ids, fgram_batch=fb.to(self.device) if fb is not None else None)
         logits = out.logits[:, :-1].float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
 
