@@ -13,10 +13,19 @@
 The export builds ``DIR.partial`` and renames it to ``DIR`` when complete. An interrupted export
 re-run with the same arguments keeps the shards already in ``DIR.partial`` whose checksums verify
 and computes only the rest, which matters for tables of hundreds of GB.
+
+Across ranks (``torchrun --nproc_per_node=N scripts/export_embeddings.py ...``, every GPU of a node,
+or gloo processes on CPU): shard ``i`` is computed and written by rank ``i mod N``; rank 0 writes the
+main model, vocabulary and config, and, once every rank is done, the manifest, last. Shard layout,
+row order and ``A_fgram`` batch boundaries (``--batch-size`` rows from each shard's start) do not
+depend on N, so the table is the 1-rank export's (bit-identical at equal thread counts).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import os
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +35,7 @@ import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
 from .config import SconeTrainConfig
-from .errors import ArgumentParser, fail, positive_float, positive_int
+from .errors import ArgumentParser, SconeError, fail, positive_float, positive_int
 from .progress import progress
 from .serving.table import table_disk_bytes
 from .serving.table_format import DTYPES, bytes_per_row, quantize, read_shard, write_shard
@@ -41,6 +50,41 @@ def _shard_ranges(rows: int, dtype: str, d_model: int, shard_gb: float) -> list[
     return [(lo, min(rows, lo + per)) for lo in range(0, rows, per)] or [(0, 0)]
 
 
+@dataclasses.dataclass
+class Ranks:
+    """This process's place in a multi-rank export (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Ranks":
+        """Under torchrun (``WORLD_SIZE`` > 1): join the process group (NCCL on GPUs, gloo on CPU)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        import torch.distributed as dist
+
+        from .supervision import die_with_parent, launched_by_torchrun
+
+        if launched_by_torchrun():
+            die_with_parent()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def device(self) -> str:
+        if not torch.cuda.is_available():
+            return "cpu"
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank)) % torch.cuda.device_count()}"
+
+
 def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_gb: float = 2.0, batch_size: int = 4096,
            overwrite: bool = False, tag: Optional[str] = None) -> dict:  # fmt: skip
     if dtype not in DTYPES:
@@ -50,17 +94,21 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
         fail(f"--out {out} is a file; an artifact is a directory")
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite to replace it")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    ranks = Ranks.from_env()
     from .locking import OutputLock
 
-    with OutputLock(out, "--out"):  # one writer per output (DIR.partial is resumed, never shared)
-        cfg, model = load_trained_model(save_folder, tag, device)
-        return export_model(model, cfg, Path(save_folder) / "config.yaml", out, dtype, shard_gb, batch_size, str(save_folder))
+    # one writer per output, the lock held by rank 0 for the whole job (DIR.partial is resumed, never shared)
+    with OutputLock(out, "--out") if ranks.rank == 0 else contextlib.nullcontext():
+        ranks.barrier()  # no rank writes before rank 0 holds the lock
+        cfg, model = load_trained_model(save_folder, tag, ranks.device())
+        return export_model(model, cfg, Path(save_folder) / "config.yaml", out, dtype, shard_gb, batch_size,
+                            str(save_folder), ranks)  # fmt: skip
 
 
 def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dtype: str = "bf16", shard_gb: float = 2.0,
-                 batch_size: int = 4096, source: str = "") -> dict:  # fmt: skip
-    """Write the serving artifact of an in-memory model (see the module docstring)."""
+                 batch_size: int = 4096, source: str = "", ranks: Optional[Ranks] = None) -> Optional[dict]:  # fmt: skip
+    """Write the serving artifact of an in-memory model (see the module docstring); the manifest
+    on rank 0, None on the other ranks."""
     if model.fgram_model is None or model._vocab is None:
         fail(f"{source} is a baseline model (no f-gram branch): nothing to export")
     main_state = main_model_state(model, cfg)
@@ -69,7 +117,7 @@ def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dty
         return model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
 
     return write_artifact(Path(out), config_path, main_state, model._vocab, cfg.model.d_model, cfg.model.vocab_size,
-                          rows, dtype, shard_gb, source)  # fmt: skip
+                          rows, dtype, shard_gb, source, ranks=ranks)  # fmt: skip
 
 
 def main_model_state(model, cfg: SconeTrainConfig) -> dict:
@@ -83,49 +131,50 @@ def main_model_state(model, cfg: SconeTrainConfig) -> dict:
 
 def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[dict], vocab, d_model: int, vocab_size: int,
                    rows_fn: Callable[[int, int], torch.Tensor], dtype: str = "bf16", shard_gb: float = 2.0,
-                   source: str = "", num_rows: Optional[int] = None) -> dict:  # fmt: skip
+                   source: str = "", num_rows: Optional[int] = None, ranks: Optional[Ranks] = None) -> Optional[dict]:  # fmt: skip
     """Write a serving artifact whose table rows ``[lo, hi)`` come from ``rows_fn`` (``A_fgram`` in an
     export; synthetic rows in the inference benchmark). ``vocab``/``main_state``/``config_path``
     may be None for a table-only artifact (benchmarks of tables larger than any vocabulary here).
-    Resumable: finished shards in ``DIR.partial`` that verify are kept."""
+    Resumable: finished shards in ``DIR.partial`` that verify are kept. With several ``ranks``, each
+    writes its own shards and rank 0 the rest; returns the manifest on rank 0, None elsewhere."""
     if dtype not in DTYPES:
         fail(f"table dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    d = d_model
+    ranks = ranks or Ranks()
     n = len(vocab) if vocab is not None else int(num_rows)
     partial = out.with_name(out.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
+    if ranks.rank == 0:
+        partial.mkdir(parents=True, exist_ok=True)
+    ranks.barrier()
     t0 = time.time()
-    shards = []
-    ranges = _shard_ranges(n, dtype, d, shard_gb)
-    for i, (lo, hi) in enumerate(progress(ranges, desc="writing table shards", unit="shard")):
-        path = partial / f"table-{i:05d}.safetensors"
-        if path.is_file():  # resume: keep a finished shard if it is whole and is the same rows/dtype
-            try:
-                _, meta = read_shard(path)
-                if (meta["dtype"], int(meta["row_start"]), int(meta["row_stop"]), int(meta["d_model"])) == (dtype, lo, hi, d):
-                    shards.append({"file": path.name, "row_start": lo, "row_stop": hi, "sha256": meta["sha256"]})
-                    continue
-            except Exception:  # noqa: BLE001 - a broken shard is recomputed
-                pass
-        digest = _write_shard_or_explain(partial, path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d)
-        shards.append({"file": path.name, "row_start": lo, "row_stop": hi, "sha256": digest})
+    ranges = _shard_ranges(n, dtype, d_model, shard_gb)
+    mine = [(i, lo, hi) for i, (lo, hi) in enumerate(ranges) if i % ranks.world == ranks.rank]
+    for i, lo, hi in progress(mine, desc="writing table shards", unit="shard", disable=ranks.rank != 0 or None):
+        path = partial / _shard_name(i)
+        if not _finished_shard(path, dtype, lo, hi, d_model):
+            _write_shard_or_explain(partial, path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d_model)
+    ranks.barrier()  # every shard is on disk
+    if ranks.rank != 0:
+        return None
+    shards = [{"file": _shard_name(i), "row_start": lo, "row_stop": hi, "sha256": _shard_sha256(partial / _shard_name(i))}
+              for i, (lo, hi) in enumerate(ranges)]  # fmt: skip
     manifest = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
         "tokenizer_sha256": vocab.metadata.get("tokenizer_sha256") if vocab is not None else None,
         "vocab_sha256": vocab.sha256 if vocab is not None else None,
         "vocab_size": vocab_size,
-        "d_model": d,
+        "d_model": d_model,
         "max_n": vocab.max_n if vocab is not None else None,
         "dtype": dtype,
         "rows": n,
         "shards": shards,
         "source_checkpoint": str(source),
+        "export_ranks": ranks.world,
     }
     if main_state is not None:
-        from safetensors.torch import save
+        from .safetensors_bytes import safetensors_bytes
 
-        atomic_write_bytes(partial / "model.safetensors", save(main_state, metadata={"format": "olmo-scone/main-model"}))
+        atomic_write_bytes(partial / "model.safetensors", safetensors_bytes(main_state, {"format": "olmo-scone/main-model"}))
         manifest.update(model_file="model.safetensors", model_sha256=sha256_file(partial / "model.safetensors"))
     if vocab is not None:
         from .fgrams.vocab import save_vocab
@@ -134,11 +183,34 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
     if config_path is not None:
         shutil.copyfile(config_path, partial / "config.yaml")
     manifest["export_wall_time_s"] = round(time.time() - t0, 2)
-    atomic_write_json(partial / "manifest.json", manifest)
+    atomic_write_json(partial / "manifest.json", manifest)  # last: its presence means the artifact is whole
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
     return manifest
+
+
+def _shard_name(i: int) -> str:
+    return f"table-{i:05d}.safetensors"
+
+
+def _finished_shard(path: Path, dtype: str, lo: int, hi: int, d_model: int) -> bool:
+    """A shard left by an interrupted export, whole (its checksum verifies) and of the same rows/dtype."""
+    if not path.is_file():
+        return False
+    try:
+        _, meta = read_shard(path)
+    except SconeError:  # a broken shard is recomputed
+        return False
+    return (meta["dtype"], int(meta["row_start"]), int(meta["row_stop"]), int(meta["d_model"])) == (dtype, lo, hi, d_model)
+
+
+def _shard_sha256(path: Path) -> str:
+    """The checksum its writer recorded in the shard's header (verified by whoever reads it)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {})["sha256"]
 
 
 def _write_shard_or_explain(partial: Path, path: Path, tensors, dtype: str, lo: int, hi: int, d: int) -> str:
@@ -166,7 +238,10 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     m = export(a.checkpoint, a.out, a.dtype, a.shard_gb, a.batch_size, a.overwrite, a.tag)
+    if m is None:  # not rank 0 of a multi-rank export: rank 0 reports
+        return 0
     gb = table_disk_bytes(a.out, m) / 1e9
-    print(f"exported {m['rows']:,} f-gram embeddings ({m['dtype']}, d={m['d_model']}) in {len(m['shards'])} shard(s), "
-          f"{gb:.3f} GB, {m['export_wall_time_s']:.1f} s -> {a.out}")  # fmt: skip
+    rate = m["rows"] / max(m["export_wall_time_s"], 1e-9)
+    print(f"exported {m['rows']:,} f-gram embeddings ({m['dtype']}, d={m['d_model']}) in {len(m['shards'])} shard(s) "
+          f"on {m['export_ranks']} rank(s), {gb:.3f} GB, {m['export_wall_time_s']:.1f} s ({rate:,.0f} rows/s) -> {a.out}")  # fmt: skip
     return 0

@@ -94,7 +94,6 @@ def _write_vocab(a, res, files, tok) -> int:
         "pad_token_id": tok["pad_token_id"],
         "corpus_tokens": res.stats["corpus_tokens"],
         "corpus_fingerprint": files.fingerprint or "",
-        "build_wall_time_s": res.stats["wall_time_s"],
     }
     digest = save_vocab(a.out, res.tokens, res.lengths, res.counts, meta)
     st = res.stats

@@ -10,9 +10,11 @@ Metadata (all strings, as safetensors requires): ``format`` (``olmo-scone/fgram-
 ``format_version``, ``max_n`` (K), ``min_count``, ``num_fgrams`` (S as asked) and
 ``size`` (rows actually present), ``tokenizer_name``, ``tokenizer_sha256``,
 ``vocab_size``, ``eos_token_id``, ``pad_token_id``, ``corpus_tokens``,
-``corpus_fingerprint`` (of the token directory's manifest), ``build_wall_time_s``,
-``sha256`` of the three tensors' bytes (the vocabulary's identity, recorded by every
-artifact built on it). ``docs/formats.md`` has the same list.
+``corpus_fingerprint`` (of the token directory's manifest), ``sha256`` of the three
+tensors' bytes (the vocabulary's identity, recorded by every artifact built on it).
+``docs/formats.md`` has the same list. Nothing run-dependent (no wall time) is recorded
+and the header is written with sorted keys (``safetensors_bytes.py``), so the same corpus
+and settings give the same file, byte for byte.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def content_sha256(tokens: np.ndarray, lengths: np.ndarray, counts: np.ndarray) 
 
 def save_vocab(path: str | Path, tokens: np.ndarray, lengths: np.ndarray, counts: np.ndarray, meta: Dict[str, object]) -> str:
     """Write the vocabulary atomically; returns its content sha256."""
-    from safetensors.numpy import save
+    from ..safetensors_bytes import safetensors_bytes
 
     tokens = np.ascontiguousarray(tokens, dtype=np.int32)
     lengths = np.ascontiguousarray(lengths, dtype=np.int8)
@@ -79,7 +81,7 @@ def save_vocab(path: str | Path, tokens: np.ndarray, lengths: np.ndarray, counts
     metadata = {k: str(v) for k, v in meta.items()}
     metadata.update(format=FORMAT, format_version=FORMAT_VERSION, max_n=str(tokens.shape[1]),
                     size=str(len(tokens)), sha256=digest)  # fmt: skip
-    data = save({"tokens": tokens, "lengths": lengths, "counts": counts}, metadata=metadata)
+    data = safetensors_bytes({"tokens": tokens, "lengths": lengths, "counts": counts}, metadata)  # same content, same bytes
     with atomic_file(path, "wb") as f:
         f.write(data)
     return digest
