@@ -58,22 +58,23 @@ def _flip_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def served_with(change: Callable[[Path], None]):
+def _copy_with(which: str, change: Callable[[Path], None]):
+    """A case's subject: a copy of ``art.<which>`` (the served artifact or the checkpoint), changed."""
+
     def make(a, tmp: Path) -> Path:
-        s = _copy(a.served, tmp)
-        change(s)
-        return s
+        copy = _copy(getattr(a, which), tmp)
+        change(copy)
+        return copy
 
     return make
+
+
+def served_with(change: Callable[[Path], None]):
+    return _copy_with("served", change)
 
 
 def run_with(change: Callable[[Path], None]):
-    def make(a, tmp: Path) -> Path:
-        r = _copy(a.run, tmp)
-        change(r)
-        return r
-
-    return make
+    return _copy_with("run", change)
 
 
 def _edit_manifest(key, value):

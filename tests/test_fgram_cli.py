@@ -71,7 +71,7 @@ def test_bad_inputs(built, tmp_path):
     prepared, vocab_path, _ = built
     tok = prepared.root
     assert_clean_error(run("build_fgrams.py", "--tokens", tok, "--max-n", 1, "--num-fgrams", 10, "--out", tmp_path / "v"), r"--max-n must be >= 2")
-    assert_clean_error(run("build_fgrams.py", "--tokens", tok, "--num-fgrams", 0, "--out", tmp_path / "v"), r"--num-fgrams must be > 0")
+    assert_clean_error(run("build_fgrams.py", "--tokens", tok, "--num-fgrams", 0, "--out", tmp_path / "v"), r"--num-fgrams: must be a positive integer, got 0")
     assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "missing", "--num-fgrams", 5, "--out", tmp_path / "v"), r"no token files at")
     (tmp_path / "empty.npy").write_bytes(b"")
     assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "empty.npy", "--tokenizer", "allenai_gpt-neox-olmo-dolma-v1_5",
