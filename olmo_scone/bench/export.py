@@ -60,7 +60,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out: List[List] = []
     for config, rows in zip(a.configs, a.rows + a.rows[-1:] * len(a.configs)):
         for t in a.threads:
-            r = isolated(_export_rate, config, a.vocab, rows, t, a.batch_size)
+            r = isolated(_export_rate, config, a.vocab, rows, t, a.batch_size)["result"]
             out.append([Path(config).stem, f"{r['fgram_params'] / 1e6:.1f}M", t, f"{r['rows']:,}", f"{r['seconds']:.2f}",
                         f"{r['rows_per_s']:,.0f}", f"{r['gflops_per_row']:.3f}", f"{r['gflop_per_s']:.1f}"])  # fmt: skip
     print(table(out, ["config", "A_fgram params", "threads", "rows", "s", "rows/s", "GFLOP/row", "achieved GFLOP/s"]))
