@@ -38,11 +38,9 @@ from .config import SconeTrainConfig
 from .errors import ArgumentParser, SconeError, fail, positive_float, positive_int
 from .progress import progress
 from .serving.table import table_disk_bytes
-from .serving.table_format import DTYPES, bytes_per_row, quantize, read_shard, write_shard
+from .serving.table_format import ARTIFACT_FORMAT, ARTIFACT_VERSION, DTYPES, bytes_per_row, quantize, read_shard, write_shard
 from .train.checkpoint import load_trained_model
 
-ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
-ARTIFACT_VERSION = 1
 
 
 def _shard_ranges(rows: int, dtype: str, d_model: int, shard_gb: float) -> list[Tuple[int, int]]:
@@ -177,9 +175,12 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
         atomic_write_bytes(partial / "model.safetensors", safetensors_bytes(main_state, {"format": "olmo-scone/main-model"}))
         manifest.update(model_file="model.safetensors", model_sha256=sha256_file(partial / "model.safetensors"))
     if vocab is not None:
+        from .fgrams.matching import FgramMatcher
         from .fgrams.vocab import save_vocab
 
         save_vocab(partial / "fgrams.safetensors", vocab.tokens, vocab.lengths, vocab.counts, vocab.metadata)
+        # the host matcher's index, so serving can memory-map it instead of rebuilding it in RAM
+        manifest["matcher"] = {"folder": "matcher", **FgramMatcher(vocab, vocab_size).save(partial / "matcher")}
     if config_path is not None:
         shutil.copyfile(config_path, partial / "config.yaml")
     manifest["export_wall_time_s"] = round(time.time() - t0, 2)

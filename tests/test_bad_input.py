@@ -108,6 +108,14 @@ def _truncate_model(s: Path) -> None:
     _truncate(s / "model.safetensors")
 
 
+def _truncate_index(s: Path) -> None:
+    _truncate(s / "matcher" / "index-keys.npy")
+
+
+def _corrupt_index(s: Path) -> None:
+    _flip_byte(s / "matcher" / "index-values.npy")
+
+
 def _garbage_manifest(s: Path) -> None:
     (s / "manifest.json").write_text("{not json")
 
@@ -181,6 +189,13 @@ CASES = {
                                            r"is not the one the manifest lists \(it holds fp32", subject=served_with(_edit_manifest("dtype", "bf16"))),
     "evaluate --no-verify --table mmap, truncated shard": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
                                                                r"table-00000\.safetensors is [\d,]+ bytes, its header needs", subject=served_with(_truncate_first_shard)),
+    "evaluate, artifact of format version 1": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
+                                                   r"format version 1, this olmo-scone reads version 2: re-export it",
+                                                   subject=served_with(_edit_manifest("format_version", 1))),
+    "evaluate --no-verify --table mmap, truncated index": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
+                                                              r"index-keys\.npy is unreadable .* truncated", subject=served_with(_truncate_index)),
+    "evaluate, corrupted index": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
+                                      r"index-values\.npy does not match the sha256", subject=served_with(_corrupt_index)),
     "evaluate, latest names a deleted tag (baseline path)": Case(evaluate_main, lambda a, t, s: [s, "--text", REPO / "README.md"],
                                                                  r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted)),
     # generate.py

@@ -248,3 +248,25 @@ def test_evaluate_refuses_token_files_of_another_tokenizer(trained, prepared, tm
     with pytest.raises(SconeError, match="tokenized with allenai_dolma2, not allenai_gpt-neox-olmo-dolma-v1_5"):
         evaluate_main([str(art), "--tokens", str(other), "--max-batches", "1"])
     assert evaluate_main([str(art), "--tokens", str(prepared.root), "--max-batches", "1"]) == 0
+
+
+@pytest.mark.parametrize("mode", ["ram", "mmap"])
+def test_the_artifact_carries_the_matchers_index(trained, prepared, mode):
+    """The served matcher is opened from the artifact's index files (memory-mapped with --table
+    mmap: nothing read up front) and matches real text exactly as a matcher built from the
+    vocabulary does."""
+    from olmo_scone.fgrams.matching import FgramMatcher
+
+    cfg, model, d, batch = trained
+    out = d / f"artifact-index-{mode}"
+    export_model(model, cfg, d / "config.yaml", out, dtype="bf16", batch_size=512)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["format_version"] == 2 and set(m["matcher"]["files"]) == {"index_keys", "index_values", "node_row", "lengths"}
+    served = ServedModel(out, mode=mode)
+    arrays = [served.matcher.index.keys, served.matcher.index.values, served.matcher.node_row, served.matcher.lengths]
+    assert all(isinstance(a, np.memmap) for a in arrays) == (mode == "mmap")
+    assert served.model._vocab is None  # the vocabulary is not kept for serving
+    fresh = FgramMatcher(model._vocab, cfg.model.vocab_size)
+    text = np.concatenate([np.asarray(x) for x in prepared.memmaps("valid")])[: 64 * 256].astype(np.int64).reshape(64, 256)
+    got, want = served.matcher.match_batch(text), fresh.match_batch(text)
+    assert (want >= 0).mean() > 0.2 and np.array_equal(got, want)

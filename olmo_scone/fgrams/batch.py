@@ -17,8 +17,6 @@ so the bytes the device receives depend on the batch (``U <= B * T``), never on 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
-
 import numpy as np
 import torch
 
@@ -82,6 +80,3 @@ def rows_in_instance(rows: np.ndarray, tokens: np.ndarray, matcher, max_n: int) 
     out[:k] = head
     return out
 
-
-def optional_batch(rows: Optional[np.ndarray], vocab: Optional[FgramVocab]) -> Optional[FgramBatch]:
-    return None if rows is None or vocab is None else fgram_batch(rows, vocab)

@@ -37,28 +37,36 @@ class PreparedBatch:
 class ServedModel:
     def __init__(self, artifact: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True,
                  tokenizer_sha256: Optional[str] = None):  # fmt: skip
-        from ..fgrams.vocab import load_vocab
+        """Open a serving artifact. ``mode`` places the table *and* the matcher's index: in RAM, or
+        memory-mapped from disk (then opening reads neither; lookups fault in what they touch).
+        The vocabulary itself is not kept: serving needs only the index built from it."""
+        from ..fgrams.matching import FgramMatcher
         from ..model import SconeOLMo
 
         root = Path(artifact)
         m = load_artifact_manifest(root)
         cfg = load_config(SconeTrainConfig, root / "config.yaml")
-        vocab = load_vocab(root / "fgrams.safetensors")
-        if vocab.sha256 != m["vocab_sha256"]:
-            fail(f"{root}: the f-gram vocabulary does not match the table's (sha256 {vocab.sha256[:12]} vs {m['vocab_sha256'][:12]})")
+        _check_vocabulary(root, m, verify)
         if tokenizer_sha256 is not None and m["tokenizer_sha256"] != tokenizer_sha256:
             fail(f"{root}: the table was built for tokenizer sha256 {str(m['tokenizer_sha256'])[:12]}, the data uses {tokenizer_sha256[:12]}")
         if int(m["d_model"]) != cfg.model.d_model:
             fail(f"{root}: table d_model {m['d_model']} does not match the model's {cfg.model.d_model}")
+        if not m.get("matcher"):
+            fail(f"{root}/manifest.json lists no matcher index: a table-only artifact cannot be served")
+        matcher = FgramMatcher.load(root / m["matcher"]["folder"], m["matcher"], mmap=(mode == "mmap"), verify=verify)
+        if matcher.num_fgrams != int(m["rows"]) or matcher.vocab_size != cfg.model.vocab_size:
+            fail(f"{root}: the matcher's index ({matcher.num_fgrams} f-grams, vocab {matcher.vocab_size}) does not fit "
+                 f"the table ({m['rows']} rows) and model (vocab {cfg.model.vocab_size})")  # fmt: skip
         cfg.model.init_device = device
         cfg.model.fgram.vocab_path = None
-        model = SconeOLMo(cfg.model, fgram_vocab=vocab)
+        cfg.model.fgram.num_fgrams = int(m["rows"])
+        model = SconeOLMo(cfg.model)
         state = _load_main_model(root, m)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("fgram_model.") and k != "transformer.ff_out.weight"]
         if missing or unexpected:
             fail(f"{root}/{m['model_file']} does not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        self._attach(model, cfg, device, FgramTable(root, mode, verify), vocab)
+        self._attach(model, cfg, device, FgramTable(root, mode, verify), matcher=matcher)
 
     @classmethod
     def from_checkpoint(cls, save_folder: str | Path, device: str = "cpu") -> "ServedModel":
@@ -77,12 +85,15 @@ class ServedModel:
         self._attach(model, cfg, device, table, vocab)
         return self
 
-    def _attach(self, model, cfg, device: str, table: Optional[FgramTable], vocab) -> None:
-        """The one place a served model is put together: A_fgram dropped, host matcher, CUDA copy stream."""
+    def _attach(self, model, cfg, device: str, table: Optional[FgramTable], vocab=None, matcher=None) -> None:
+        """The one place a served model is put together: A_fgram dropped, host matcher (given, or
+        built from ``vocab``), CUDA copy stream."""
         from ..fgrams.matching import FgramMatcher
 
         self.model, self.cfg, self.device, self.table = model.eval(), cfg, torch.device(device), table
-        self.matcher = FgramMatcher(vocab, cfg.model.vocab_size) if table is not None else None
+        if matcher is None and table is not None:
+            matcher = FgramMatcher(vocab, cfg.model.vocab_size)
+        self.matcher = matcher
         if table is not None:
             model.use_fgram_table(table, drop_fgram_model=True)
         cuda = self.device.type == "cuda"
@@ -171,6 +182,27 @@ class ServedModel:
             p = self.prepare(seqs[:, -1:], context=seqs[:, -k:])
         out = self.forward_prepared(p, past=past, use_cache=True)
         return out.logits[:, -1], out.attn_key_values
+
+
+def _check_vocabulary(root: Path, m: dict, verify: bool) -> None:
+    """The artifact's vocabulary is the one its table was computed from: its recorded sha256 always
+    (header only), its content too when ``verify`` (then read once and dropped)."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..fgrams.vocab import load_vocab
+
+    path = root / "fgrams.safetensors"
+    if not path.is_file():
+        fail(f"f-gram vocabulary missing: {path}")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            recorded = (f.metadata() or {}).get("sha256")
+    except (SafetensorError, OSError, ValueError) as e:
+        fail(f"{path} is not a readable safetensors file ({e}); is it truncated?")
+    if recorded != m["vocab_sha256"]:
+        fail(f"{root}: the f-gram vocabulary does not match the table's (sha256 {str(recorded)[:12]} vs {str(m['vocab_sha256'])[:12]})")
+    if verify:
+        load_vocab(path, verify=True)  # content against its recorded sha256
 
 
 def _load_main_model(root: Path, m: dict) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import fail
-from .table_format import DTYPES, FLOAT_DTYPES, FORMAT, dequantize, read_shard
+from .table_format import ARTIFACT_FORMAT, ARTIFACT_VERSION, DTYPES, FLOAT_DTYPES, FORMAT, dequantize, read_shard
 
 _NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I8": np.int8, "U8": np.uint8}
 
@@ -176,8 +176,11 @@ def load_artifact_manifest(root: Path) -> Dict:
         m = json.loads(p.read_text("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         fail(f"{p} is not valid JSON ({e}); the artifact is corrupt: re-export it")
-    if not isinstance(m, dict) or m.get("format") != "olmo-scone/serving-artifact":
+    if not isinstance(m, dict) or m.get("format") != ARTIFACT_FORMAT:
         fail(f"{p}: not an olmo-scone serving artifact")
+    if m.get("format_version") != ARTIFACT_VERSION:
+        fail(f"{p}: serving artifact format version {m.get('format_version')}, this olmo-scone reads version "
+             f"{ARTIFACT_VERSION}: re-export it (scripts/export_embeddings.py SAVE_FOLDER --out DIR --overwrite)")  # fmt: skip
     missing = [k for k in ("dtype", "d_model", "rows", "shards") if k not in m]
     if missing:
         fail(f"{p}: missing {', '.join(missing)}; the artifact is corrupt: re-export it")

@@ -24,6 +24,9 @@ from ..errors import fail
 
 FORMAT = "olmo-scone/fgram-table"
 FORMAT_VERSION = "1"
+#: the serving artifact (manifest.json): version 2 added the matcher's index files (matcher/)
+ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
+ARTIFACT_VERSION = 2
 DTYPES = ("fp32", "bf16", "fp16", "int8", "int4")
 FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
