@@ -264,7 +264,7 @@ def test_the_artifact_carries_the_matchers_index(trained, prepared, mode):
     assert m["format_version"] == 2 and set(m["matcher"]["files"]) == {"index_keys", "index_values", "node_row", "lengths"}
     served = ServedModel(out, mode=mode)
     arrays = [served.matcher.index.keys, served.matcher.index.values, served.matcher.node_row, served.matcher.lengths]
-    assert all(isinstance(a, np.memmap) for a in arrays) == (mode == "mmap")
+    assert all(isinstance(a.base, np.memmap) for a in arrays) == (mode == "mmap")  # views of the mapping, not copies
     assert served.model._vocab is None  # the vocabulary is not kept for serving
     fresh = FgramMatcher(model._vocab, cfg.model.vocab_size)
     text = np.concatenate([np.asarray(x) for x in prepared.memmaps("valid")])[: 64 * 256].astype(np.int64).reshape(64, 256)
