@@ -104,3 +104,21 @@ def test_zstd_and_directory_inputs(tmp_path, out):
     files = resolve_sources([str(tmp_path / "corpus")])
     assert [f.name for f in files] == ["a.jsonl.zst"]
     assert [d.text for d in iter_documents(files)] == [x["text"] for x in docs]
+
+
+def test_artifacts_are_readable_by_the_team(tmp_path):
+    """Atomic writes go through mkstemp/mkdtemp (0600/0700); what lands must have the modes a plain
+    open/mkdir would give under the umask, or a shared artifact is unreadable to colleagues."""
+    import os
+
+    from olmo_scone.atomic import atomic_directory, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f.json", "{}")
+        with atomic_directory(tmp_path / "d") as d:
+            (d / "x").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
