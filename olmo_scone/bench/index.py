@@ -35,9 +35,14 @@ def _rss_gb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
+def _pair_key(i: np.ndarray) -> np.ndarray:
+    """The key of synthetic f-gram ``i`` (uint64 array)."""
+    return (i * PRIME) % np.uint64(V * V)
+
+
 def synthetic_pairs(num: int) -> np.ndarray:
     """``num`` distinct pair keys ``t0 * V + t1`` spread over the whole key space."""
-    return (np.arange(num, dtype=np.uint64) * PRIME) % np.uint64(V * V)
+    return _pair_key(np.arange(num, dtype=np.uint64))
 
 
 def build(folder: Path, num: int) -> Dict:
@@ -77,7 +82,7 @@ def _queries(n: int, num: int, seqs: int, seed: int) -> List[np.ndarray]:
     for _ in range(n):
         w = rng.integers(0, V, size=(seqs, K), dtype=np.int64)
         hit = rng.random(seqs) < 0.5
-        keys = synthetic_pairs(num)[rng.integers(0, num, size=int(hit.sum()))] if hit.any() else np.zeros(0, np.uint64)
+        keys = _pair_key(rng.integers(0, num, size=int(hit.sum())).astype(np.uint64))
         w[hit, -2], w[hit, -1] = (keys // np.uint64(V)).astype(np.int64), (keys % np.uint64(V)).astype(np.int64)
         out.append(w)
     return out
