@@ -108,6 +108,12 @@ def _truncate_model(s: Path) -> None:
     _truncate(s / "model.safetensors")
 
 
+def _json(tmp: Path, obj) -> Path:
+    p = tmp / "ds.json"
+    p.write_text(json.dumps(obj))
+    return p
+
+
 def _truncate_index(s: Path) -> None:
     _truncate(s / "matcher" / "index-keys.npy")
 
@@ -156,6 +162,14 @@ CASES = {
     "train max_duration=-5": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
                                                                "max_duration=-5"],
                                   r"max_duration -5 is not a positive number of steps", out=OUT),
+    "train deepspeed JSON overriding the ZeRO stage": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), f"deepspeed.config_path={s}"],
+                                                           r"sets zero_optimization\.stage = 2 but the YAML gives 1 \(deepspeed\.zero_stage\)",
+                                                           subject=lambda a, t: _json(t, {"zero_optimization": {"stage": 2}}), out=OUT),
+    "train deepspeed JSON with another batch size": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), f"deepspeed.config_path={s}"],
+                                                         r"sets train_batch_size = 64 but the YAML gives 2 \(global_train_batch_size\)",
+                                                         subject=lambda a, t: _json(t, {"train_batch_size": 64}), out=OUT),
+    "train deepspeed JSON with an optimizer": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), f"deepspeed.config_path={s}"],
+                                                   r"sets DeepSpeed's 'optimizer'", subject=lambda a, t: _json(t, {"optimizer": {"type": "Adam"}}), out=OUT),
     "train --resume, latest names a deleted tag": Case(train_main, lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],
                                                        r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted)),
     "train --resume, truncated model_states.pt": Case(train_main, lambda a, t, s: [s / "config.yaml", "--resume", f"save_folder={s}"],
@@ -277,3 +291,20 @@ def test_resume_and_olmo_style_overrides_anywhere():
     assert resume and args == ["cfg.yaml", "max_duration=3", "save_folder=/x", "model.d_model=8"]
     args, resume = split_args(["cfg.yaml", "--save-overwrite"])
     assert not resume and args == ["cfg.yaml", "save_overwrite=True"]
+
+
+def test_the_final_deepspeed_config_is_saved_with_the_run(art):
+    """save_folder/ds_config.json is what DeepSpeed was given; a user JSON may add settings the YAML
+    does not own, and they are merged in."""
+    from olmo_scone.config import SconeTrainConfig, load_config
+    from olmo_scone.train.ds_config import deepspeed_config
+
+    saved = json.loads((art.run / "ds_config.json").read_text())
+    assert saved["zero_optimization"]["stage"] == 1 and saved["train_batch_size"] == 2
+    cfg = load_config(SconeTrainConfig, art.run / "config.yaml")
+    assert saved == deepspeed_config(cfg, 1)
+    extra = art.root / "extra-ds.json"
+    extra.write_text(json.dumps({"zero_optimization": {"reduce_bucket_size": 1234, "stage": 1}, "train_batch_size": 2}))
+    cfg.deepspeed.config_path = str(extra)
+    merged = deepspeed_config(cfg, 1)
+    assert merged["zero_optimization"]["reduce_bucket_size"] == 1234 and merged["zero_optimization"]["stage"] == 1

@@ -67,7 +67,7 @@ def table(rows: List[List[Any]], header: List[str]) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cols[1:]])
 
 
-def build_vocab(paths, dtype, vocab, eos, pad, num, min_count, out: Path, memory_gb: float) -> Dict:
+def build_vocab(paths, dtype, vocab, eos, pad, num, min_count, out: Path, memory_gb: float, meta: Optional[Dict] = None) -> Dict:
     """Count the top ``num`` f-grams of ``paths`` and save them to ``out`` (the benchmarks' vocabularies)."""
     import numpy as np
 
@@ -76,7 +76,7 @@ def build_vocab(paths, dtype, vocab, eos, pad, num, min_count, out: Path, memory
 
     srcs = [TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0]) for p in paths]
     r = count_fgrams(srcs, vocab, eos, pad, CountSettings(5, num, min_count, 0, memory_gb))
-    save_vocab(out, r.tokens, r.lengths, r.counts, {"min_count": min_count})
+    save_vocab(out, r.tokens, r.lengths, r.counts, {"min_count": min_count, **(meta or {})})
     return {"fgrams": len(r.counts), "stats": r.stats}
 
 

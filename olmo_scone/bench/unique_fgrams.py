@@ -6,10 +6,15 @@ Only a batch's unique f-grams run through ``A_fgram``, so its training cost is U
 no sharing). U depends on N and S. This measures U on the real corpora here (english-mix + the
 embedded corpus, ~12.6M tokens): random training instances of ``--seq`` tokens, matched within each
 instance (what training, evaluation and serving see), for S = the top-S prefixes of one vocabulary
-counted from the same text, at several batch sizes; fits ``log U = c + a log N + b log S`` by least
-squares and extrapolates to the paper's batch (2048 x 2048 tokens) and S (10M, 100M, 1B). The
-extrapolation reaches far beyond the measured range (S here tops out where n-grams stop occurring 5
-times in 12.6M tokens): it is a model, stated as such. It also times the host-side batch builder
+counted from the same text, at several batch sizes.
+
+The model (occupancy): if f-gram r is the longest match at a fraction ``p_r`` of positions, a batch
+of N tokens holds ``U(N, S) = sum_{r <= S} (1 - exp(-N p_r))`` distinct f-grams. With ``p_r`` taken
+from the corpus (longest-match counts of each top-S vocabulary over all 12.6M tokens) it is checked
+against every measured point. To extrapolate to the paper's batch (2048 x 2048 tokens) and S (10M,
+100M, 1B), ``p_r`` is extended past the measured ranks by a Zipf law ``p_r = A r^-alpha`` fitted on
+the largest vocabulary's tail; that reaches far beyond what 12.6M tokens can show (and assumes the
+tail's slope holds to rank 1B), so it is a model, stated as such. It also times the host-side batch builder
 (``TrainBatches.micro_batches``: sidecar rows, the re-match at instance starts, ``FgramBatch``).
 """
 
@@ -50,20 +55,47 @@ def measure_unique(manifest, vocab, sizes: List[int], batches: List[int], seq: i
     return out
 
 
-def fit(points: List[Dict]) -> Dict:
-    """Least squares of log U on log N and log S (points with U >= 10)."""
-    pts = [p for p in points if p["U"] >= 10]
-    x = np.array([[1.0, np.log(p["N"]), np.log(p["S"])] for p in pts])
-    y = np.log([p["U"] for p in pts])
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    pred = x @ coef
-    r2 = 1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2)
-    return {"c": float(coef[0]), "a": float(coef[1]), "b": float(coef[2]), "r2": float(r2),
-            "max_rel_err": float(np.max(np.abs(np.exp(pred - y) - 1))), "points": len(pts)}  # fmt: skip
+def match_rates(manifest, vocab, sizes: List[int]) -> Dict[int, np.ndarray]:
+    """``p_r`` for each top-S vocabulary: the fraction of the corpus's positions whose longest match
+    (within documents) is f-gram r."""
+    from ..fgrams.matching import FgramMatcher
+    from ..fgrams.vocab import FgramVocab
+
+    stream = np.concatenate([np.asarray(m, dtype=np.int64) for m in manifest.memmaps("train")])
+    out = {}
+    for s in sizes:
+        top = FgramVocab(vocab.tokens[:s], vocab.lengths[:s], vocab.counts[:s], {})
+        rows, _ = FgramMatcher(top, int(manifest.tokenizer["vocab_size"])).match(stream)
+        out[s] = np.bincount(rows[rows >= 0], minlength=s) / len(stream)
+    return out
 
 
-def predict(f: Dict, n: float, s: float) -> float:
-    return float(min(n, np.exp(f["c"] + f["a"] * np.log(n) + f["b"] * np.log(s))))
+def occupancy(p: np.ndarray, n: float) -> float:
+    """Expected distinct f-grams among n positions when f-gram r ends a position with probability p_r."""
+    return float(np.sum(-np.expm1(-n * p)))
+
+
+def zipf_fit(p: np.ndarray, lo: int) -> Dict:
+    """``log p_r = log A - alpha log r`` by least squares over ranks ``lo..len(p)`` (rates sorted
+    descending, zeros dropped)."""
+    q = np.sort(p)[::-1]
+    q = q[q > 0]
+    r = np.arange(1, len(q) + 1, dtype=np.float64)
+    sel = slice(lo, len(q))
+    alpha, log_a = np.polyfit(np.log(r[sel]), np.log(q[sel]), 1)
+    return {"A": float(np.exp(log_a)), "alpha": float(-alpha), "measured": q, "lo": lo}
+
+
+def extrapolated_unique(z: Dict, n: float, s: int) -> float:
+    """Occupancy with the measured rates up to their last rank and the Zipf law beyond it (summed
+    over log-spaced rank bins)."""
+    q = z["measured"]
+    u = occupancy(q[: min(s, len(q))], n)
+    if s > len(q):
+        edges = np.unique(np.geomspace(len(q) + 1, s + 1, 4000).astype(np.int64))
+        mid = np.sqrt(edges[:-1] * edges[1:].astype(np.float64))
+        u += float(np.sum((edges[1:] - edges[:-1]) * -np.expm1(-n * z["A"] * mid ** -z["alpha"])))
+    return min(u, n)
 
 
 def flops_ratio(config: str, u: float, n: float) -> Dict:
@@ -106,23 +138,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(machine())
     manifest = prepared_real_text(a.work / "tokens")
     vpath = a.work / f"fgrams-{max(a.sizes)}.safetensors"
+    tok = manifest.tokenizer
     if not vpath.is_file():
-        tok = manifest.tokenizer
         build_vocab([str(x) for x in manifest.token_files("train")], manifest.dtype.name, tok["vocab_size"],
-                    tok["eos_token_id"], tok["pad_token_id"], max(a.sizes), 5, vpath, 8.0)  # fmt: skip
-    vocab = load_vocab(vpath, verify=False)
+                    tok["eos_token_id"], tok["pad_token_id"], max(a.sizes), 5, vpath, 8.0,
+                    {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]})  # fmt: skip
+    vocab = load_vocab(vpath, verify=False, tokenizer_sha256=tok["sha256"])
     sizes = [s for s in a.sizes if s <= len(vocab)]
     print(f"corpus: {manifest.num_tokens('train'):,} train tokens; vocabulary: {len(vocab):,} f-grams (count >= 5)")
     points = measure_unique(manifest, vocab, sizes, a.batches, a.seq, a.repeats, seed=0)
     print(table([[f"{p['S']:,}", p["B"], f"{p['N']:,}", f"{p['matched']:,.0f}", f"{p['U']:,.0f}", f"{p['U'] / p['N']:.4f}"]
                  for p in points], ["S", "sequences", "tokens N", "matched positions", "unique f-grams U", "U / N"]))  # fmt: skip
-    f = fit(points)
-    print(f"\nfit over {f['points']} points: U = exp({f['c']:.3f}) * N^{f['a']:.3f} * S^{f['b']:.3f}  "
-          f"(R^2 {f['r2']:.4f}, largest relative error {f['max_rel_err']:.1%})")  # fmt: skip
+    rates = match_rates(manifest, vocab, sizes)
+    worst = max(abs(occupancy(rates[p["S"]], p["N"]) / p["U"] - 1) for p in points)
+    print(table([[f"{p['S']:,}", p["B"], f"{p['U']:,.0f}", f"{occupancy(rates[p['S']], p['N']):,.0f}"] for p in points
+                 if p["B"] in (1, 16, 256, 1024)], ["S", "sequences", "U measured", "U occupancy model"]))  # fmt: skip
+    print(f"occupancy model vs all {len(points)} measured points: largest relative error {worst:.1%}")
+    z = zipf_fit(rates[max(sizes)], lo=1000)
+    print(f"Zipf tail of the {max(sizes):,}-f-gram vocabulary's match rates (ranks >= 1,000): "
+          f"p_r = {z['A']:.3g} * r^-{z['alpha']:.3f}")  # fmt: skip
     n_paper = 2048 * 2048
     rows = []
     for s in (10_000_000, 100_000_000, 1_000_000_000):
-        u = predict(f, n_paper, s)
+        u = extrapolated_unique(z, n_paper, s)
         for cfg in ("configs/olmo/scone-1b-10m-a0.6b.yaml", "configs/olmo/scone-1b-10m-a1.8b.yaml"):
             r = flops_ratio(cfg, u, n_paper)
             rows.append([f"{s:,}", Path(cfg).stem.split("-")[-1], f"{u:,.0f}", f"{u / n_paper:.3f}",

@@ -4,7 +4,11 @@ OLMo's keys keep their meaning: ``global_train_batch_size`` and ``device_train_m
 (-> ``gradient_accumulation_steps`` for the world size), ``max_grad_norm`` (-> gradient
 clipping), ``precision`` (``amp_bf16`` -> DeepSpeed bf16; ``fp32`` -> none). The optimizer and LR
 schedule stay OLMo's (built from the same config, the LR set by the trainer every step).
-``deepspeed.config_path`` names a JSON merged over the generated config for anything else.
+``deepspeed.config_path`` names a JSON merged over the generated config for anything else; a key
+there that contradicts a setting the YAML owns (batch sizes, clipping, ZeRO stage, precision) is an
+error naming both values, and the optimizer and scheduler (OLMo's, from the YAML) cannot be set
+there at all. The final config is saved with the run (``save_folder/ds_config.json``) and in the
+W&B run config.
 """
 
 from __future__ import annotations
@@ -22,6 +26,42 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
     for k, v in over.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+#: DeepSpeed keys the YAML decides, with the YAML key a user changes instead
+OWNED = {
+    ("train_batch_size",): "global_train_batch_size",
+    ("train_micro_batch_size_per_gpu",): "device_train_microbatch_size",
+    ("gradient_accumulation_steps",): "global_train_batch_size / (device_train_microbatch_size x world size)",
+    ("gradient_clipping",): "max_grad_norm",
+    ("zero_optimization", "stage"): "deepspeed.zero_stage",
+    ("bf16", "enabled"): "precision",
+    ("fp16", "enabled"): "precision",
+}
+
+
+def _get(d: Dict[str, Any], path) -> Any:
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return _MISSING
+        d = d[k]
+    return d
+
+
+_MISSING = object()
+
+
+def check_user_config(derived: Dict[str, Any], user: Dict[str, Any], source: Path) -> None:
+    """A user JSON may add DeepSpeed settings, not silently override the YAML's."""
+    for key in ("optimizer", "scheduler"):
+        if key in user:
+            fail(f"{source} sets DeepSpeed's {key!r}: this trainer builds OLMo's {key} from the YAML "
+                 f"({'optimizer.*' if key == 'optimizer' else 'scheduler.*'}); remove it there")  # fmt: skip
+    for path, yaml_key in OWNED.items():
+        mine, theirs = _get(derived, path), _get(user, path)
+        if theirs is not _MISSING and theirs != mine:
+            fail(f"{source} sets {'.'.join(path)} = {theirs!r} but the YAML gives {mine!r} ({yaml_key}): change "
+                 "the YAML instead, or remove the key from the JSON")  # fmt: skip
 
 
 def deepspeed_config(cfg: SconeTrainConfig, world_size: int) -> Dict[str, Any]:
@@ -57,7 +97,11 @@ def deepspeed_config(cfg: SconeTrainConfig, world_size: int) -> Dict[str, Any]:
         if not p.is_file():
             fail(f"deepspeed.config_path not found: {p}")
         try:
-            out = _merge(out, json.loads(p.read_text()))
-        except json.JSONDecodeError as e:
+            user = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             fail(f"deepspeed.config_path {p} is not valid JSON ({e})")
+        if not isinstance(user, dict):
+            fail(f"deepspeed.config_path {p} is not a JSON object")
+        check_user_config(out, user, p)
+        out = _merge(out, user)
     return out

@@ -128,7 +128,7 @@ class SconeTrainer:
         self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
         if cuda:
             torch.cuda.set_device(self.device)
-        ds_cfg = deepspeed_config(cfg, self.world)
+        ds_cfg = self.ds_config = deepspeed_config(cfg, self.world)
         torch.manual_seed(cfg.seed)
         model_cfg = cfg.model
         model_cfg.init_device = str(self.device)
@@ -219,10 +219,12 @@ class SconeTrainer:
         if self.rank == 0:
             self.save_folder.mkdir(parents=True, exist_ok=True)
             # the resolved config, beside the checkpoints: what export and evaluation rebuild the model from
-            from ..atomic import atomic_write_text
+            from ..atomic import atomic_write_json, atomic_write_text
             from omegaconf import OmegaConf
 
             atomic_write_text(self.save_folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+            # the DeepSpeed config this run really used (derived from the YAML + deepspeed.config_path)
+            atomic_write_json(self.save_folder / "ds_config.json", self.ds_config)
             if self.step == 0:  # a fresh start (save_overwrite=true, or a run killed before its first save):
                 # the old curve and the pointer to the old checkpoint go, so neither is mistaken for this run's
                 for stale in (self.metrics_path, self.save_folder / "latest"):
@@ -260,7 +262,8 @@ class SconeTrainer:
         mode = "online" if os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "offline" else "offline"
         self.save_folder.mkdir(parents=True, exist_ok=True)
         return wandb.init(project=w.project, entity=w.entity, group=w.group, name=w.name or self.cfg.run_name,
-                          tags=w.tags, config=self.cfg.asdict(), dir=str(self.save_folder), mode=mode,
+                          tags=w.tags, config={**self.cfg.asdict(), "deepspeed_config": self.ds_config},
+                          dir=str(self.save_folder), mode=mode,
                           resume="allow", id=(w.name or self.cfg.run_name or "run").replace("/", "-"))  # fmt: skip
 
     def _log(self, m: Dict[str, Any]) -> None:
