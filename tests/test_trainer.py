@@ -194,3 +194,23 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     assert last["throughput/tokens_per_s"] > 0 and last["memory/max_rss_gb"] > 0
     runs = list((folder / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_save_num_checkpoints_to_keep_prunes_old_checkpoints(setup, tmp_path):
+    """OLMo's save_num_checkpoints_to_keep: after each save only the newest N checkpoints stay (at
+    paper scale a checkpoint is ~23 GB); the one 'latest' names is never removed."""
+    from olmo_scone.train.trainer import prune_checkpoints
+
+    prepared, vpath, d = setup
+    folder = tmp_path / "run"
+    proc = train_single_process(overrides(prepared, vpath, d, folder, steps=5,
+                                          extra=["save_interval=1", "save_num_checkpoints_to_keep=2"]))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in folder.glob("step*")) == ["step4", "step5"]
+    assert (folder / "latest").read_text() == "step5"
+    # 'latest' is pinned even when it is not among the newest (a run resumed from an older tag)
+    for tag in ("step6", "step7"):
+        (folder / tag).mkdir()
+    (folder / "latest").write_text("step4")
+    assert prune_checkpoints(folder, 1) == ["step5", "step6"]
+    assert sorted(p.name for p in folder.glob("step*")) == ["step4", "step7"]

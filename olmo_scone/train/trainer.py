@@ -174,6 +174,8 @@ class SconeTrainer:
             kept = latest.read_text().strip() if latest.is_file() else "none"
             fail(f"no space left on device saving checkpoint step{self.step} in {self.save_folder}: 'latest' still "
                  f"points at the last whole checkpoint ({kept}); free space, then resume")  # fmt: skip
+        if self.rank == 0:
+            prune_checkpoints(self.save_folder, self.cfg.save_num_checkpoints_to_keep)
 
     def _resume(self) -> None:
         latest = self.save_folder / "latest"
@@ -277,6 +279,25 @@ class SconeTrainer:
         if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
             print(f"step {self.step}/{self.max_steps}  loss {m['train/loss']:.4f}  lr {m['train/lr']:.2e}  "
                   f"{m['throughput/tokens_per_s']:,.0f} tok/s", flush=True)  # fmt: skip
+
+
+def prune_checkpoints(save_folder: Path, keep: int) -> list:
+    """OLMo's ``save_num_checkpoints_to_keep``: after a successful save, delete all but the newest
+    ``keep`` checkpoints (never the one ``latest`` names); ``keep`` <= 0 keeps everything (OLMo's -1).
+    Returns the tags removed."""
+    import shutil
+
+    if keep is None or keep <= 0:
+        return []
+    latest = save_folder / "latest"
+    pinned = latest.read_text().strip() if latest.is_file() else None
+    tags = sorted((p for p in save_folder.glob("step*") if p.is_dir() and p.name[4:].isdigit()), key=lambda p: int(p.name[4:]))
+    removed = []
+    for p in tags[:-keep]:
+        if p.name != pinned:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p.name)
+    return removed
 
 
 def _max_rss_gb() -> float:
