@@ -108,6 +108,16 @@ def test_rows_at_instance_starts_equal_in_instance_matching(tagged):
     assert changed > 0
 
 
+def test_training_memory_maps_the_sidecars_index(tagged):
+    """The batch builder opens the index tag_fgrams.py saved beside the sidecar, memory-mapped
+    (shared by a node's ranks through the page cache), not a copy built from the vocabulary."""
+    prepared, vocab, d = tagged
+    tb = TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=vocab)
+    m = tb.matcher
+    assert all(isinstance(a.base, np.memmap) for a in (m.index.keys, m.index.values, m.node_row, m.lengths))
+    assert m.num_fgrams == len(vocab)
+
+
 def test_fgram_batch_holds_only_the_batch(tagged):
     """The per-batch tensors: unique rows with their tokens and lengths from the vocabulary, and an
     inverse map that gives back every matched position's row."""

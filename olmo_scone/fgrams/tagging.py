@@ -4,6 +4,8 @@ As in the paper, matching is done once, offline, so training reads the longest f
 of every position from disk instead of matching on the fly. Layout::
 
     OUT/fgram_tags.json                 binds the sidecar to its token files and vocabulary
+    OUT/matcher/*.npy                   the host matcher's index (as in a serving artifact), which
+                                        training ranks memory-map and share through the page cache
     OUT/<relpath>.fgram.npy             int32 raw memmap, one entry per token position:
                                         the vocabulary row of the longest f-gram ending
                                         there, or -1 (lengths: the vocabulary's ``lengths``)
@@ -80,6 +82,7 @@ def tag_token_files(files: TokenFiles, vocab: FgramVocab, vocab_path: Path, out:
             "matched_fraction": round(sum(e["matched"] for e in entries) / max(1, total), 6),
             "wall_time_s": round(time.time() - t0, 2),
         }
+        meta["matcher"] = {"folder": "matcher", **matcher.save(tmp / "matcher")}
         atomic_write_json(tmp / TAGS_MANIFEST, meta)
     return meta
 

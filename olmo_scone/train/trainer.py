@@ -141,6 +141,8 @@ class SconeTrainer:
         self.batches = TrainBatches(cfg.data.tokens_dir, model_cfg.max_sequence_length, cfg.global_train_batch_size,
                                     cfg.device_train_microbatch_size, self.world, self.rank, cfg.seed,
                                     tags_dir=cfg.data.fgram_tags, vocab=vocab)  # fmt: skip
+        if vocab is not None:  # in-loop evaluation matches with the same (memory-mapped) index
+            self.model._matcher = self.batches.matcher
         o = cfg.optimizer
         if o.name != "adamw":
             fail(f"optimizer.name {o.name!r}: this trainer runs AdamW (the paper's optimizer)")
