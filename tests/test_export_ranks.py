@@ -41,8 +41,9 @@ def test_two_rank_export_is_byte_identical_to_one_rank(art, tmp_path):
         proc = _export(n, art.run, out)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         assert f"on {n} rank(s)" in proc.stdout
-    files = sorted(p.name for p in one.iterdir())
-    assert files == sorted(p.name for p in two.iterdir())
+    files = sorted(str(p.relative_to(one)) for p in one.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(two)) for p in two.rglob("*") if p.is_file())
+    assert "matcher/index-keys.npy" in files
     shards = [f for f in files if f.startswith("table-")]
     assert len(shards) >= 4  # both ranks wrote some (shard i goes to rank i mod 2)
     for name in files:
