@@ -69,12 +69,10 @@ def _train(name: str, model: Dict, *, group: str, tags: List[str], data_dir: str
         "run_name": name,
         "seed": 6198,
         "model": model,
-        "optimizer": {"name": "adamw", "learning_rate": lr, "weight_decay": 0.1, "betas": [0.9, 0.95],
-                      "metrics_log_interval": 10},  # fmt: skip
+        "optimizer": {"name": "adamw", "learning_rate": lr, "weight_decay": 0.1, "betas": [0.9, 0.95]},
         "scheduler": {"name": "cosine_with_warmup", "units": "steps", "t_warmup": warmup, "alpha_f": 0.1},
         "tokenizer": {"identifier": TOKENIZER, "truncate_direction": "right"},
-        "data": {"tokens_dir": data_dir, "fgram_tags": tags_dir, "num_workers": 2, "drop_last": True,
-                 "pin_memory": precision != "fp32", "timeout": 0},  # fmt: skip
+        "data": {"tokens_dir": data_dir, "fgram_tags": tags_dir},
         "save_folder": f"runs/{name}",
         "save_interval": save_interval,
         "save_num_checkpoints_to_keep": 3,
@@ -88,7 +86,6 @@ def _train(name: str, model: Dict, *, group: str, tags: List[str], data_dir: str
         "fsdp": None,
         "deepspeed": {"zero_stage": 1},
         "wandb": {"project": "olmo-scone", "entity": None, "group": group, "name": name, "tags": tags},
-        "speed_monitor": {"window_size": 20},
         "console_log_interval": 1,
         "eval_interval": eval_interval,
         "evaluators": evaluators,

@@ -60,6 +60,9 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     for key in ("global_train_batch_size", "device_train_microbatch_size"):
         if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) <= 0:
             fail(f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
+    from .olmo_keys import refuse_unsupported
+
+    refuse_unsupported(cfg)  # OLMo keys this trainer would otherwise ignore
     deepspeed_config(cfg, world_size)  # batch sizes, precision, ZeRO stage
     if cfg.data.tokens_dir is None:
         fail("data.tokens_dir is not set (a directory made by scripts/prepare_data.py)")
