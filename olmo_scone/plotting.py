@@ -21,6 +21,11 @@ def read_metrics(run_dir: str | Path) -> List[Dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
+def train_loss(m: Dict) -> float:
+    """A step's training loss: OLMo's name, or the one run folders made before it was adopted."""
+    return m["train/CrossEntropyLoss"] if "train/CrossEntropyLoss" in m else m["train/loss"]
+
+
 def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "eval/valid/Perplexity", title: str = "") -> Path:
     import matplotlib
 
@@ -33,7 +38,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "ev
     for run in run_dirs:
         ms = read_metrics(run)
         name = Path(run).name
-        axes[0].plot([m["tokens"] for m in ms], [m["train/loss"] for m in ms], label=name, lw=1)
+        axes[0].plot([m["tokens"] for m in ms], [train_loss(m) for m in ms], label=name, lw=1)
         ev = [m for m in ms if metric in m]
         if ev:
             axes[1].plot([m["tokens"] for m in ev], [m[metric] for m in ev], marker="o", ms=3, label=name)

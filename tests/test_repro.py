@@ -173,3 +173,18 @@ def test_report_with_baselines_only(tmp_path):
     doc = tmp_path / "results.md"
     text = report(tmp_path, collect(tmp_path), [], 10, doc)
     assert "| baseline-m " in text and "200.00" in text and (tmp_path / "results-cpu-scaling.png").is_file()
+
+
+def test_curves_read_olmo_metric_names_and_older_run_folders(tmp_path):
+    """plot_curves reads OLMo's train/CrossEntropyLoss and, for run folders written before the
+    rename, train/loss."""
+    from olmo_scone.plotting import plot_runs, read_metrics, train_loss
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    for folder, key in ((new, "train/CrossEntropyLoss"), (old, "train/loss")):
+        folder.mkdir()
+        lines = [json.dumps({"step": s, "tokens": s * 10, key: 9.0 - s, "eval/valid/Perplexity": 100.0 - s}) for s in (1, 2)]
+        (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert [train_loss(m) for m in read_metrics(new)] == [8.0, 7.0] == [train_loss(m) for m in read_metrics(old)]
+    out = plot_runs([new, old], tmp_path / "c.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

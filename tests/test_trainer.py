@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -87,7 +88,7 @@ def losses(folder: Path) -> dict:
     out = {}
     for line in (folder / "metrics.jsonl").read_text().splitlines():
         m = json.loads(line)
-        out[m["step"]] = m["train/loss"]  # a resumed step overwrites its pre-kill entry
+        out[m["step"]] = m["train/CrossEntropyLoss"]  # a resumed step overwrites its pre-kill entry
     return out
 
 
@@ -155,7 +156,7 @@ def test_a_finished_run_is_not_overwritten_without_save_overwrite(setup, tmp_pat
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "latest").write_text("step40")
-    (folder / "metrics.jsonl").write_text(json.dumps({"step": 40, "train/loss": 1.0}) + "\n")
+    (folder / "metrics.jsonl").write_text(json.dumps({"step": 40, "train/CrossEntropyLoss": 1.0}) + "\n")
     proc = train_single_process(overrides(prepared, vpath, d, folder, steps=2))
     assert_clean_error(proc, r"already holds a run \(checkpoint step40\): pass --resume")
     assert (folder / "latest").read_text() == "step40" and sorted(losses(folder)) == [40]
@@ -191,7 +192,12 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     last = [json.loads(l) for l in (folder / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["step"] == 2 and last["tokens"] == 2 * 8 * 64
     assert 1 < last["eval/valid/Perplexity"] < 60000 and 0 <= last["eval/downstream/piqa_len_norm"] <= 1
-    assert last["throughput/tokens_per_s"] > 0 and last["memory/max_rss_gb"] > 0
+    # OLMo's metric names, so runs overlay with OLMo's on a dashboard; SCONE's own under scone/
+    assert last["throughput/device/tokens_per_second"] > 0 and last["System/Peak RSS (MB)"] > 0
+    assert last["train/Perplexity"] == pytest.approx(math.exp(last["train/CrossEntropyLoss"]))
+    assert last["optim/total_grad_norm"] > 0 and last["optim/learning_rate_group0"] > 0
+    assert 0 < last["scone/matched_fraction"] < 1 and last["scone/unique_fgrams_per_microbatch"] > 0
+    assert last["throughput/total_tokens"] == last["tokens"]
     runs = list((folder / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 

@@ -20,7 +20,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -208,7 +208,14 @@ class SconeTrainer:
             group["lr"] = lr
         self.engine.train()
         losses = []
+        fgram = {"matched": 0, "positions": 0, "unique": 0, "micro": 0}
         for batch in self.batches.micro_batches(self.step):
+            fb = batch.get("fgram_batch")
+            if fb is not None:
+                fgram["matched"] += int(fb.inverse.numel())
+                fgram["positions"] += int(fb.matched.numel())
+                fgram["unique"] += fb.num_unique
+                fgram["micro"] += 1
             loss = self._loss(batch)
             self.engine.backward(loss)
             with torch.no_grad():  # torch >= 2.13: ZeRO's all-gather into views trips autograd's view check otherwise
@@ -218,7 +225,8 @@ class SconeTrainer:
         dist.all_reduce(mean)
         self.step += 1
         self.tokens_seen += self.cfg.global_train_batch_size * self.cfg.model.max_sequence_length
-        return {"train/loss": mean.item() / self.world, "train/lr": lr}
+        return step_metrics(mean.item() / self.world, [g["lr"] for g in self.optimizer.param_groups],
+                            self.engine.get_global_grad_norm(), fgram)  # fmt: skip
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self) -> None:
@@ -240,11 +248,11 @@ class SconeTrainer:
         while self.step < self.max_steps:
             m = self.train_step()
             now = time.time()
-            m.update({"step": self.step, "tokens": self.tokens_seen,
-                      "throughput/tokens_per_s": (self.tokens_seen - tokens_last) / max(now - t_last, 1e-9),
-                      "memory/max_rss_gb": _max_rss_gb()})  # fmt: skip
+            m.update({"step": self.step, "tokens": self.tokens_seen, "throughput/total_tokens": self.tokens_seen,
+                      "throughput/device/tokens_per_second": (self.tokens_seen - tokens_last) / max(now - t_last, 1e-9) / self.world,
+                      "System/Peak RSS (MB)": _max_rss_gb() * 1024})  # fmt: skip
             if self.device.type == "cuda":
-                m["memory/max_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                m["System/Peak GPU Memory (MB)"] = torch.cuda.max_memory_allocated(self.device) / 2**20
             if self.evaluators and cfg.eval_interval and (self.step % cfg.eval_interval == 0 or self.step == self.max_steps):
                 m.update(self.evaluate())
             if self.rank == 0:
@@ -282,8 +290,26 @@ class SconeTrainer:
             evals = "  ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in m.items() if k.startswith("eval/"))
             print(f"step {self.step}  {evals}", flush=True)
         if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
-            print(f"step {self.step}/{self.max_steps}  loss {m['train/loss']:.4f}  lr {m['train/lr']:.2e}  "
-                  f"{m['throughput/tokens_per_s']:,.0f} tok/s", flush=True)  # fmt: skip
+            print(f"step {self.step}/{self.max_steps}  loss {m['train/CrossEntropyLoss']:.4f}  "
+                  f"lr {m['optim/learning_rate_group0']:.2e}  "
+                  f"{m['throughput/device/tokens_per_second'] * self.world:,.0f} tok/s", flush=True)  # fmt: skip
+
+
+def step_metrics(loss: float, lrs: List[float], grad_norm, fgram: Dict[str, int]) -> Dict[str, float]:
+    """One step's metrics under OLMo's names (``train/CrossEntropyLoss``, ``train/Perplexity``,
+    ``optim/total_grad_norm``, ``optim/learning_rate_group<i>``), so runs overlay with OLMo's on a
+    dashboard, plus SCONE's own under ``scone/`` (this rank's micro-batches: matched share of positions,
+    unique f-grams a micro-batch, i.e. what ran through A_fgram)."""
+    import math
+
+    out = {"train/CrossEntropyLoss": loss, "train/Perplexity": math.exp(min(loss, 50.0))}
+    out.update({f"optim/learning_rate_group{i}": lr for i, lr in enumerate(lrs)})
+    if grad_norm is not None:
+        out["optim/total_grad_norm"] = float(grad_norm)
+    if fgram["micro"]:
+        out["scone/matched_fraction"] = fgram["matched"] / max(1, fgram["positions"])
+        out["scone/unique_fgrams_per_microbatch"] = fgram["unique"] / fgram["micro"]
+    return out
 
 
 def prune_checkpoints(save_folder: Path, keep: int) -> list:
