@@ -8,7 +8,6 @@ continues one prompt with each, and writes ``report.md`` and ``curves.png`` besi
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 

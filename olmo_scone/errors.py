@@ -22,18 +22,24 @@ def fail(message: str) -> NoReturn:
     raise SconeError(message)
 
 
+#: errnos that mean the disk (or the user's quota) is full
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+#: free bytes under which a failed or stalled write is taken to be a full disk
+DISK_FULL_BYTES = 1 << 20
+
+
 def full_disk(e: BaseException, where) -> bool:
     """Whether ``e`` (raised while writing under ``where``) is a full disk. ENOSPC says so itself;
     numpy's ``tofile`` ("N requested and M written") and ``torch.save`` ("iostream error") do not,
     so for those the filesystem is asked how much room is left."""
     import shutil
 
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
         return True
     if not isinstance(e, (OSError, RuntimeError)):
         return False
     try:
-        return shutil.disk_usage(where).free < (1 << 20)
+        return shutil.disk_usage(where).free < DISK_FULL_BYTES
     except OSError:
         return False
 
@@ -59,7 +65,7 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], int | None], argv: Optiona
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if e.errno not in DISK_FULL_ERRNOS:
             raise
         _close_progress_bars()
         where = f" writing {e.filename}" if e.filename else ""

@@ -35,7 +35,7 @@ import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
 from .config import SconeTrainConfig
-from .errors import ArgumentParser, SconeError, fail, positive_float, positive_int
+from .errors import ArgumentParser, SconeError, fail, full_disk, positive_float, positive_int
 from .progress import progress
 from .serving.table import table_disk_bytes
 from .serving.table_format import ARTIFACT_FORMAT, ARTIFACT_VERSION, DTYPES, bytes_per_row, quantize, read_shard, write_shard
@@ -63,10 +63,9 @@ class Ranks:
             return cls()
         import torch.distributed as dist
 
-        from .supervision import die_with_parent, launched_by_torchrun
+        from .supervision import die_with_torchrun_agent
 
-        if launched_by_torchrun():
-            die_with_parent()
+        die_with_torchrun_agent()
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return cls(dist.get_rank(), dist.get_world_size())
@@ -216,12 +215,10 @@ def _shard_sha256(path: Path) -> str:
 
 def _write_shard_or_explain(partial: Path, path: Path, tensors, dtype: str, lo: int, hi: int, d: int) -> str:
     """Write one shard (atomically); a full disk is one line that says what is kept for resuming."""
-    import errno
-
     try:
         return write_shard(path, tensors, dtype, lo, hi, d)
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not full_disk(e, partial):
             raise
         done = len(list(partial.glob("table-*.safetensors")))
         fail(f"no space left on device writing {path.name}: the {done} finished shard(s) are kept in {partial}; "

@@ -94,7 +94,7 @@ class OutputLock:
         except OSError:
             pass
         atexit.register(self.release)
-        self.removed = remove_stale_temporaries(out)
+        remove_stale_temporaries(out)
 
     def release(self) -> None:
         if self._fd is None or os.getpid() != self._owner:

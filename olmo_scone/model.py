@@ -114,10 +114,6 @@ class SconeOLMo(OLMo):
         self.fgram_model = FgramModel(config)
 
     # ---- f-gram rows (host) -----------------------------------------------------------
-    @property
-    def fgram_vocab(self) -> Optional[FgramVocab]:
-        return self._vocab
-
     def host_matcher(self):
         """The numpy matcher over this model's vocabulary (the one serving uses), built once."""
         if self._matcher is None:
@@ -131,17 +127,17 @@ class SconeOLMo(OLMo):
         the host within each sequence, returned on ``input_ids``'s device."""
         if self._vocab is None:
             return torch.full_like(input_ids, -1)
-        rows = self.host_matcher().match_batch(input_ids.detach().cpu().numpy())
-        return torch.from_numpy(rows).to(input_ids.device)
+        return torch.from_numpy(self._host_rows(input_ids)).to(input_ids.device)
+
+    def _host_rows(self, input_ids: torch.Tensor) -> np.ndarray:
+        return self.host_matcher().match_batch(input_ids.detach().cpu().numpy())
 
     def fgram_batch(self, input_ids: torch.Tensor, fgram_rows: Optional[torch.Tensor] = None) -> Optional[FgramBatch]:
         """The per-batch f-gram tensors (host-built, then moved to ``input_ids``'s device) from given
         rows, or from host matching when none are given."""
         if self._vocab is None:
             return None
-        rows = fgram_rows.detach().cpu().numpy() if fgram_rows is not None else None
-        if rows is None:
-            rows = self.host_matcher().match_batch(input_ids.detach().cpu().numpy())
+        rows = fgram_rows.detach().cpu().numpy() if fgram_rows is not None else self._host_rows(input_ids)
         return fgram_batch(rows, self._vocab).to(input_ids.device)
 
     # ---- embeddings ---------------------------------------------------------------------

@@ -30,7 +30,6 @@ the analysis around it alone; plots go to ``docs/results-*.png``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess

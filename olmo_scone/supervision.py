@@ -25,11 +25,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from .errors import fail
+from .errors import DISK_FULL_BYTES, fail
 
 _PR_SET_PDEATHSIG = 1
-#: free bytes under which a silent child writing to that filesystem is taken to be stuck on it
-DISK_FULL_BYTES = 1 << 20
 
 
 def _prctl_pdeathsig() -> bool:
@@ -49,8 +47,11 @@ def die_with_parent() -> bool:
     return True
 
 
-def launched_by_torchrun() -> bool:
-    return "TORCHELASTIC_RUN_ID" in os.environ
+def die_with_torchrun_agent() -> None:
+    """Under torchrun, arm :func:`die_with_parent` (a killed agent must not leave ranks running);
+    elsewhere nothing (a plain ``python`` run may outlive the shell that started it)."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        die_with_parent()
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec

@@ -9,7 +9,6 @@ the same main model, and plots them. Any other scale names the paper configs (``
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import subprocess
 import sys

@@ -57,6 +57,31 @@ def wikitext_valid() -> Path:
     return p
 
 
+class TaggedVocab(NamedTuple):
+    root: Path  # holds fgrams.safetensors and tags/
+    vocab: Path
+    tags: Path
+
+
+@pytest.fixture(scope="session")
+def tagged_vocab(prepared, tmp_path_factory) -> TaggedVocab:
+    """The 5K most frequent f-grams of the session's real train split, and that split tagged with
+    them (the sidecar a SCONE training run reads). Shared read-only: tests copy before changing."""
+    from olmo_scone.data.sources import open_token_files
+    from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+    from olmo_scone.fgrams.tagging import tag_token_files
+    from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+
+    d = tmp_path_factory.mktemp("tagged-vocab")
+    files = open_token_files(str(prepared.root), "train")
+    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
+                     CountSettings(num_fgrams=5000, processes=1))  # fmt: skip
+    vocab = d / "fgrams.safetensors"
+    save_vocab(vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
+    tag_token_files(files, load_vocab(vocab), vocab, d / "tags")
+    return TaggedVocab(d, vocab, d / "tags")
+
+
 class Art(NamedTuple):
     root: Path
     tokens: Path
@@ -68,28 +93,19 @@ class Art(NamedTuple):
 
 
 @pytest.fixture(scope="session")
-def art(prepared, tmp_path_factory) -> Art:
+def art(prepared, tagged_vocab, tmp_path_factory) -> Art:
     """Small real artifacts for CLI tests: the session's token files, a 5K-f-gram vocabulary and its
     tags, a 2-step SCONE checkpoint written by the real trainer (one process), its fp32 served
     artifact in several shards, and a bare uint32 token file of another tokenizer (dolma2) on real text."""
-    from olmo_scone.data.sources import open_token_files
     from olmo_scone.export import export
-    from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
-    from olmo_scone.fgrams.tagging import tag_token_files
-    from olmo_scone.fgrams.vocab import load_vocab, save_vocab
 
     d = tmp_path_factory.mktemp("art")
-    files = open_token_files(str(prepared.root), "train")
-    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
-                     CountSettings(num_fgrams=5000, processes=1))  # fmt: skip
-    vocab = d / "fgrams.safetensors"
-    save_vocab(vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
-    tag_token_files(open_token_files(str(prepared.root), "train"), load_vocab(vocab), vocab, d / "tags")
+    vocab, tags = tagged_vocab.vocab, tagged_vocab.tags
     run = d / "run"
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(29600 + os.getpid() % 300)}  # fmt: skip
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), TINY_SCONE,
-                           *train_overrides(prepared.root, vocab, d / "tags", run)],
+                           *train_overrides(prepared.root, vocab, tags, run)],
                           capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     served = d / "served"
@@ -104,4 +120,4 @@ def art(prepared, tmp_path_factory) -> Art:
     ids = np.asarray(big.encode((REPO / "README.md").read_text() * 3).ids, dtype=np.uint32)
     bare = d / "dolma2-tokens.npy"
     bare.write_bytes(ids.tobytes())
-    return Art(d, prepared.root, vocab, d / "tags", run, served, bare)
+    return Art(d, prepared.root, vocab, tags, run, served, bare)

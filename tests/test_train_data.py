@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from olmo_scone.data.sources import open_token_files
 from olmo_scone.errors import SconeError
-from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
-from olmo_scone.fgrams.tagging import tag_token_files
 from olmo_scone.fgrams.vocab import load_vocab, save_vocab
 from olmo_scone.train.data import TrainBatches
 
@@ -16,16 +13,9 @@ SEQ = 64
 
 
 @pytest.fixture(scope="module")
-def tagged(prepared, tmp_path_factory):
-    d = tmp_path_factory.mktemp("train-data")
-    files = open_token_files(str(prepared.root), "train")
-    srcs = [TokenSource(f.path, f.dtype, f.length) for f in files.files]
-    r = count_fgrams(srcs, 50280, 50279, 1, CountSettings(num_fgrams=5000, processes=1))
-    vpath = d / "v.safetensors"
-    save_vocab(vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
-    vocab = load_vocab(vpath)
-    tag_token_files(files, vocab, vpath, d / "tags")
-    return prepared, vocab, d
+def tagged(prepared, tagged_vocab):
+    """(token files, vocabulary, folder holding tags/): conftest's real-text vocabulary and tags."""
+    return prepared, load_vocab(tagged_vocab.vocab), tagged_vocab.root
 
 
 def test_global_batch_depends_only_on_seed_step_and_not_on_world_size(tagged):

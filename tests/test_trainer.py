@@ -16,9 +16,6 @@ import pytest
 import torch
 from cli_helpers import assert_clean_error
 
-from olmo_scone.data.sources import open_token_files
-from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
-from olmo_scone.fgrams.tagging import tag_token_files
 from olmo_scone.fgrams.vocab import load_vocab, save_vocab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,15 +30,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def setup(prepared, tmp_path_factory):
-    d = tmp_path_factory.mktemp("trainer")
-    files = open_token_files(str(prepared.root), "train")
-    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
-                     CountSettings(num_fgrams=20000, processes=1))  # fmt: skip
-    vpath = d / "fgrams.safetensors"
-    save_vocab(vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
-    tag_token_files(open_token_files(str(prepared.root), "train"), load_vocab(vpath), vpath, d / "tags")
-    return prepared, vpath, d
+def setup(prepared, tagged_vocab):
+    """(token files, vocabulary path, folder holding tags/): conftest's real-text vocabulary and tags."""
+    return prepared, tagged_vocab.vocab, tagged_vocab.root
 
 
 def overrides(prepared, vpath, d, folder, steps=8, extra=()):

@@ -38,13 +38,6 @@ class FgramBatch:
     def to(self, device, non_blocking: bool = False) -> "FgramBatch":
         return FgramBatch(*(t.to(device, non_blocking=non_blocking) for t in dataclasses.astuple(self)))
 
-    def pin_memory(self) -> "FgramBatch":
-        return FgramBatch(*(t.pin_memory() for t in dataclasses.astuple(self)))
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in dataclasses.astuple(self))
-
 
 def per_sequence_bytes(seq_len: int, max_n: int) -> int:
     """Upper bound of :class:`FgramBatch` bytes per sequence of ``seq_len`` (every position matched,

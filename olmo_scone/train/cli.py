@@ -34,10 +34,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, resume = split_args(list(sys.argv[1:] if argv is None else argv))
     a = p.parse_args(args + (["--resume"] if resume else []))
     cfg = load_config(SconeTrainConfig, a.config, a.overrides)
-    from ..supervision import die_with_parent, launched_by_torchrun
+    from ..supervision import die_with_torchrun_agent
 
-    if launched_by_torchrun():
-        die_with_parent()  # a killed agent must not leave this rank training on its own
+    die_with_torchrun_agent()  # a killed agent must not leave this rank training on its own
     from .trainer import SconeTrainer
 
     with save_folder_lock(cfg.save_folder):

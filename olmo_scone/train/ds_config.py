@@ -65,8 +65,11 @@ def check_user_config(derived: Dict[str, Any], user: Dict[str, Any], source: Pat
 
 
 def deepspeed_config(cfg: SconeTrainConfig, world_size: int) -> Dict[str, Any]:
+    for key in ("global_train_batch_size", "device_train_microbatch_size"):
+        if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) <= 0:
+            fail(f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
     micro, glob = cfg.device_train_microbatch_size, cfg.global_train_batch_size
-    if micro <= 0 or glob % (micro * world_size):
+    if glob % (micro * world_size):
         fail(f"global_train_batch_size ({glob}) must be a multiple of device_train_microbatch_size ({micro}) "
              f"x world size ({world_size})")  # fmt: skip
     if cfg.precision not in (None, "fp32", "amp_bf16", "amp_fp16"):

@@ -38,14 +38,11 @@ CLIENT_STATE = "scone_trainer_state"
 
 def max_steps(cfg: SconeTrainConfig) -> int:
     d = cfg.max_duration
-    if isinstance(d, str) and d.endswith("T"):
-        try:
-            return int(float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length))
-        except ValueError:
-            fail(f"max_duration {d!r} is neither a number of steps nor tokens (e.g. 2e11T)")
     if isinstance(d, str) and d.endswith("ep"):
         fail("max_duration in epochs is not supported; give steps or tokens (e.g. 2e11T)")
     try:
+        if isinstance(d, str) and d.endswith("T"):
+            return int(float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length))
         return int(d)
     except (TypeError, ValueError):
         fail(f"max_duration {d!r} is neither a number of steps nor tokens (e.g. 2e11T)")
@@ -56,10 +53,6 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     from ..data.manifest import load_manifest
     from ..fgrams.vocab import load_vocab
     from .data import check_sidecar
-
-    for key in ("global_train_batch_size", "device_train_microbatch_size"):
-        if not isinstance(getattr(cfg, key), int) or getattr(cfg, key) <= 0:
-            fail(f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
     from .olmo_keys import refuse_unsupported
 
     refuse_unsupported(cfg)  # OLMo keys this trainer would otherwise ignore
