@@ -70,9 +70,23 @@ def unsupported(cfg) -> List[Tuple[str, Any, Any]]:
     for key, value in _leaves(mine):
         if key in RESTRICTED and value not in RESTRICTED[key]:
             out.append((key, value, RESTRICTED[key]))
+            continue
+        section = _unset_section(key, default)
+        if section is not None:  # a section OLMo leaves unset (compile, ddp, ...): report it once, whole
+            if not _honoured(section) and all(k != section for k, _, _ in out):
+                out.append((section, _lookup(mine, section), None))
         elif not _honoured(key) and value is not None and value != _lookup(default, key):
             out.append((key, value, _lookup(default, key)))
     return out
+
+
+def _unset_section(key: str, default: Dict) -> str | None:
+    """The enclosing section of ``key`` that is None in OLMo's default config, if any."""
+    parts = key.split(".")
+    for i in range(1, len(parts)):
+        if _lookup(default, ".".join(parts[:i])) is None:
+            return ".".join(parts[:i])
+    return None
 
 
 def refuse_unsupported(cfg) -> None:
