@@ -94,28 +94,6 @@ def test_bad_inputs(built, tmp_path):
     assert_clean_error(run("build_fgrams.py", "--tokens", tok, "--num-fgrams", 5, "--out", vocab_path), r"exists; pass --overwrite")
 
 
-def test_sharded_run_over_a_shared_work_dir_equals_a_single_run(built, tmp_path):
-    """Two processes (as two machines would) count disjoint chunks; shard 0 merges."""
-    prepared, vocab_path, _ = built
-    work = tmp_path / "shared-work"
-    out = tmp_path / "sharded.safetensors"
-    common = [sys.executable, str(REPO / "scripts" / "build_fgrams.py"), "--tokens", str(prepared.root),
-              "--num-fgrams", "20000", "--processes", "1", "--work-dir", str(work), "--out", str(out)]  # fmt: skip
-    # small chunks so that each shard owns many
-    env = {**__import__("os").environ}
-    procs = [subprocess.Popen(common + ["--shard", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for i in (1, 0)]  # fmt: skip
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    assert "shard 1/2: counted" in outs[0][0]
-    a, b = load_vocab(out), load_vocab(vocab_path)
-    assert a.sha256 == b.sha256  # identical f-grams, counts and order
-    assert_clean_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 5, "--work-dir", work,
-                     "--shard", "0/2", "--out", tmp_path / "again"), r"already holds a counting run")  # fmt: skip
-    assert_clean_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 5, "--shard", "2/2",
-                     "--out", tmp_path / "x"), r"--shard must be I/N")  # fmt: skip
-
-
 def test_asking_for_more_fgrams_than_the_corpus_has_warns(built, tmp_path):
     prepared, _, _ = built
     out = tmp_path / "all.safetensors"

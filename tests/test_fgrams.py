@@ -44,12 +44,17 @@ def reference_counter(corpus):
     dict(num_fgrams=3000, min_count=5, processes=1),
     # small chunks (boundaries everywhere), 2 workers, and a memory budget that forces disk partitions
     dict(num_fgrams=3000, min_count=5, processes=2, chunk_tokens=7919, memory_gb=0.001),
+    # S beyond the survivors: the ranking keeps them all
+    dict(num_fgrams=10**6, min_count=5, processes=2, memory_gb=0.001, cut="all"),
 ])  # fmt: skip
 def test_counting_equals_brute_force(corpus, reference_counter, kw):
+    kw = dict(kw)
+    cut = kw.pop("cut", "part")
     got = _count(corpus, max_n=5, **kw)
     if kw.get("memory_gb", 8) < 0.01:
         assert got.stats["partitions"] > 1 and got.stats["chunks"] > 10
-    want = top_fgrams(reference_counter, 3000, 5)
+    assert got.stats["rank_cut"]["kept"] == cut  # the S-th f-gram's (count, length) group is kept in part
+    want = top_fgrams(reference_counter, kw["num_fgrams"], 5)
     rows = [tuple(int(x) for x in r[:n]) for r, n in zip(got.tokens, got.lengths)]
     assert rows == [g for g, _ in want]  # same f-grams, same order (ties broken the same way)
     assert got.counts.tolist() == [c for _, c in want]

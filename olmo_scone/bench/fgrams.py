@@ -1,10 +1,11 @@
 """``scripts/benchmark_fgrams.py``: counting and matching throughput on real text, side by side.
 
-Counting (K = 5) is timed for three implementations in one run, each in a fresh process
-(so peak memory is its own): ours (:mod:`olmo_scone.fgrams.counting`), a straightforward
-``numpy.unique`` per n, and the naive ``collections.Counter`` reference. The naive one
-runs on a prefix of the corpus (it would take minutes on all of it); throughput is
-per token, so the ratio stays meaningful. Matching is timed for vocabularies of 1M and
+Counting (K = 5) is timed for four implementations in one run, each in a fresh process
+(so peak memory is its own): ours (:mod:`olmo_scone.fgrams.counting`) on local worker
+processes and on a local Ray runtime with as many CPUs, the straightforward vectorized
+baseline (n-grams packed into uint64 keys, 1-D ``np.unique`` per n), and the naive
+``collections.Counter`` reference. The naive one runs on a prefix of the corpus (it would
+take minutes on all of it); throughput is per token, so the ratio stays meaningful. Matching is timed for vocabularies of 1M and
 (with ``--scale``) 10M f-grams. ``--scale`` also builds a 10M-f-gram vocabulary from a
 >= 100M-token corpus made by repeating the real text.
 """
@@ -35,34 +36,78 @@ def _streams(paths: List[str], dtype: str, limit: Optional[int] = None) -> List[
     return out
 
 
-def run_ours(paths, dtype, vocab, eos, pad, num, min_count, processes, memory_gb) -> Dict:
+def run_ours(paths, dtype, vocab, eos, pad, num, min_count, processes, memory_gb, ray: bool = False) -> Dict:
+    """``count_fgrams`` on local worker processes, or (``ray``) on a local Ray runtime with as many CPUs;
+    the runtime's start is timed apart from the count."""
     srcs = [TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0]) for p in paths]
-    r = count_fgrams(srcs, vocab, eos, pad, CountSettings(5, num, min_count, processes, memory_gb))
-    return {"tokens": r.stats["corpus_tokens"], "fgrams": len(r.counts), "frequent": r.stats["frequent_ngrams"],
-            "top": [tuple(map(int, t[:n])) for t, n in zip(r.tokens[:1000], r.lengths[:1000])]}  # fmt: skip
+    settings = CountSettings(5, num, min_count, processes, memory_gb)
+    executor, start_s = None, 0.0
+    if ray:
+        from ..fgrams.counting.ray_executor import RayExecutor
+
+        t0 = time.perf_counter()
+        executor = RayExecutor(None, processes, object_store_gb=max(0.1, memory_gb / 2))
+        start_s = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        r = count_fgrams(srcs, vocab, eos, pad, settings, executor=executor)
+        count_s = time.perf_counter() - t0
+    finally:
+        if executor is not None:
+            executor.close()
+    st = r.stats
+    return {"tokens": st["corpus_tokens"], "fgrams": len(r.counts), "frequent": st["frequent_ngrams"],
+            "count_s": count_s, "start_s": start_s, "stats": st,
+            "top": [tuple(map(int, t[:n])) for t, n in zip(r.tokens[:1000], r.lengths[:1000])],
+            "all": {tuple(map(int, t[:n])): int(c) for t, n, c in zip(r.tokens, r.lengths, r.counts)} if len(r.counts) < num else None}  # fmt: skip
 
 
-def run_numpy_unique(paths, dtype, eos, pad, num, min_count) -> Dict:
-    """The straightforward vectorized baseline: all windows of each n, ``np.unique(axis=0)``."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    grams, counts, total = [], [], 0
-    streams = _streams(paths, dtype)
+def run_packed_unique(paths, dtype, vocab, eos, pad, num, min_count) -> Dict:
+    """The straightforward vectorized baseline: each n-gram packed into one uint64 key
+    (``key = key * V + next``), windows holding EOS or pad masked out, then a 1-D
+    ``np.unique(return_counts=True)`` per n. With V = 50,280, V**5 > 2**64: 5-gram keys wrap, so
+    there the key is a hash; the benchmark checks the survivors against the exact counts."""
+    V = np.uint64(vocab)
+    grams: List[tuple] = []
+    counts: List[int] = []
+    streams = [s.astype(np.int64) for s in _streams(paths, dtype)]
+    total = sum(len(s) for s in streams)
     for n in range(2, 6):
-        per_n = []
+        keys, firsts, offsets = [], [], []
         for s in streams:
-            s = s.astype(np.int64)
-            total += len(s) if n == 2 else 0
-            w = sliding_window_view(s, n)
-            ok = ~np.isin(w, [eos, pad]).any(axis=1)
-            per_n.append(w[ok])
-        u, c = np.unique(np.concatenate(per_n), axis=0, return_counts=True)
+            if len(s) < n:
+                continue
+            m = len(s) - n + 1
+            key = np.zeros(m, dtype=np.uint64)
+            bad = np.zeros(m, dtype=bool)
+            for j in range(n):
+                w = s[j : j + m]
+                key = key * V + w.astype(np.uint64)  # wraps mod 2**64 once V**n does not fit
+                bad |= (w == eos) | (w == pad)
+            keys.append(key[~bad])
+            firsts.append(np.flatnonzero(~bad))
+        all_keys = np.concatenate(keys)
+        where = np.concatenate([f + i * (1 << 40) for i, f in enumerate(firsts)])  # (stream, position) packed
+        u, first, c = np.unique(all_keys, return_index=True, return_counts=True)
         keep = c >= min_count
-        for row, cnt in zip(u[keep], c[keep]):
-            grams.append(tuple(int(x) for x in row))
+        for pos, cnt in zip(where[first[keep]], c[keep]):
+            st, at = divmod(int(pos), 1 << 40)
+            grams.append(tuple(int(x) for x in streams[st][at : at + n]))
             counts.append(int(cnt))
     order = sorted(range(len(grams)), key=lambda i: (-counts[i], len(grams[i]), grams[i]))[:num]
-    return {"tokens": total, "fgrams": len(order), "frequent": len(grams), "top": [grams[i] for i in order[:1000]]}
+    return {"tokens": total, "fgrams": len(order), "frequent": len(grams), "top": [grams[i] for i in order[:1000]],
+            "all": {grams[i]: counts[i] for i in range(len(grams))}}  # fmt: skip
+
+
+def _memory_rows(title: str, runs) -> str:
+    """Peak RSS of the driver and of each worker: the driver holds no per-token data."""
+    rows = []
+    for name, r in runs:
+        st = r["result"]["stats"]
+        w = sorted(st["worker_peak_rss_gb"].values(), reverse=True)
+        rows.append([name, f"{st['corpus_tokens']:,}", f"{st['driver_peak_rss_gb']:.2f}", len(w),
+                     ", ".join(f"{x:.2f}" for x in w[:6]) + (" ..." if len(w) > 6 else "")])  # fmt: skip
+    return f"### Peak RSS, {title}\n" + table(rows, ["executor", "tokens", "driver GB", "workers", "worker peak GB (largest first)"]) + "\n"
 
 
 def run_naive(paths, dtype, eos, pad, num, min_count, limit) -> Dict:
@@ -97,6 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--num-fgrams", type=int, default=1_000_000)
     p.add_argument("--naive-tokens", type=int, default=1_000_000, help="corpus prefix for the naive Counter")
     p.add_argument("--memory-gb", type=float, default=8.0)
+    p.add_argument("--processes", type=int, default=2, help="worker processes (local) and CPUs (Ray)")
     p.add_argument("--scale", action="store_true", help="also the >=100M-token / 10M-f-gram build and S=10M matching")
     p.add_argument("--scale-tokens", type=int, default=100_000_000)
     a = p.parse_args(argv)
@@ -109,20 +155,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"# f-gram benchmark  ({machine()})")
     print(f"corpus: {n_tok:,} tokens of real text ({', '.join(s['name'] for s in m.data['sources'])})\n")
 
-    ours = isolated(run_ours, paths, dtype, V, eos, pad, a.num_fgrams, 5, 0, a.memory_gb)
-    base = isolated(run_numpy_unique, paths, dtype, eos, pad, a.num_fgrams, 5)
+    ours = isolated(run_ours, paths, dtype, V, eos, pad, a.num_fgrams, 5, a.processes, a.memory_gb)
+    on_ray = isolated(run_ours, paths, dtype, V, eos, pad, a.num_fgrams, 5, a.processes, a.memory_gb, True)
+    base = isolated(run_packed_unique, paths, dtype, V, eos, pad, a.num_fgrams, 5)
     naive = isolated(run_naive, paths, dtype, eos, pad, a.num_fgrams, 5, a.naive_tokens)
-    assert ours["result"]["top"] == base["result"]["top"], "numpy.unique baseline disagrees with ours"
+    assert on_ray["result"]["all"] == ours["result"]["all"], "the Ray path disagrees with the local path"
+    assert ours["result"]["top"] == base["result"]["top"], "the packed-key baseline disagrees with ours"
+    exact = ours["result"]["all"] is not None and base["result"]["all"] == ours["result"]["all"]
     rows = []
-    ours_tps = ours["result"]["tokens"] / ours["seconds"]
-    for name, r in [("ours (Apriori, parallel)", ours), ("numpy.unique per n", base), ("naive Counter", naive)]:
-        tps = r["result"]["tokens"] / r["seconds"]
-        rows.append([name, f"{r['result']['tokens']:,}", f"{r['seconds']:.1f}", f"{tps / 1e6:.2f}",
-                     f"{ours_tps / tps:.1f}x", f"{r['peak_rss_gb']:.2f}"])  # fmt: skip
-    print("## Counting, K = 5, min count 5, S = {:,}".format(a.num_fgrams))
-    print(table(rows, ["implementation", "tokens", "seconds", "M tokens/s", "ours is", "peak RSS GB"]))
+    ours_tps = ours["result"]["tokens"] / ours["result"]["count_s"]
+    for name, r, secs in [("ours, local processes", ours, ours["result"]["count_s"]),
+                          ("ours, local Ray runtime", on_ray, on_ray["result"]["count_s"]),
+                          ("numpy packed uint64 key + np.unique per n", base, base["seconds"]),
+                          ("naive Counter", naive, naive["seconds"])]:  # fmt: skip
+        tps = r["result"]["tokens"] / secs
+        peak = r["result"]["stats"]["peak_rss_gb"] if "stats" in r["result"] else r["peak_rss_gb"]  # Ray's workers: not our children
+        rows.append([name, f"{r['result']['tokens']:,}", f"{secs:.1f}", f"{tps / 1e6:.2f}", f"{ours_tps / tps:.2f}x",
+                     f"{peak:.2f}"])  # fmt: skip
+    print("## Counting, K = 5, min count 5, S = {:,}, {} worker processes".format(a.num_fgrams, a.processes))
+    print(table(rows, ["implementation", "tokens", "seconds", "M tokens/s", "ours (local) is", "peak RSS GB"]))
     print(f"(f-grams kept: {ours['result']['fgrams']:,} of {ours['result']['frequent']:,} n-grams seen >= 5 times; "
-          f"top 1000 identical across implementations)\n")  # fmt: skip
+          f"top 1000 identical across implementations; local and Ray vocabularies identical; the packed-key "
+          f"baseline's survivors (5-gram keys wrap mod 2**64) {'equal' if exact else 'DIFFER from'} the exact counts)")  # fmt: skip
+    print(f"(seconds exclude process start and, for Ray, the runtime's start: {on_ray['result']['start_s']:.1f} s)\n")
+    print(_memory_rows("12.6M-token counts", [("local", ours), ("ray", on_ray)]))
 
     # Matching: a 1M vocabulary needs min count 2 on a corpus of this size.
     v1m = a.cache / "vocab-1m.safetensors"
@@ -136,6 +192,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         big_tokens = sum(np.memmap(p, dtype=dtype, mode="r").shape[0] for p in big)
         v10m = a.cache / "vocab-10m.safetensors"
         r = isolated(build_vocab, big, dtype, V, eos, pad, 10_000_000, 5, v10m, a.memory_gb)
+        big_ray = isolated(run_ours, big, dtype, V, eos, pad, 10_000_000, 5, a.processes, a.memory_gb, True)
+        from ..fgrams.vocab import load_vocab
+
+        v = load_vocab(v10m)
+        top_local = [tuple(map(int, t[:n])) for t, n in zip(v.tokens[:1000], v.lengths[:1000])]
+        assert big_ray["result"]["fgrams"] == r["result"]["fgrams"] and big_ray["result"]["top"] == top_local
         st = r["result"]["stats"]
         print(f"corpus: the real text above repeated to {big_tokens:,} tokens ({len(big)} files)")
         print(f"built {r['result']['fgrams']:,} f-grams ({st['frequent_ngrams']:,} n-grams seen >= 5 times) in "
@@ -143,6 +205,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"(budget --memory-gb {a.memory_gb}); {st['partitions']} partition(s), {st['chunks']} chunks")  # fmt: skip
         print("passes: " + "; ".join(f"n={q['n']}: {q['candidates']:,} candidates -> {q['frequent']:,} kept ({q['seconds']} s)"
                                      for q in st["passes"]) + "\n")  # fmt: skip
+        rt = big_ray["result"]
+        print(f"the same build on a local Ray runtime: {rt['count_s']:.1f} s = {big_tokens / rt['count_s'] / 1e6:.2f}M tokens/s "
+              f"(runtime start {rt['start_s']:.1f} s apart); same f-grams (top 1000 checked)\n")  # fmt: skip
+        print(_memory_rows("100M-token counts", [("local", {"result": {"stats": st}, "peak_rss_gb": r["peak_rss_gb"]}), ("ray", big_ray)]))
         vocabs.append(("10M (repeated corpus)", v10m))
     for name, path in vocabs:
         r = isolated(run_matching, str(path), paths, dtype, V)["result"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -25,38 +24,52 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--max-n", type=positive_int, default=5, help="K, the longest f-gram (default: %(default)s)")
     p.add_argument("--num-fgrams", type=positive_int, required=True, help="S, how many f-grams to keep")
     p.add_argument("--min-count", type=positive_int, default=5, help="drop n-grams seen fewer times (default: %(default)s)")
-    p.add_argument("--processes", type=non_negative_int, default=0, help="worker processes (0: all cores)")
-    p.add_argument("--memory-gb", type=positive_float, default=8.0, help="memory budget for merging counts (default: %(default)s)")
-    p.add_argument("--work-dir", type=Path, default=None, help="where partial counts go (default: a temporary folder beside --out, removed at the end)")
-    p.add_argument("--shard", default="0/1", help="I/N: this process counts chunks I, I+N, ... of a run shared by N "
-                   "processes (machines) through --work-dir; shard 0 merges and writes the vocabulary")
-    p.add_argument("--shard-timeout", type=float, default=24 * 3600.0, help="seconds to wait for the other shards")
+    p.add_argument("--processes", type=non_negative_int, default=0,
+                   help="worker processes (0: all cores); with --ray, the CPUs of the local Ray runtime "
+                   "(a cluster's nodes run as many tasks as the CPUs `ray start --num-cpus` gave them)")
+    p.add_argument("--memory-gb", type=positive_float, default=8.0,
+                   help="memory budget of this machine for counting and merging (with --ray: of each node) "
+                   "(default: %(default)s)")
+    p.add_argument("--chunk-tokens", type=positive_int, default=1 << 20,
+                   help="tokens per counting task, at most (smaller when --memory-gb asks) (default: %(default)s)")
+    p.add_argument("--work-dir", type=Path, default=None,
+                   help="local runs: where partial counts go (default: a temporary folder beside --out, removed at the end)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the passes as Ray tasks: on a local Ray runtime (no ADDRESS), on the cluster this "
+                   "machine belongs to (auto) or at host:port; every node must read --tokens at the same path")
     p.add_argument("--out", required=True, type=Path, help="vocabulary file (.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing vocabulary file")
     a = p.parse_args(argv)
-    try:
-        shard, num_shards = (int(x) for x in a.shard.split("/"))
-    except ValueError:
-        fail(f"--shard must look like I/N (e.g. 0/4), got {a.shard!r}")
     settings = CountSettings(max_n=a.max_n, num_fgrams=a.num_fgrams, min_count=a.min_count, processes=a.processes,
-                             memory_gb=a.memory_gb, work_dir=a.work_dir, shard=shard, num_shards=num_shards,
-                             shard_timeout_s=a.shard_timeout)  # fmt: skip
+                             memory_gb=a.memory_gb, chunk_tokens=a.chunk_tokens, work_dir=a.work_dir)  # fmt: skip
     settings.validate()
+    if a.ray is not None and a.work_dir is not None:
+        fail("--work-dir is for local runs: under --ray, partial counts live in Ray's object store")
     if a.out.is_dir():
         fail(f"--out {a.out} is a directory; give a .safetensors file name")
-    if a.out.exists() and not a.overwrite and a.shard.startswith("0/"):
+    if a.out.exists() and not a.overwrite:
         fail(f"{a.out} exists; pass --overwrite to replace it")
     files = open_token_files(a.tokens, a.split, a.tokenizer)
     tok = files.tokenizer
     sources = [TokenSource(f.path, f.dtype, f.length) for f in files.files if f.length]
-    # one writer per output; removes a killed run's temporaries (the writing shard 0 only: other shards
-    # write nothing there, and may sit on other machines)
-    with OutputLock(a.out, "--out") if shard == 0 else contextlib.nullcontext():
-        res = _count_beside(a.out, sources, tok, settings)
-        if shard == 0:
-            return _write_vocab(a, res, files, tok)
-    print(f"shard {shard}/{num_shards}: counted {res.stats['chunks']} chunks; shard 0 writes {a.out}")
-    return 0
+    with OutputLock(a.out, "--out"):  # one writer per output; removes a killed run's temporaries
+        if a.ray is not None:
+            res = _count_on_ray(a.ray, sources, tok, settings)
+        else:
+            res = _count_beside(a.out, sources, tok, settings)
+        return _write_vocab(a, res, files, tok)
+
+
+def _count_on_ray(address: str, sources, tok, settings: CountSettings):
+    from .counting.ray_executor import RayExecutor
+
+    # a local runtime's object store: half the budget (Ray spills to disk beyond it), at least its 75 MB minimum
+    ex = RayExecutor(address, settings.processes, object_store_gb=max(0.1, settings.memory_gb / 2))
+    try:
+        return count_fgrams(sources, int(tok["vocab_size"]), int(tok["eos_token_id"]), int(tok["pad_token_id"]),
+                            settings, executor=ex)  # fmt: skip
+    finally:
+        ex.close()
 
 
 def _count_beside(out: Path, sources, tok, settings: CountSettings):
@@ -102,6 +115,9 @@ def _write_vocab(a, res, files, tok) -> int:
     print(f"corpus {st['corpus_tokens']:,} tokens, {st['wall_time_s']:.1f} s "
           f"({st['corpus_tokens'] / max(st['wall_time_s'], 1e-9) / 1e6:.2f}M tokens/s), peak RSS {st['peak_rss_gb']:.2f} GB, "
           f"{st['processes']} processes, {st['partitions']} partition(s)")  # fmt: skip
+    if st["executor"] == "ray":
+        print(f"ray: tasks ran on {st['task_nodes']} node(s); driver peak RSS {st['driver_peak_rss_gb']:.2f} GB, "
+              f"worker peak RSS up to {max(st['worker_peak_rss_gb'].values()):.2f} GB")  # fmt: skip
     by_len = np.bincount(res.lengths.astype(np.int64), minlength=a.max_n + 1)
     print("by length: " + ", ".join(f"n={n}: {by_len[n]:,}" for n in range(2, a.max_n + 1)))
     print(f"lowest kept count: {int(res.counts[-1])}")
@@ -119,6 +135,9 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--tokenizer", default=None, help="tokenizer name (needed only for bare token files)")
     p.add_argument("--out", required=True, type=Path, help="sidecar directory")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="one Ray task per token file: on a local Ray runtime (no ADDRESS), on the cluster this "
+                   "machine belongs to (auto) or at host:port; every node must reach --tokens and --out at the same paths")
     a = p.parse_args(argv)
     vocab = load_vocab(a.vocab)
     splits = ["train", "valid"] if a.split == "all" else [a.split]
@@ -127,7 +146,7 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     for g in groups[1:]:
         files.files.extend(g.files)
     with OutputLock(a.out, "--out"):  # one writer per output; removes a killed run's temporaries
-        meta = tag_token_files(files, vocab, a.vocab, a.out, a.overwrite)
+        meta = tag_token_files(files, vocab, a.vocab, a.out, a.overwrite, ray_address=a.ray)
     print(f"tagged {meta['positions']:,} positions in {len(meta['files'])} files: "
           f"{meta['matched_fraction']:.1%} end an f-gram; {meta['wall_time_s']:.1f} s -> {a.out}", file=sys.stdout)  # fmt: skip
     return 0
