@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu sweep-fgrams sweep-fgram-model
+.PHONY: setup check format test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu sweep-fgrams sweep-fgram-model
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,18 @@ setup:
 	# deepspeed ships as an sdist whose setup.py imports torch: build it against
 	# the torch above (no isolated build env, which would pull another torch).
 	$(PIP) install -q -c constraints.txt --no-build-isolation -e ".[dev]"
-	$(PY) -c "import olmo, olmo.eval, olmo_data, deepspeed, safetensors, wandb, olmo_scone"
+	$(PY) -c "import olmo, olmo.eval, olmo_data, deepspeed, safetensors, wandb, ray, olmo_scone"
 	test -x $(VENV)/bin/dolma
 	@echo "olmo-scone environment OK"
+
+# Style kept by tools (OLMo-core's ruff settings, pyproject.toml): CI runs this before the tests.
+check:
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+format:
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test:
 	$(PY) -m pytest -q
@@ -50,29 +59,25 @@ $(DEMO_DIR)/fgrams.safetensors: $(DEMO_DIR)/data/manifest.json
 $(DEMO_DIR)/tags/fgram_tags.json: $(DEMO_DIR)/fgrams.safetensors
 	$(PY) scripts/tag_fgrams.py --vocab $< --tokens $(DEMO_DIR)/data --overwrite --out $(DEMO_DIR)/tags
 
-# Stage 4: training. DONE is written only after a run finishes; an interrupted run resumes. A run
-# whose inputs changed after it finished (new data, f-grams or tags) is STALE and starts over.
+# Stage 4: training. The trainer owns the run's state (olmo_scone/train/run_state.py): a finished
+# run is left alone, an interrupted one resumes, and (load_policy=restart) a run whose inputs changed
+# (new data, f-grams, tags or DEMO_STEPS) starts over. It writes finished.json when done.
 define demo_train
-	if test -f $(DEMO_DIR)/$(1)/DONE; then mv $(DEMO_DIR)/$(1)/DONE $(DEMO_DIR)/$(1)/STALE; fi
-	$(TORCHRUN) scripts/train.py configs/olmo/$(1).yaml save_folder=$(DEMO_DIR)/$(1) $(DEMO_TRAIN_ARGS) $(2) \
-		$$(if test -f $(DEMO_DIR)/$(1)/STALE; then echo save_overwrite=true; \
-		   elif test -f $(DEMO_DIR)/$(1)/latest; then echo --resume; fi)
-	rm -f $(DEMO_DIR)/$(1)/STALE
-	touch $(DEMO_DIR)/$(1)/DONE
+	$(TORCHRUN) scripts/train.py configs/olmo/$(1).yaml save_folder=$(DEMO_DIR)/$(1) load_policy=restart $(DEMO_TRAIN_ARGS) $(2)
 endef
 
-$(DEMO_DIR)/tiny-baseline/DONE: $(DEMO_DIR)/data/manifest.json
+$(DEMO_DIR)/tiny-baseline/finished.json: $(DEMO_DIR)/data/manifest.json
 	$(call demo_train,tiny-baseline,)
 
-$(DEMO_DIR)/tiny-scone/DONE: $(DEMO_DIR)/tags/fgram_tags.json
+$(DEMO_DIR)/tiny-scone/finished.json: $(DEMO_DIR)/tags/fgram_tags.json
 	$(call demo_train,tiny-scone,model.fgram.vocab_path=$(DEMO_DIR)/fgrams.safetensors data.fgram_tags=$(DEMO_DIR)/tags)
 
 # Stage 5: the serving artifact (A_fgram run once over every f-gram, then dropped).
-$(DEMO_DIR)/served/manifest.json: $(DEMO_DIR)/tiny-scone/DONE
+$(DEMO_DIR)/served/manifest.json: $(DEMO_DIR)/tiny-scone/finished.json
 	$(PY) scripts/export_embeddings.py $(DEMO_DIR)/tiny-scone --out $(DEMO_DIR)/served --dtype bf16 --overwrite
 
 # Stage 6: both models served, evaluated on held-out text, asked to continue a prompt.
-$(DEMO_DIR)/report.md: $(DEMO_DIR)/tiny-baseline/DONE $(DEMO_DIR)/served/manifest.json
+$(DEMO_DIR)/report.md: $(DEMO_DIR)/tiny-baseline/finished.json $(DEMO_DIR)/served/manifest.json
 	$(PY) scripts/demo_report.py --baseline $(DEMO_DIR)/tiny-baseline --scone $(DEMO_DIR)/tiny-scone \
 		--artifact $(DEMO_DIR)/served --tokens $(DEMO_DIR)/data --out $(DEMO_DIR)
 

@@ -170,3 +170,7 @@ class SconeTrainConfig(TrainConfig):
     model: SconeModelConfig = field(default_factory=SconeModelConfig)
     data: SconeDataConfig = field(default_factory=SconeDataConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    #: what a launch does with a save_folder whose run was made from other inputs (see
+    #: olmo_scone/train/run_state.py): ``refuse`` (one error line naming what changed) or
+    #: ``restart`` (start that run over). A finished run with the same inputs is never retrained.
+    load_policy: str = "refuse"

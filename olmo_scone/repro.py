@@ -18,9 +18,10 @@ Why RoPE: with learned absolute positions added to the input embedding, a positi
 SCONE replaced by ``A_fgram``'s LayerNorm-ed output (norm ~sqrt(d)) drowns its position signal
 (norm ~0.02 sqrt(d)). OLMo itself uses RoPE, which puts positions into attention instead.
 
-Every stage writes a file and is skipped when that file exists, so an interrupted study resumes
-(training runs checkpoint every ``steps / 3`` and continue with ``--resume``). A run folder
-trained with another ``--steps`` or ``--seed`` is refused, not reused. ``--print`` shows the
+Every stage writes a file and is skipped when that file exists, so an interrupted study resumes.
+Training commands always run: the trainer does nothing for a finished run, resumes an interrupted
+one (runs checkpoint every ``steps / 3``), continues one whose ``--steps`` grew and refuses a
+folder trained with another ``--seed`` (``olmo_scone/train/run_state.py``). ``--print`` shows the
 commands; ``--steps`` sets the budget and ``--seed`` the training seed; ``--only`` picks runs (and
 builds only their vocabularies);
 ``--report`` rewrites the report from the runs that have finished. The report (table, plots and
@@ -156,12 +157,10 @@ class Study:
 
     def train(self, r: Dict) -> Path:
         folder = self.root / r["name"]
-        check_run_matches(folder, self.steps, self.seed)
         cfg, args = train_command(self.root, self.data, self.steps, r, self.seed)
-        resume = ["--resume"] if (folder / "latest").is_file() and not (folder / "DONE").exists() else []
-        self.sh([TORCHRUN, "--nproc_per_node=2", "scripts/train.py", cfg, *args, *resume], folder / "DONE")
-        if not self.dry and not (folder / "DONE").exists():
-            (folder / "DONE").write_text("ok\n")
+        # always run: the trainer does nothing for a finished run, resumes an interrupted one, continues
+        # one whose --steps grew, and refuses a folder trained with another --seed (train/run_state.py)
+        self.sh([TORCHRUN, "--nproc_per_node=2", "scripts/train.py", cfg, *args])
         if not r["fgrams"]:
             return folder
         art = self.root / f"{r['name']}-served"
@@ -203,20 +202,6 @@ def check_tags_match(tags: Path, data: Path) -> None:
         fail(f"{tags} was made for other token files than {data}; move the study folder away and run again")
 
 
-def check_run_matches(folder: Path, steps: int, seed: int) -> None:
-    """A run folder made with another ``--steps`` or ``--seed`` is refused: reusing it would mix
-    budgets or seeds in one table."""
-    cfg = folder / "config.yaml"
-    if not cfg.is_file():
-        return
-    import yaml
-
-    had = yaml.safe_load(cfg.read_text())
-    for flag, key, want in (("--steps", "max_duration", steps), ("--seed", "seed", seed)):
-        if str(had.get(key)) != str(want):
-            fail(f"{folder} was trained with {flag} {had.get(key)}, not {want}: pass {flag} {had.get(key)}, or move that folder away")
-
-
 def collect(root: Path) -> List[Dict]:
     from .accounting import account
     from .config import SconeTrainConfig, load_config
@@ -229,7 +214,7 @@ def collect(root: Path) -> List[Dict]:
             p = folder / f"eval-{name}.json"
             if p.is_file():
                 evals[name] = json.loads(p.read_text())["perplexity"]
-        if len(evals) < 2 or not (folder / "config.yaml").is_file() or not (folder / "DONE").is_file():
+        if len(evals) < 2 or not (folder / "config.yaml").is_file() or not (folder / "finished.json").is_file():
             continue
         cfg = load_config(SconeTrainConfig, folder / "config.yaml")
         acc = account(cfg.model, r["name"], r["fgrams"] or None)

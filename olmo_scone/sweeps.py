@@ -29,8 +29,9 @@ def _tiny(axis: str, root: Path, data: Path, steps: int) -> List[List[str]]:
               "device_train_microbatch_size=8", f"eval_interval={steps // 6}", "save_interval=1000000",
               "wandb.group=tiny-sweep", "scheduler.t_warmup=10",
               "evaluators=[{label: valid, type: lm, subset_num_batches: 20}]"]  # fmt: skip
-    cmds = _unless_done(train + ["configs/olmo/tiny-baseline.yaml", f"save_folder={root}/tiny-baseline", *common],
-                        root / "tiny-baseline", steps)  # fmt: skip
+    # a re-run of the sweep runs every command: the trainer does nothing for a finished run and
+    # resumes an interrupted one (train/run_state.py)
+    cmds = [train + ["configs/olmo/tiny-baseline.yaml", f"save_folder={root}/tiny-baseline", *common]]
     points = [(s, 2) for s in TINY_FGRAMS] if axis == "fgrams" else [(TINY_FGRAMS[1], n) for n in TINY_FGRAM_LAYERS]
     built = set()
     for s, layers in points:
@@ -40,22 +41,10 @@ def _tiny(axis: str, root: Path, data: Path, steps: int) -> List[List[str]]:
             cmds.append([PY, "scripts/build_fgrams.py", "--tokens", str(data), "--num-fgrams", str(s), "--out", str(vocab), "--overwrite"])
             cmds.append([PY, "scripts/tag_fgrams.py", "--vocab", str(vocab), "--tokens", str(data), "--out", str(tags), "--overwrite"])
         name = f"tiny-scone-{s // 1000}k-L{layers}"
-        cmds += _unless_done(train + ["configs/olmo/tiny-scone.yaml", f"save_folder={root}/{name}", f"run_name={name}",
-                                      f"wandb.name={name}", f"model.fgram.vocab_path={vocab}", f"data.fgram_tags={tags}",
-                                      f"model.fgram.n_layers={layers}", *common], root / name, steps)  # fmt: skip
+        cmds.append(train + ["configs/olmo/tiny-scone.yaml", f"save_folder={root}/{name}", f"run_name={name}",
+                             f"wandb.name={name}", f"model.fgram.vocab_path={vocab}", f"data.fgram_tags={tags}",
+                             f"model.fgram.n_layers={layers}", *common])  # fmt: skip
     return cmds
-
-
-def _unless_done(cmd: List[str], folder: Path, steps: int) -> List[List[str]]:
-    """A re-run of the sweep keeps its finished runs and resumes an interrupted one (the trainer
-    refuses to start over in a folder that holds a checkpoint)."""
-    latest = folder / "latest"
-    if not latest.is_file():
-        return [cmd]
-    if latest.read_text().strip() == f"step{steps}":
-        print(f"# done: {folder}", flush=True)
-        return []
-    return [cmd + ["--resume"]]
 
 
 def _paper(axis: str, scale: str, nodes: int) -> List[List[str]]:

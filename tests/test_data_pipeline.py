@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from olmo_scone.data.documents import iter_documents, resolve_sources
-from olmo_scone.data.manifest import load_manifest
 from olmo_scone.data.prepare import PrepareSettings, prepare, read_document_offsets, split_of
 from olmo_scone.data.tokenizers import resolve_tokenizer
 

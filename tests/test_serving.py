@@ -162,7 +162,6 @@ def test_kv_cache_generation_equals_full_recompute(trained):
 
 def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepared, tmp_path):
     """The same flags work on a SCONE artifact and on a baseline checkpoint (trained for 2 steps here)."""
-    import os
     import socket
     import subprocess
     import sys

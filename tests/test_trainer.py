@@ -120,9 +120,10 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
     while any(_alive(pid) for pid in ranks):
         assert time.time() < deadline, f"ranks outlived their torchrun agent: {[r for r in ranks if _alive(r)]}"
         time.sleep(0.1)
-    p = torchrun(overrides(prepared, vpath, d, cut, extra=["--resume"]))
+    p = torchrun(overrides(prepared, vpath, d, cut))  # an interrupted run resumes: no --resume needed
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
+    assert "resuming" in out and "from step4" in out
     got = losses(cut)
     for step in range(5, 9):
         assert got[step] == pytest.approx(ref[step], rel=1e-5), (step, got[step], ref[step])
@@ -141,21 +142,43 @@ def test_bad_configs_stop_before_training(setup, tmp_path, extra, message):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_finished_run_is_not_overwritten_without_save_overwrite(setup, tmp_path):
-    """Re-running a command into a run's folder stops before training; save_overwrite=true starts over."""
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_the_trainer_owns_run_state(setup, tmp_path):
+    """Relaunching a finished run does nothing; a raised max_duration continues it; other inputs are
+    refused (or, under load_policy=restart, start over); a folder without run.json is refused."""
     prepared, vpath, d = setup
     folder = tmp_path / "run"
-    folder.mkdir()
-    (folder / "latest").write_text("step40")
-    (folder / "metrics.jsonl").write_text(json.dumps({"step": 40, "train/CrossEntropyLoss": 1.0}) + "\n")
-    proc = train_single_process(overrides(prepared, vpath, d, folder, steps=2))
-    assert_clean_error(proc, r"already holds a run \(checkpoint step40\): pass --resume")
-    assert (folder / "latest").read_text() == "step40" and sorted(losses(folder)) == [40]
-
-    proc = train_single_process(overrides(prepared, vpath, d, folder, steps=2, extra=["save_overwrite=true"]))
+    run = lambda steps, *extra: train_single_process(overrides(prepared, vpath, d, folder, steps=steps, extra=extra))  # noqa: E731
+    proc = run(2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    finished = json.loads((folder / "finished.json").read_text())
+    assert finished["step"] == 2 and finished["fingerprint"] == json.loads((folder / "run.json").read_text())["fingerprint"]
+
+    before = _snapshot(folder)
+    proc = run(2, "wandb=null", "console_log_interval=5")  # logging settings are not the run's identity
+    assert proc.returncode == 0 and "already finished step 2 of this run: nothing to do" in proc.stdout
+    assert _snapshot(folder) == before  # nothing re-saved, nothing rewritten
+
+    proc = run(3)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "max_duration raised from 2 to 3 steps: continuing from step2" in proc.stdout
+    assert sorted(losses(folder)) == [1, 2, 3] and json.loads((folder / "finished.json").read_text())["step"] == 3
+
+    assert_clean_error(run(3, "seed=8"), r"holds a run made from other inputs \(seed 7 -> 8\)")
+    assert_clean_error(run(3, "optimizer.learning_rate=0.1"), r"optimizer\.learning_rate .* -> 0\.1")
+    assert_clean_error(run(2), r"finished at step 3, past max_duration \(2 steps\)")
+    proc = run(2, "seed=8", "load_policy=restart")
+    assert proc.returncode == 0 and "starting over (load_policy=restart)" in proc.stdout
     assert sorted(losses(folder)) == [1, 2]  # the old curve is gone, not mixed into the new one
-    assert (folder / "latest").read_text() == "step2"
+
+    (folder / "run.json").unlink()  # a folder from before run.json (or another tool's checkpoint)
+    assert_clean_error(run(2), r"records no run\.json")
+    assert_clean_error(run(2, "load_policy=sometimes"), r"load_policy 'sometimes': expected one of refuse, restart")
+    proc = run(2, "save_overwrite=true")
+    assert proc.returncode == 0 and (folder / "run.json").is_file() and (folder / "latest").read_text() == "step2"
 
 
 def test_sidecar_from_another_vocabulary_is_refused(setup, tmp_path):
@@ -180,7 +203,7 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     p = torchrun(args, env=env)
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
-    last = [json.loads(l) for l in (folder / "metrics.jsonl").read_text().splitlines()][-1]
+    last = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["step"] == 2 and last["tokens"] == 2 * 8 * 64
     assert 1 < last["eval/valid/Perplexity"] < 60000 and 0 <= last["eval/downstream/piqa_len_norm"] <= 1
     # OLMo's metric names, so runs overlay with OLMo's on a dashboard; SCONE's own under scone/

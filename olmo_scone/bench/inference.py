@@ -237,6 +237,75 @@ def _fmt_rows(n: int) -> str:
     return f"{n / 1e6:g}M" if n >= 1e6 else f"{n / 1e3:g}K"
 
 
+def _open(art: Path, mode: str, tag: str, size_gb: float):
+    """The served model over ``art``'s table (``mode``), and the same main model without a table:
+    each phase measures the baseline again, interleaved with it, on the very same module."""
+    from ..serving.runtime import ServedModel
+
+    gc.collect()
+    t0 = time.perf_counter()
+    served = ServedModel(art, mode=mode, verify=(mode == "ram"))
+    print(f"{tag} opened the table ({size_gb:.1f} GB bf16) mode={mode} in {time.perf_counter() - t0:.1f} s", flush=True)
+    if mode == "mmap":
+        _warm_page_cache(served.table)
+    return served, ServedModel.wrap(served.model, served.cfg)
+
+
+def _decode_phase(served, base, valid, a, rng, label: str, mode: str, key: str, results: Dict) -> List[List]:
+    """Decode ms per step, SCONE against the baseline, at batch 1 and 16 (teacher-forced real text)."""
+    rows = []
+    for batch in (1, 16):
+        starts = rng.integers(0, len(valid) - a.prompt_len - a.decode_steps, batch)
+        win = torch.from_numpy(np.stack([valid[s : s + a.prompt_len + a.decode_steps] for s in starts]))
+        prompts, future = win[:, : a.prompt_len], win[:, a.prompt_len :]
+        med = interleaved({"baseline": lambda: _decode_once(base, prompts, future, a.decode_steps),
+                           f"scone-{mode}": lambda: _decode_once(served, prompts, future, a.decode_steps)}, a.rounds)  # fmt: skip
+        sc = med[f"scone-{mode}"]
+        lk = lookup_latency(served, valid, batch, 100)["ms"] / 1e3
+        rows.append([label, mode, batch, f"{med['baseline'] * 1e3:.2f}", f"{sc * 1e3:.2f}",
+                     f"{(med['ratio'] - 1) * 100:+.1f}%", f"{lk / med['baseline'] * 100:.2f}%"])  # fmt: skip
+        results[f"decode_{key}_b{batch}"] = med
+        print(f"[{key}] decode batch {batch}: baseline {med['baseline'] * 1e3:.2f} ms, scone {sc * 1e3:.2f} ms", flush=True)
+    return rows
+
+
+def _prefill_phase(served, base, valid, a, label: str, mode: str, key: str, results: Dict) -> List:
+    """Prefill tokens/s of 4 x 512 real tokens, SCONE against the baseline."""
+    chunks = torch.from_numpy(valid[: 4 * 512].reshape(4, 512))
+    med = interleaved({"baseline": lambda: _timed(lambda: base.logits(chunks)),
+                       f"scone-{mode}": lambda: _timed(lambda: served.logits(chunks))}, a.prefill_rounds)  # fmt: skip
+    results[f"prefill_{key}"] = med
+    return [label, mode, f"{chunks.numel() / med['baseline']:,.0f}", f"{chunks.numel() / med[f'scone-{mode}']:,.0f}",
+            f"{1 / med['ratio']:.3f}"]  # fmt: skip
+
+
+def _lookup_phase(served, valid, a, label: str, mode: str, t: str, results: Dict) -> List[List]:
+    """Host lookup per decode step (match + dedupe + gather + copy), warm and, memory-mapped, cold."""
+    rows = []
+    for lmode in [mode] + (["mmap-cold"] if mode == "mmap" else []):
+        for batch in (1, 16, 64):
+            cold = lmode == "mmap-cold"
+            r = lookup_latency(served, valid, batch, a.lookup_iters // 4 if cold else a.lookup_iters, cold=cold)
+            rows.append([label, lmode, batch, f"{r['ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['matched']:.0%}"])
+            results[f"lookup_{t}_{lmode}_b{batch}"] = r
+    if mode == "mmap":  # the cold lookups dropped the table from the page cache
+        _warm_page_cache(served.table)
+    return rows
+
+
+def _gather_phase(served, valid, rng, bw: float, label: str, mode: str, key: str, results: Dict) -> List[List]:
+    """Batched gathers of a real batch's unique rows and of random rows, against memcpy."""
+    rows = []
+    real = np.unique(served.matcher.match_batch(valid[: 16 * 1024].reshape(16, 1024)))
+    random_rows = np.unique(rng.integers(0, served.table.rows, 65536))
+    for what, rws in (("real-text batch", real[real >= 0]), ("random rows", random_rows)):
+        g = gather_rate(served.table, rws)
+        rows.append([label, mode, what, f"{len(rws):,}", f"{g['rows_per_s'] / 1e6:.2f}", f"{g['gbps']:.2f}",
+                     f"{g['gbps'] / bw:.0%}"])  # fmt: skip
+        results[f"gather_{key}_{what}"] = g
+    return rows
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="benchmark_inference.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", type=Path, default=REPO / "runs" / "bench", help="corpora and vocabularies (shared with benchmark_fgrams.py)")
@@ -255,7 +324,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--memory-gb", type=float, default=8.0, help="for building the 10M vocabulary")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     a = p.parse_args(argv)
-    from ..serving.runtime import ServedModel
     from ..serving.table import FgramTable, table_disk_bytes
 
     torch.set_grad_enabled(False)
@@ -289,48 +357,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # One table mode at a time (a 10M table in RAM and its warm page cache would not both fit);
         # each phase measures the baseline again, interleaved with it, on the very same module.
         for mode in ["mmap"] + (["ram"] if t in a.ram_tables.split(",") else []):
-            gc.collect()
-            t0 = time.perf_counter()
-            served = ServedModel(art, mode=mode, verify=(mode == "ram"))
-            print(f"[{t}] opened the table ({size_gb:.1f} GB bf16) mode={mode} in {time.perf_counter() - t0:.1f} s", flush=True)
-            if mode == "mmap":
-                _warm_page_cache(served.table)
-            base = ServedModel.wrap(served.model, served.cfg)  # the same main model, no table
-            rows_n = served.table.rows
-            label = _fmt_rows(rows_n)
-            for batch in (1, 16):
-                starts = rng.integers(0, len(valid) - a.prompt_len - a.decode_steps, batch)
-                win = torch.from_numpy(np.stack([valid[s : s + a.prompt_len + a.decode_steps] for s in starts]))
-                prompts, future = win[:, : a.prompt_len], win[:, a.prompt_len :]
-                med = interleaved({"baseline": lambda: _decode_once(base, prompts, future, a.decode_steps),
-                                   f"scone-{mode}": lambda: _decode_once(served, prompts, future, a.decode_steps)}, a.rounds)  # fmt: skip
-                sc = med[f"scone-{mode}"]
-                lk = lookup_latency(served, valid, batch, 100)["ms"] / 1e3
-                decode_rows.append([label, mode, batch, f"{med['baseline'] * 1e3:.2f}", f"{sc * 1e3:.2f}",
-                                    f"{(med['ratio'] - 1) * 100:+.1f}%", f"{lk / med['baseline'] * 100:.2f}%"])  # fmt: skip
-                results[f"decode_{t}_{mode}_b{batch}"] = med
-                print(f"[{t}/{mode}] decode batch {batch}: baseline {med['baseline'] * 1e3:.2f} ms, scone {sc * 1e3:.2f} ms", flush=True)
-            chunks = torch.from_numpy(valid[: 4 * 512].reshape(4, 512))
-            med = interleaved({"baseline": lambda: _timed(lambda: base.logits(chunks)),
-                               f"scone-{mode}": lambda: _timed(lambda: served.logits(chunks))}, a.prefill_rounds)  # fmt: skip
-            sc = med[f"scone-{mode}"]
-            prefill_rows.append([label, mode, f"{chunks.numel() / med['baseline']:,.0f}", f"{chunks.numel() / sc:,.0f}",
-                                 f"{1 / med['ratio']:.3f}"])  # fmt: skip
-            results[f"prefill_{t}_{mode}"] = med
-            for lmode in [mode] + (["mmap-cold"] if mode == "mmap" else []):
-                for batch in (1, 16, 64):
-                    cold = lmode == "mmap-cold"
-                    r = lookup_latency(served, valid, batch, a.lookup_iters // 4 if cold else a.lookup_iters, cold=cold)
-                    lookup_rows.append([label, lmode, batch, f"{r['ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['matched']:.0%}"])
-                    results[f"lookup_{t}_{lmode}_b{batch}"] = r
-            if mode == "mmap":
-                _warm_page_cache(served.table)
-            real = np.unique(served.matcher.match_batch(valid[: 16 * 1024].reshape(16, 1024)))
-            for what, rws in (("real-text batch", real[real >= 0]), ("random rows", np.unique(rng.integers(0, rows_n, 65536)))):
-                g = gather_rate(served.table, rws)
-                gather_rows.append([label, mode, what, f"{len(rws):,}", f"{g['rows_per_s'] / 1e6:.2f}", f"{g['gbps']:.2f}",
-                                    f"{g['gbps'] / bw:.0%}"])  # fmt: skip
-                results[f"gather_{t}_{mode}_{what}"] = g
+            served, base = _open(art, mode, f"[{t}]", size_gb)
+            label = _fmt_rows(served.table.rows)
+            key = f"{t}_{mode}"
+            decode_rows += _decode_phase(served, base, valid, a, rng, label, mode, key, results)
+            prefill_rows.append(_prefill_phase(served, base, valid, a, label, mode, key, results))
+            lookup_rows += _lookup_phase(served, valid, a, label, mode, t, results)
+            gather_rows += _gather_phase(served, valid, rng, bw, label, mode, key, results)
             del served, base
 
     largest = None

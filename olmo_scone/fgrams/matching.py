@@ -132,9 +132,9 @@ class FgramMatcher:
         ctx = self.max_n - 1
         for start in range(0, n_all, chunk):
             lo = max(0, start - ctx)
-            r, l = self._match_block(np.asarray(t_all[lo : start + chunk], dtype=np.int64))
+            r, n = self._match_block(np.asarray(t_all[lo : start + chunk], dtype=np.int64))
             rows[start : start + chunk] = r[start - lo :]
-            lens[start : start + chunk] = l[start - lo :]
+            lens[start : start + chunk] = n[start - lo :]
         return rows, lens
 
     def _match_block(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ HONOURED: Tuple[str, ...] = (
     "optimizer.decay_norm_and_bias", "optimizer.decay_embeddings", "optimizer.no_decay_norm_and_bias",
     "scheduler.name", "scheduler.t_warmup", "scheduler.t_max", "scheduler.alpha_f", "scheduler.warmup_min_lr",
     "data.tokens_dir", "data.fgram_tags",
-    "save_folder", "save_interval", "save_overwrite", "save_num_checkpoints_to_keep", "load_path",
+    "save_folder", "save_interval", "save_overwrite", "save_num_checkpoints_to_keep", "load_path", "load_policy",
     "max_duration", "global_train_batch_size", "device_train_microbatch_size", "device_eval_batch_size",
     "precision", "max_grad_norm", "activation_checkpointing",
     "wandb.project", "wandb.entity", "wandb.group", "wandb.name", "wandb.tags",

@@ -20,7 +20,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from ..errors import fail, full_disk
 from ..malloc import keep_large_allocations
 from .data import TrainBatches
 from .ds_config import deepspeed_config
+from .run_state import FINISHED_FILE, plan_start, record_finish, record_start, run_identity
 
 CLIENT_STATE = "scone_trainer_state"
 
@@ -49,7 +50,8 @@ def max_steps(cfg: SconeTrainConfig) -> int:
 
 
 def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
-    """Check the config against the data before training starts; returns the f-gram vocabulary."""
+    """Check the config against the data before training starts, and decide what this launch does
+    with the save_folder (run_state.py); returns the f-gram vocabulary and that plan."""
     from ..data.manifest import load_manifest
     from ..fgrams.vocab import load_vocab
     from .data import check_sidecar
@@ -75,25 +77,13 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
         check_sidecar(manifest, Path(cfg.data.fgram_tags), vocab.sha256)
     if max_steps(cfg) <= 0:
         fail(f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, e.g. 2e11T)")
-    check_save_folder(cfg, resume)
-    return vocab
-
-
-def check_save_folder(cfg: SconeTrainConfig, resume: bool) -> None:
-    """A fresh run must not silently overwrite another run's checkpoints (OLMo's ``save_overwrite``
-    rule): re-running a printed command into a finished run's folder is the easiest way to lose it."""
-    latest = Path(cfg.save_folder) / "latest"
-    if resume or cfg.load_path == "latest":
+    identity = run_identity(cfg, manifest.data["fingerprint"], vocab.sha256 if vocab is not None else None)
+    plan = plan_start(cfg, identity, max_steps(cfg), resume or cfg.load_path == "latest")
+    if plan.resume:
         from .checkpoint import check_checkpoint
 
-        if not latest.is_file():
-            fail(f"nothing to resume: {latest} does not exist")
         check_checkpoint(cfg.save_folder)  # truncated, missing or crafted files: one line, before any process group
-        return
-    if cfg.save_overwrite or not latest.is_file():
-        return
-    fail(f"save_folder {cfg.save_folder} already holds a run (checkpoint {latest.read_text().strip()}): "
-         "pass --resume to continue it, save_overwrite=true to start it over, or another save_folder")
+    return vocab, plan, identity
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -117,7 +107,10 @@ class SconeTrainer:
         self.cfg = cfg
         self.save_folder = Path(cfg.save_folder)
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        vocab = preflight(cfg, world, resume)  # every config/data error before any process group exists
+        # every config/data error, and what to do with the save_folder, before any process group exists
+        vocab, self.plan, self.identity = preflight(cfg, world, resume)
+        if self.plan.action == "done":  # relaunching a finished run: nothing is built, nothing written
+            return
         cuda = torch.cuda.is_available()
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
@@ -149,7 +142,7 @@ class SconeTrainer:
         self.max_steps = max_steps(cfg)
         self.step = 0
         self.tokens_seen = 0
-        if resume or cfg.load_path == "latest":
+        if self.plan.resume:
             self._resume()
         self.metrics_path = self.save_folder / "metrics.jsonl"
         from .evaluation import build_evaluators
@@ -224,6 +217,10 @@ class SconeTrainer:
     # ---- the loop -----------------------------------------------------------------------
     def fit(self) -> None:
         cfg = self.cfg
+        if self.plan.action == "done":
+            if int(os.environ.get("RANK", "0")) == 0:
+                print(self.plan.message, flush=True)
+            return
         if self.rank == 0:
             self.save_folder.mkdir(parents=True, exist_ok=True)
             # the resolved config, beside the checkpoints: what export and evaluation rebuild the model from
@@ -233,10 +230,12 @@ class SconeTrainer:
             atomic_write_text(self.save_folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
             # the DeepSpeed config this run really used (derived from the YAML + deepspeed.config_path)
             atomic_write_json(self.save_folder / "ds_config.json", self.ds_config)
-            if self.step == 0:  # a fresh start (save_overwrite=true, or a run killed before its first save):
-                # the old curve and the pointer to the old checkpoint go, so neither is mistaken for this run's
-                for stale in (self.metrics_path, self.save_folder / "latest"):
-                    stale.unlink(missing_ok=True)
+            if self.plan.action == "fresh":  # the old record, curve and checkpoint pointer go: none is this run's
+                record_start(cfg, self.identity)
+            else:  # resuming (perhaps a finished run whose max_duration grew): not finished until it is
+                (self.save_folder / FINISHED_FILE).unlink(missing_ok=True)
+            if self.plan.message:
+                print(self.plan.message, flush=True)
         t_last, tokens_last = time.time(), self.tokens_seen
         while self.step < self.max_steps:
             m = self.train_step()
@@ -254,6 +253,8 @@ class SconeTrainer:
                 self.save()
             t_last, tokens_last = time.time(), self.tokens_seen  # throughput counts training time only
         self.save()
+        if self.rank == 0:
+            record_finish(cfg, self.step)
         if self.wandb is not None:
             self.wandb.finish()
 

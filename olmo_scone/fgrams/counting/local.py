@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import mmap
 import multiprocessing as mp
-import os
 import pickle
 import struct
 from pathlib import Path
