@@ -72,7 +72,7 @@ def _count(n: int) -> str:
 
 HEADER = ["config", "inference params (accelerator)", "training params", "A_fgram params", "f-grams",
           "table + index GB (16-bit)", "inference GFLOPs/token (fwd)", "training GFLOPs/token (fwd, bound)",
-          "accelerator GB, f-gram branch (fp32 weights + per-batch inputs)"]  # fmt: skip
+          "accelerator GB, f-gram branch (fp32 weights + per-batch inputs)"]
 
 
 def index_bytes(num_nodes: int) -> int:
@@ -119,7 +119,7 @@ def account(config: SconeModelConfig, name: str = "", num_fgrams: Optional[int] 
 
     per_seq = per_sequence_bytes(cfg.max_sequence_length, f.max_n) if model.fgram_model is not None else 0
     return Accounting(name, main_params, non_emb, fgram_params, s, s * cfg.d_model * 2 / 1e9,
-                      index_bytes(s) / 1e9, inference, training, fgram_branch_device_bytes(model), per_seq)  # fmt: skip
+                      index_bytes(s) / 1e9, inference, training, fgram_branch_device_bytes(model), per_seq)
 
 
 def summary_table(rows: List[Accounting]) -> str:
@@ -147,11 +147,11 @@ def paper_check(rows: List[Accounting]) -> List[str]:
         if r.name in PAPER_PARAMS:
             want = PAPER_PARAMS[r.name]
             out.append(f"{r.name}: {r.main_params / 1e6:,.1f}M parameters, paper {want / 1e6:,.0f}M "
-                       f"({100 * (r.main_params - want) / want:+.2f}%)")  # fmt: skip
+                       f"({100 * (r.main_params - want) / want:+.2f}%)")
         for tag, want in PAPER_FGRAM_PARAMS.items():
             if r.name.endswith(tag) and r.fgram_model_params:
                 out.append(f"{r.name}: A_fgram {r.fgram_model_params / 1e9:.3f}B parameters, paper ~{want / 1e9:.1f}B")
         if r.num_fgrams == 10_000_000:
             out.append(f"{r.name}: table {r.table_gb:.2f} GB + our index {r.index_gb:.2f} GB = "
-                       f"{r.table_gb + r.index_gb:.2f} GB; paper {PAPER_TABLE_GB_10M} GB with its index")  # fmt: skip
+                       f"{r.table_gb + r.index_gb:.2f} GB; paper {PAPER_TABLE_GB_10M} GB with its index")
     return out

@@ -20,7 +20,7 @@ SAMPLING = {"temperature": 0.8, "top_k": 40, "seed": 0}
 
 
 def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid", prompt: str = DEFAULT_PROMPT,
-                    max_new_tokens: int = 24, max_batches: Optional[int] = None, sampling: Optional[Dict] = None) -> List[Dict]:  # fmt: skip
+                    max_new_tokens: int = 24, max_batches: Optional[int] = None, sampling: Optional[Dict] = None) -> List[Dict]:
     """One row per model: resident parameters, FLOPs/token, table size, held-out perplexity, a continuation."""
     from .accounting import account
     from .serving.cli import tokenizer_for, tokenizer_name
@@ -55,7 +55,7 @@ def evaluate_models(models: Dict[str, Path], tokens: Path, split: str = "valid",
             "prompt": prompt,
             "continuation": tok.decode(cont),
             "sampling": sampling,
-        })  # fmt: skip
+        })
     return rows
 
 
@@ -64,9 +64,9 @@ def render(rows: List[Dict]) -> str:
 
     body = [[r["model"], f"{r['resident_params'] / 1e6:.2f}M", f"{r['fwd_flops_per_token'] / 1e6:.2f}M",
              f"{r['fgrams']:,} x {r['table_dtype']} = {r['table_gb'] * 1e3:.1f} MB" if r["fgrams"] else "-",
-             f"{r['perplexity']:.2f}"] for r in rows]  # fmt: skip
+             f"{r['perplexity']:.2f}"] for r in rows]
     out = [table(body, ["model", "accelerator-resident params", "inference FLOPs/token", "f-gram table (host)",
-                        f"held-out perplexity ({rows[0]['eval_tokens']:,} tokens)"])]  # fmt: skip
+                        f"held-out perplexity ({rows[0]['eval_tokens']:,} tokens)"])]
     s = rows[0]["sampling"]
     how = "greedy" if s.get("temperature", 0) <= 0 else ", ".join(f"{k.replace('_', '-')} {v}" for k, v in s.items())
     out.append("")
@@ -93,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not path.exists():
             fail(f"{what} {path} does not exist (run the earlier demo stages first: make demo)")
     rows = evaluate_models({"baseline": a.baseline, "SCONE": a.artifact}, a.tokens, prompt=a.prompt,
-                           max_batches=a.max_batches or None)  # fmt: skip
+                           max_batches=a.max_batches or None)
     png = plot_runs([a.baseline, a.scone], a.out / "curves.png", title="make demo: baseline vs SCONE (same main model)")
     text = render(rows)
     atomic_write_json(a.out / "report.json", rows)

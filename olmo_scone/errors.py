@@ -70,7 +70,7 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], int | None], argv: Optiona
         _close_progress_bars()
         where = f" writing {e.filename}" if e.filename else ""
         print(f"error: no space left on device{where}: free space or choose another output location "
-              "(nothing half-written was kept)", file=sys.stderr)  # fmt: skip
+              "(nothing half-written was kept)", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -83,7 +83,7 @@ class Ranks:
 
 
 def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_gb: float = 2.0, batch_size: int = 4096,
-           overwrite: bool = False, tag: Optional[str] = None) -> dict:  # fmt: skip
+           overwrite: bool = False, tag: Optional[str] = None) -> dict:
     if dtype not in DTYPES:
         fail(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out = Path(out)
@@ -99,11 +99,11 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
         ranks.barrier()  # no rank writes before rank 0 holds the lock
         cfg, model = load_trained_model(save_folder, tag, ranks.device())
         return export_model(model, cfg, Path(save_folder) / "config.yaml", out, dtype, shard_gb, batch_size,
-                            str(save_folder), ranks)  # fmt: skip
+                            str(save_folder), ranks)
 
 
 def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dtype: str = "bf16", shard_gb: float = 2.0,
-                 batch_size: int = 4096, source: str = "", ranks: Optional[Ranks] = None) -> Optional[dict]:  # fmt: skip
+                 batch_size: int = 4096, source: str = "", ranks: Optional[Ranks] = None) -> Optional[dict]:
     """Write the serving artifact of an in-memory model (see the module docstring); the manifest
     on rank 0, None on the other ranks."""
     if model.fgram_model is None or model._vocab is None:
@@ -114,7 +114,7 @@ def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dty
         return model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
 
     return write_artifact(Path(out), config_path, main_state, model._vocab, cfg.model.d_model, cfg.model.vocab_size,
-                          rows, dtype, shard_gb, source, ranks=ranks)  # fmt: skip
+                          rows, dtype, shard_gb, source, ranks=ranks)
 
 
 def main_model_state(model, cfg: SconeTrainConfig) -> dict:
@@ -128,7 +128,7 @@ def main_model_state(model, cfg: SconeTrainConfig) -> dict:
 
 def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[dict], vocab, d_model: int, vocab_size: int,
                    rows_fn: Callable[[int, int], torch.Tensor], dtype: str = "bf16", shard_gb: float = 2.0,
-                   source: str = "", num_rows: Optional[int] = None, ranks: Optional[Ranks] = None) -> Optional[dict]:  # fmt: skip
+                   source: str = "", num_rows: Optional[int] = None, ranks: Optional[Ranks] = None) -> Optional[dict]:
     """Write a serving artifact whose table rows ``[lo, hi)`` come from ``rows_fn`` (``A_fgram`` in an
     export; synthetic rows in the inference benchmark). ``vocab``/``main_state``/``config_path``
     may be None for a table-only artifact (benchmarks of tables larger than any vocabulary here).
@@ -153,7 +153,7 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
     if ranks.rank != 0:
         return None
     shards = [{"file": _shard_name(i), "row_start": lo, "row_stop": hi, "sha256": _shard_sha256(partial / _shard_name(i))}
-              for i, (lo, hi) in enumerate(ranges)]  # fmt: skip
+              for i, (lo, hi) in enumerate(ranges)]
     manifest = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
@@ -222,7 +222,7 @@ def _write_shard_or_explain(partial: Path, path: Path, tensors, dtype: str, lo: 
             raise
         done = len(list(partial.glob("table-*.safetensors")))
         fail(f"no space left on device writing {path.name}: the {done} finished shard(s) are kept in {partial}; "
-             "free space and re-run the same command to resume")  # fmt: skip
+             "free space and re-run the same command to resume")
 
 
 def main(argv=None) -> int:
@@ -241,5 +241,5 @@ def main(argv=None) -> int:
     gb = table_disk_bytes(a.out, m) / 1e9
     rate = m["rows"] / max(m["export_wall_time_s"], 1e-9)
     print(f"exported {m['rows']:,} f-gram embeddings ({m['dtype']}, d={m['d_model']}) in {len(m['shards'])} shard(s) "
-          f"on {m['export_ranks']} rank(s), {gb:.3f} GB, {m['export_wall_time_s']:.1f} s ({rate:,.0f} rows/s) -> {a.out}")  # fmt: skip
+          f"on {m['export_ranks']} rank(s), {gb:.3f} GB, {m['export_wall_time_s']:.1f} s ({rate:,.0f} rows/s) -> {a.out}")
     return 0

@@ -87,7 +87,7 @@ class OutputLock:
         self._fd: Optional[int] = fd
         self._owner = os.getpid()  # a forked child inherits the fd and the atexit hook, but must not release
         info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200]}  # fmt: skip
+                "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200]}
         try:  # who holds it, for the next one's error message; a full disk must not stop us here
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(info).encode())

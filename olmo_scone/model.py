@@ -176,7 +176,7 @@ class SconeOLMo(OLMo):
     # ---- inference from a table ---------------------------------------------------------
     @torch.no_grad()
     def compute_fgram_table(self, batch_size: int = 4096, dtype: torch.dtype = torch.float32, progress: bool = False,
-                            start: int = 0, stop: Optional[int] = None) -> torch.Tensor:  # fmt: skip
+                            start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
         """Run ``A_fgram`` once over f-gram rows ``start:stop`` (default all): rows of the ``[S, d]``
         table that replaces it at inference."""
         if self.fgram_model is None:

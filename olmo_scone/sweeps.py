@@ -28,7 +28,7 @@ def _tiny(axis: str, root: Path, data: Path, steps: int) -> List[List[str]]:
     common = [f"data.tokens_dir={data}", f"max_duration={steps}", "global_train_batch_size=16",
               "device_train_microbatch_size=8", f"eval_interval={steps // 6}", "save_interval=1000000",
               "wandb.group=tiny-sweep", "scheduler.t_warmup=10",
-              "evaluators=[{label: valid, type: lm, subset_num_batches: 20}]"]  # fmt: skip
+              "evaluators=[{label: valid, type: lm, subset_num_batches: 20}]"]
     # a re-run of the sweep runs every command: the trainer does nothing for a finished run and
     # resumes an interrupted one (train/run_state.py)
     cmds = [train + ["configs/olmo/tiny-baseline.yaml", f"save_folder={root}/tiny-baseline", *common]]
@@ -43,7 +43,7 @@ def _tiny(axis: str, root: Path, data: Path, steps: int) -> List[List[str]]:
         name = f"tiny-scone-{s // 1000}k-L{layers}"
         cmds.append(train + ["configs/olmo/tiny-scone.yaml", f"save_folder={root}/{name}", f"run_name={name}",
                              f"wandb.name={name}", f"model.fgram.vocab_path={vocab}", f"data.fgram_tags={tags}",
-                             f"model.fgram.n_layers={layers}", *common])  # fmt: skip
+                             f"model.fgram.n_layers={layers}", *common])
     return cmds
 
 
@@ -57,7 +57,7 @@ def _paper(axis: str, scale: str, nodes: int) -> List[List[str]]:
     else:
         runs = [f"olmo-{size}", f"olmo-{bigger}"] + [f"scone-{size}-10m-{a}" for a in ("a0.6b", "a1.8b")]
     launch = ["torchrun", f"--nnodes={nodes}", "--nproc_per_node=8", "--rdzv_backend=c10d",
-              "--rdzv_endpoint=${MASTER_ADDR}:29500", "--rdzv_id=${RUN_ID}"]  # fmt: skip
+              "--rdzv_endpoint=${MASTER_ADDR}:29500", "--rdzv_id=${RUN_ID}"]
     return [launch + ["scripts/train.py", f"configs/olmo/{r}.yaml"] for r in runs]
 
 

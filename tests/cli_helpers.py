@@ -24,4 +24,4 @@ def train_overrides(tokens, vocab, tags, folder, steps: int = 2) -> List[str]:
     return [f"data.tokens_dir={tokens}", f"data.fgram_tags={tags}", f"model.fgram.vocab_path={vocab}",
             f"save_folder={folder}", f"max_duration={steps}", "global_train_batch_size=2",
             "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=1", "seed=3",
-            "wandb=null", "evaluators=[]"]  # fmt: skip
+            "wandb=null", "evaluators=[]"]

@@ -75,7 +75,7 @@ def tagged_vocab(prepared, tmp_path_factory) -> TaggedVocab:
     d = tmp_path_factory.mktemp("tagged-vocab")
     files = open_token_files(str(prepared.root), "train")
     r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
-                     CountSettings(num_fgrams=5000, processes=1))  # fmt: skip
+                     CountSettings(num_fgrams=5000, processes=1))
     vocab = d / "fgrams.safetensors"
     save_vocab(vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
     tag_token_files(files, load_vocab(vocab), vocab, d / "tags")
@@ -103,10 +103,10 @@ def art(prepared, tagged_vocab, tmp_path_factory) -> Art:
     vocab, tags = tagged_vocab.vocab, tagged_vocab.tags
     run = d / "run"
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(29600 + os.getpid() % 300)}  # fmt: skip
+           "MASTER_PORT": str(29600 + os.getpid() % 300)}
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), TINY_SCONE,
                            *train_overrides(prepared.root, vocab, tags, run)],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     served = d / "served"
     export(run, served, dtype="fp32", shard_gb=0.0005, batch_size=1024)

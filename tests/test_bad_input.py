@@ -227,10 +227,10 @@ CASES = {
     "generate --max-new-tokens -4": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--max-new-tokens", -4],
                                          r"--max-new-tokens: must be a positive integer"),
     "generate --prompt ''": Case(generate_main, lambda a, t, s: [a.served, "--prompt", ""], r"--prompt is empty"),
-}  # fmt: skip
+}
 if not torch.cuda.is_available():
     CASES["evaluate --device cuda without CUDA"] = Case(evaluate_main, lambda a, t, s: [a.served, "--tokens", a.tokens, "--device", "cuda"],
-                                                        r"CUDA is not available")  # fmt: skip
+                                                        r"CUDA is not available")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -249,7 +249,7 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(name, art, tmp_path, cap
 def _hold_lock(out: Path) -> subprocess.Popen:
     """Another process writing ``out``: it holds the output's lock until killed."""
     code = ("import sys, time; from olmo_scone.locking import OutputLock; l = OutputLock(sys.argv[1]); "
-            "print('held', flush=True); time.sleep(120)")  # fmt: skip
+            "print('held', flush=True); time.sleep(120)")
     p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
     return p

@@ -61,11 +61,11 @@ def test_paper_parameter_counts_within_one_percent(name):
 def test_pinned_counts():
     """The exact figures (docs/model.md) so that an accidental architecture change shows up."""
     got = {n: account(load_model_config(CONFIGS / f"{n}.yaml"), n) for n in
-           ["olmo-0.7b", "olmo-1b", "olmo-1.3b", "olmo-1.9b", "scone-1b-10m-a0.6b", "scone-1b-10m-a1.8b"]}  # fmt: skip
+           ["olmo-0.7b", "olmo-1b", "olmo-1.3b", "olmo-1.9b", "scone-1b-10m-a0.6b", "scone-1b-10m-a1.8b"]}
     assert {n: a.main_params for n, a in got.items()} == {
         "olmo-0.7b": 711_520_256, "olmo-1b": 1_013_669_888, "olmo-1.3b": 1_315_819_520, "olmo-1.9b": 1_920_118_784,
         "scone-1b-10m-a0.6b": 1_013_669_888, "scone-1b-10m-a1.8b": 1_013_669_888,
-    }  # fmt: skip
+    }
     s06, s18 = got["scone-1b-10m-a0.6b"], got["scone-1b-10m-a1.8b"]
     assert (s06.fgram_model_params, s18.fgram_model_params) == (604_313_600, 1_812_912_128)
     # OLMo's own FLOP count for the baseline, and SCONE's inference equals it
@@ -94,12 +94,12 @@ def test_gpt2_size_setting():
 
 def test_model_summary_script():
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "model_summary.py"), str(CONFIGS / "olmo-1b.yaml"),
-                           str(CONFIGS / "scone-1b-10m-a0.6b.yaml")], capture_output=True, text=True, timeout=300)  # fmt: skip
+                           str(CONFIGS / "scone-1b-10m-a0.6b.yaml")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "olmo-1b: 1,013.7M parameters, paper 1,014M (-0.03%)" in proc.stdout
     assert "table 40.96 GB" in proc.stdout
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "model_summary.py"), str(CONFIGS / "olmo-1b.yaml"),
-                           "n_layers=3"], capture_output=True, text=True, timeout=300)  # fmt: skip
+                           "n_layers=3"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "model overrides are written model.key=value" in proc.stderr
 
 
@@ -112,7 +112,7 @@ def vocabularies(prepared):
 
     files = open_token_files(str(prepared.root), "train")
     r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
-                     CountSettings(num_fgrams=50_000, min_count=2, processes=1))  # fmt: skip
+                     CountSettings(num_fgrams=50_000, min_count=2, processes=1))
     assert len(r.counts) == 50_000
     return {n: FgramVocab(r.tokens[:n], r.lengths[:n], r.counts[:n], {}) for n in (1_000, 50_000)}
 
@@ -130,7 +130,7 @@ def test_accelerator_bytes_of_the_fgram_branch_do_not_grow_with_the_vocabulary(v
     def cfg():
         return SconeModelConfig(d_model=64, n_heads=4, n_layers=2, max_sequence_length=64, vocab_size=50280,
                                 embedding_size=50304, eos_token_id=50279, pad_token_id=1, init_device="cpu",
-                                fgram=FgramConfig(n_layers=2))  # fmt: skip
+                                fgram=FgramConfig(n_layers=2))
 
     def all_bytes(m):
         return sum(t.numel() * t.element_size() for t in [*m.parameters(), *m.buffers()])

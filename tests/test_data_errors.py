@@ -19,7 +19,7 @@ def run_prepare(*args: str, env: dict | None = None) -> subprocess.CompletedProc
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "prepare_data.py"), *args],
         capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

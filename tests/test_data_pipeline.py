@@ -125,7 +125,7 @@ def test_plain_text_blocks_and_dolma2_tokenizer(tmp_path, wikitext_valid):
     with pytest.raises(SconeError, match="not a document file.*--input-format"):
         prepare(PrepareSettings(sources=[str(tmp_path / "wiki.tokens")], out=tmp_path / "x"))
     m = prepare(PrepareSettings(sources=[str(tmp_path / "wiki.tokens")], out=tmp_path / "out", tokenizer="allenai_dolma2",
-                                valid_fraction=0.1, text_blocks=True, input_format="text", processes=1))  # fmt: skip
+                                valid_fraction=0.1, text_blocks=True, input_format="text", processes=1))
     blocks = [b for b in text.split("\n \n") if b.strip()]
     assert m.data["dtype"] == "uint32"
     assert m.split("train")["documents"] + m.split("valid")["documents"] == len(list(iter_documents([tmp_path / "wiki.txt"], True)))
@@ -159,14 +159,14 @@ def test_documents_are_in_reading_order_and_rebuilds_are_byte_identical(prepared
     were read, so the token files depend on the inputs alone (not on the run or the core count)."""
     for split in ("train", "valid"):
         want = [f"s{i}-{doc.id}" for i, doc in _source_documents(prepared)
-                if split_of(0, i, doc.id, 0.1)[0] == split]  # fmt: skip
+                if split_of(0, i, doc.id, 0.1)[0] == split]
         got = [doc_id for doc_id, _ in _documents(prepared, split)]
         if split == "valid" and not want:  # tiny corpus: one train document was moved over
             continue
         assert got == want, split
     files, max_docs = real_corpus
     other = prepare(PrepareSettings(sources=files, out=tmp_path / "again", valid_fraction=0.1, seed=0, processes=1,
-                                    max_documents=max_docs))  # fmt: skip
+                                    max_documents=max_docs))
     for split in ("train", "valid"):
         a, b = prepared.token_files(split), other.token_files(split)
         assert [p.name for p in a] == [p.name for p in b] == ["part-00000.npy"]

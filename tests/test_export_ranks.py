@@ -27,7 +27,7 @@ def _port() -> int:
 
 def _export(ranks: int, run: Path, out: Path) -> subprocess.CompletedProcess:
     args = [str(REPO / "scripts" / "export_embeddings.py"), str(run), "--out", str(out), "--dtype", "fp32",
-            "--shard-gb", "0.0003", "--batch-size", "700"]  # fmt: skip
+            "--shard-gb", "0.0003", "--batch-size", "700"]
     if ranks > 1:
         cmd = [str(Path(sys.executable).parent / "torchrun"), f"--nproc_per_node={ranks}", f"--master_port={_port()}", *args]
     else:

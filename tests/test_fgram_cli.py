@@ -20,7 +20,7 @@ BUILD_INFO: dict = {}  # what the `built` fixture read off build_fgrams.py's out
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "scripts" / script), *map(str, args)],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_bad_inputs(built, tmp_path):
     assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "missing", "--num-fgrams", 5, "--out", tmp_path / "v"), r"no token files at")
     (tmp_path / "empty.npy").write_bytes(b"")
     assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "empty.npy", "--tokenizer", "allenai_gpt-neox-olmo-dolma-v1_5",
-                     "--num-fgrams", 5, "--out", tmp_path / "v"), r"empty")  # fmt: skip
+                     "--num-fgrams", 5, "--out", tmp_path / "v"), r"empty")
     assert_clean_error(run("build_fgrams.py", "--tokens", tmp_path / "empty.npy", "--num-fgrams", 5, "--out", tmp_path / "v"), r"need --tokenizer")
     assert not (tmp_path / "v").exists()
     # a vocabulary from another tokenizer: same ids, but the dolma2 tokenizer's hash
@@ -85,9 +85,9 @@ def test_bad_inputs(built, tmp_path):
     v = load_vocab(vocab_path)
     other = tmp_path / "other.safetensors"
     save_vocab(other, v.tokens, v.lengths, v.counts, {**v.metadata, "tokenizer_name": "allenai_dolma2",
-                                                      "tokenizer_sha256": resolve_tokenizer("allenai_dolma2").sha256})  # fmt: skip
+                                                      "tokenizer_sha256": resolve_tokenizer("allenai_dolma2").sha256})
     assert_clean_error(run("tag_fgrams.py", "--vocab", other, "--tokens", tok, "--out", tmp_path / "t"),
-                 r"built with tokenizer allenai_dolma2 .* but the token files use")  # fmt: skip
+                 r"built with tokenizer allenai_dolma2 .* but the token files use")
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(vocab_path.read_bytes()[: 1000])
     assert_clean_error(run("tag_fgrams.py", "--vocab", broken, "--tokens", tok, "--out", tmp_path / "t"), r"not a readable safetensors|corrupt")
@@ -111,7 +111,7 @@ def test_the_same_corpus_gives_the_same_vocabulary_file(prepared, tmp_path):
         out = tmp_path / f"v{i}.safetensors"
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / "build_fgrams.py"), "--tokens", str(prepared.root),
                                "--num-fgrams", "3000", "--processes", "1", "--out", str(out)],
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+                              capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]

@@ -32,7 +32,7 @@ BUILD = ["--num-fgrams", 20000, "--max-n", 5]
 
 def run(script: str, *args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "scripts" / script), *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=env or RAY_ENV)  # fmt: skip
+                          text=True, timeout=600, env=env or RAY_ENV)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def assert_same_sidecar(a: Path, b: Path) -> None:
 def test_local_ray_runtime_gives_the_single_machine_bytes(prepared, single, tmp_path):
     vocab, tags = single
     proc = run("build_fgrams.py", "--tokens", prepared.root, *BUILD, "--processes", 2, "--ray",
-               "--chunk-tokens", 50_000, "--memory-gb", 0.01, "--out", tmp_path / "v.safetensors")  # fmt: skip
+               "--chunk-tokens", 50_000, "--memory-gb", 0.01, "--out", tmp_path / "v.safetensors")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"(\d+) partition\(s\)", proc.stdout).group(1) != "1"  # partitioned merge and ranking
     assert load_vocab(tmp_path / "v.safetensors").sha256 == load_vocab(vocab).sha256
@@ -99,12 +99,12 @@ def cluster():
     head_dir, node_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp"), tempfile.mkdtemp(prefix="rn", dir="/tmp")
     address = f"127.0.0.1:{_free_port()}"
     common = ["--num-cpus", "1", "--object-store-memory", str(300 * 2**20), "--node-ip-address", "127.0.0.1",
-              "--disable-usage-stats"]  # fmt: skip
+              "--disable-usage-stats"]
     try:
         subprocess.run([RAY, "start", "--head", "--port", address.split(":")[1], "--temp-dir", head_dir,
-                        "--include-dashboard", "false", *common], check=True, capture_output=True, env=RAY_ENV, timeout=120)  # fmt: skip
+                        "--include-dashboard", "false", *common], check=True, capture_output=True, env=RAY_ENV, timeout=120)
         subprocess.run([RAY, "start", "--address", address, "--temp-dir", node_dir, *common], check=True,
-                       capture_output=True, env=RAY_ENV, timeout=120)  # fmt: skip
+                       capture_output=True, env=RAY_ENV, timeout=120)
         yield address
     finally:
         _stop_cluster([head_dir, node_dir])
@@ -126,7 +126,7 @@ def test_two_node_cluster_survives_a_killed_worker_with_the_same_bytes(prepared,
     vocab, tags = single
     out = tmp_path / "v.safetensors"
     cmd = [sys.executable, str(REPO / "scripts" / "build_fgrams.py"), "--tokens", str(prepared.root),
-           *map(str, BUILD), "--ray", cluster, "--chunk-tokens", "20000", "--out", str(out)]  # fmt: skip
+           *map(str, BUILD), "--ray", cluster, "--chunk-tokens", "20000", "--out", str(out)]
     build = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=RAY_ENV)
     busy = _count_tasks(build)
     assert busy, "no counting task was seen running"
@@ -160,9 +160,9 @@ def test_a_worker_that_cannot_read_the_tokens_is_one_clear_line(prepared, cluste
 def test_an_unreachable_ray_address_is_one_clear_line(prepared, tmp_path):
     t0 = time.time()
     proc = run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 10, "--ray", f"127.0.0.1:{_free_port()}",
-               "--out", tmp_path / "v.safetensors")  # fmt: skip
+               "--out", tmp_path / "v.safetensors")
     assert_clean_error(proc, r"--ray 127\.0\.0\.1:\d+: no Ray cluster answers there")
     assert time.time() - t0 < 60 and not (tmp_path / "v.safetensors").exists()
     assert_clean_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 10, "--ray",
                            "--work-dir", tmp_path / "w", "--out", tmp_path / "v.safetensors"),
-                       r"--work-dir is for local runs")  # fmt: skip
+                       r"--work-dir is for local runs")

@@ -31,7 +31,7 @@ def corpus(prepared, tmp_path_factory):
 def _count(corpus, **kw):
     prepared, sources, _ = corpus
     return count_fgrams(sources, prepared.tokenizer["vocab_size"], prepared.eos_token_id, prepared.pad_token_id,
-                        CountSettings(**kw))  # fmt: skip
+                        CountSettings(**kw))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def reference_counter(corpus):
     dict(num_fgrams=3000, min_count=5, processes=2, chunk_tokens=7919, memory_gb=0.001),
     # S beyond the survivors: the ranking keeps them all
     dict(num_fgrams=10**6, min_count=5, processes=2, memory_gb=0.001, cut="all"),
-])  # fmt: skip
+])
 def test_counting_equals_brute_force(corpus, reference_counter, kw):
     kw = dict(kw)
     cut = kw.pop("cut", "part")

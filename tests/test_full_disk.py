@@ -55,9 +55,9 @@ def _fill(disk: Path) -> None:
 
 def _script(name: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(29900 + os.getpid() % 90)}  # fmt: skip
+           "MASTER_PORT": str(29900 + os.getpid() % 90)}
     return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=timeout)  # fmt: skip
+                          text=True, env=env, timeout=timeout)
 
 
 def _left(disk: Path) -> list:
@@ -75,7 +75,7 @@ def test_prepare_data(small_disk, real_corpus):
 def test_build_fgrams(small_disk, art):
     disk = small_disk(64_000)
     proc = _script("build_fgrams.py", "--tokens", art.tokens, "--num-fgrams", 1000, "--processes", 1,
-                   "--out", disk / "fgrams.safetensors")  # fmt: skip
+                   "--out", disk / "fgrams.safetensors")
     assert_clean_error(proc, r"no space left on device")
     assert _left(disk) == []
 

@@ -21,7 +21,7 @@ def tiny_config(**fgram) -> SconeModelConfig:
         d_model=64, n_heads=4, n_layers=2, mlp_ratio=4, max_sequence_length=SEQ, vocab_size=50280, embedding_size=50304,
         eos_token_id=50279, pad_token_id=1, attention_dropout=0.0, residual_dropout=0.0, embedding_dropout=0.0,
         include_bias=False, init_device="cpu", fgram=FgramConfig(n_layers=2, max_n=5, **fgram),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def real(prepared):
     path = prepared.root / "model-test-tokens.npy"
     tokens.tofile(path)
     r = count_fgrams([TokenSource(path, tokens.dtype, len(tokens))], 50280, 50279, 1,
-                     CountSettings(max_n=5, num_fgrams=3000, min_count=3, processes=1))  # fmt: skip
+                     CountSettings(max_n=5, num_fgrams=3000, min_count=3, processes=1))
     vocab = FgramVocab(r.tokens, r.lengths, r.counts, {})
     batch = torch.from_numpy(tokens[: 8 * SEQ].astype(np.int64).reshape(8, SEQ))
     # windows centred on document ends: each row spans two documents

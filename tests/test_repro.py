@@ -16,7 +16,7 @@ from olmo_scone.config import SconeTrainConfig, load_config
 from olmo_scone.errors import SconeError
 from olmo_scone.fgrams.vocab import save_vocab
 from olmo_scone.repro import (A_SWEEP_FGRAMS, BEGIN, END, all_runs, check_vocab_size, collect,
-                              execution_order, report, runs, select_runs, splice, train_command)  # fmt: skip
+                              execution_order, report, runs, select_runs, splice, train_command)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_print_lists_every_command_and_runs_nothing(tmp_path):
     if not (REPO.parent / "shared" / "data" / "english-mix").is_dir():
         pytest.skip("../shared/data not present")
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "repro.py"), "--print", "--root", str(tmp_path),
-                           "--only", "scone-m-25k-a1x"], capture_output=True, text=True, timeout=300)  # fmt: skip
+                           "--only", "scone-m-25k-a1x"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "prepare_data.py" in out and "--num-fgrams 25000" in out and "--num-fgrams 100000" not in out
@@ -111,7 +111,7 @@ def _fake_finished_run(root: Path, r, wiki: float, mix: float) -> None:
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     (folder / "metrics.jsonl").write_text("".join(
         json.dumps({"step": s, "tokens": s * 4096, "train/loss": 8.0 - s / 10, "eval/valid/Perplexity": 900.0 - s})
-        + "\n" for s in (5, 10)))  # fmt: skip
+        + "\n" for s in (5, 10)))
     for name, ppl in (("wikitext103-valid", wiki), ("english-mix-valid", mix)):
         (folder / f"eval-{name}.json").write_text(json.dumps({"perplexity": ppl}))
     (folder / "finished.json").write_text(json.dumps({"step": 10}))  # what the trainer writes last

@@ -12,7 +12,7 @@ from olmo_scone.errors import SconeError
 from olmo_scone.train.run_state import FINISHED_FILE, RUN_FILE, fingerprint, plan_start
 
 IDENTITY = {"model": {"d_model": 64, "fgram": {"n_layers": 2}}, "seed": 7,
-            "data": {"tokens_fingerprint": "aa", "vocab_sha256": "bb"}}  # fmt: skip
+            "data": {"tokens_fingerprint": "aa", "vocab_sha256": "bb"}}
 
 
 def cfg(folder, **kw):
@@ -63,7 +63,7 @@ def test_same_inputs(tmp_path):
     ("data.tokens_fingerprint", "zz", r"data\.tokens_fingerprint 'aa' -> 'zz'"),
     ("model.fgram.n_layers", 4, r"model\.fgram\.n_layers 2 -> 4"),
     ("seed", 8, r"seed 7 -> 8"),
-])  # fmt: skip
+])
 def test_other_inputs_are_refused_or_restarted(tmp_path, path, value, named):
     f = folder_with(tmp_path, finished_step=10)
     with pytest.raises(SconeError, match=named):

@@ -35,7 +35,7 @@ def _crafted_folder(root: Path, tokens_dir: Path, legacy: bool = False) -> tuple
     """A save_folder that looks like a finished baseline run whose model states are a crafted pickle."""
     folder, marker = root / "run", root / "PAYLOAD_RAN"
     cfg = load_config(SconeTrainConfig, REPO / "configs" / "olmo" / "tiny-baseline.yaml",
-                      [f"data.tokens_dir={tokens_dir}", f"save_folder={folder}", "wandb=null", "evaluators=[]"])  # fmt: skip
+                      [f"data.tokens_dir={tokens_dir}", f"save_folder={folder}", "wandb=null", "evaluators=[]"])
     (folder / "step2").mkdir(parents=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     (folder / "latest").write_text("step2")
@@ -51,7 +51,7 @@ def _crafted_folder(root: Path, tokens_dir: Path, legacy: bool = False) -> tuple
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
     return subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], capture_output=True, text=True,
-                          env=env, timeout=300)  # fmt: skip
+                          env=env, timeout=300)
 
 
 ENTRY_POINTS = {
@@ -93,7 +93,7 @@ def test_allowlisted_types_load(tmp_path):
     from deepspeed.runtime.zero.config import ZeroStageEnum
 
     state = {"rng": np.random.RandomState(3).get_state(), "stage": ZeroStageEnum.optimizer_states,
-             "scaler": LossScaler(1.0), "w": torch.arange(4.0)}  # fmt: skip
+             "scaler": LossScaler(1.0), "w": torch.arange(4.0)}
     path = tmp_path / "ok.pt"
     torch.save(state, path)
     check_pickle_file(path)

@@ -23,7 +23,7 @@ def trained(prepared, tmp_path_factory):
     tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
     (d / "t.npy").write_bytes(tokens.tobytes())
     r = count_fgrams([TokenSource(d / "t.npy", tokens.dtype, len(tokens))], 50280, 50279, 1,
-                     CountSettings(num_fgrams=3000, min_count=3, processes=1))  # fmt: skip
+                     CountSettings(num_fgrams=3000, min_count=3, processes=1))
     vpath = d / "fgrams.safetensors"
     save_vocab(vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
     cfg = SconeTrainConfig.new()
@@ -31,7 +31,7 @@ def trained(prepared, tmp_path_factory):
     cfg.model = SconeModelConfig(d_model=64, n_heads=4, n_layers=2, max_sequence_length=64, vocab_size=50280,
                                  embedding_size=50304, eos_token_id=50279, pad_token_id=1, attention_dropout=0.0,
                                  residual_dropout=0.0, embedding_dropout=0.0, init_device="cpu",
-                                 fgram=FgramConfig(vocab_path=str(vpath), n_layers=2))  # fmt: skip
+                                 fgram=FgramConfig(vocab_path=str(vpath), n_layers=2))
     cfg.save(d / "config.yaml")
     torch.manual_seed(0)
     model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(vpath)).eval()
@@ -180,21 +180,21 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
                            str(repo / "scripts" / "train.py"), str(repo / "configs" / "olmo" / "tiny-baseline.yaml"),
                            f"data.tokens_dir={prepared.root}", f"save_folder={base}", "max_duration=2", "wandb=null",
                            "evaluators=[]", "global_train_batch_size=4", "device_train_microbatch_size=4"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     got = {}
     for target in (art, base):
         for table in ("ram", "mmap"):
             ev = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(target), "--table", table,
                                  "--tokens", str(prepared.root), "--max-batches", "2", "--json"],
-                                capture_output=True, text=True, timeout=300)  # fmt: skip
+                                capture_output=True, text=True, timeout=300)
             assert ev.returncode == 0, ev.stderr[-2000:]
             r = json.loads(ev.stdout.strip().splitlines()[-1])
             seq = 64 if target == art else 128  # the test model's context; tiny-baseline.yaml's
             assert r["tokens"] == 16 * (seq - 1) and 1 < r["perplexity"] < 1e6
             got[(target.name, table)] = r["perplexity"]
         gen = subprocess.run([sys.executable, str(repo / "scripts" / "generate.py"), str(target), "--prompt", "The nation",
-                              "--prompt", "We the people of", "--max-new-tokens", "5"], capture_output=True, text=True, timeout=300)  # fmt: skip
+                              "--prompt", "We the people of", "--max-new-tokens", "5"], capture_output=True, text=True, timeout=300)
         assert gen.returncode == 0, gen.stderr[-2000:]
         lines = gen.stdout.strip().splitlines()
         assert lines[-2].startswith("The nation") and lines[-1].startswith("We the people of")
@@ -223,7 +223,7 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
     assert "baseline" in text and "SCONE" in text and "3,000 x bf16" in text
     assert "continuations (temperature 0.8, top-k 40, seed 0):" in text  # seeded sampling, said in the report
     bad = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(tmp_path / "nothing"), "--tokens", "x"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+                         capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "neither a serving artifact" in bad.stderr
 
 

@@ -54,7 +54,7 @@ def test_sidecar_rows_are_aligned_with_tokens(tagged):
 def test_sidecar_checks(tagged, tmp_path):
     prepared, vocab, d = tagged
     other = save_vocab(tmp_path / "other.safetensors", vocab.tokens[:1000], vocab.lengths[:1000], vocab.counts[:1000],
-                       dict(vocab.metadata))  # fmt: skip
+                       dict(vocab.metadata))
     with pytest.raises(SconeError, match="another f-gram vocabulary"):
         TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=load_vocab(tmp_path / "other.safetensors"))
     del other

@@ -39,19 +39,19 @@ def overrides(prepared, vpath, d, folder, steps=8, extra=()):
     return [f"data.tokens_dir={prepared.root}", f"data.fgram_tags={d / 'tags'}", f"model.fgram.vocab_path={vpath}",
             f"save_folder={folder}", f"max_duration={steps}", "save_interval=4", "global_train_batch_size=8",
             "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=2", "seed=7",
-            "console_log_interval=1", "wandb=null", "evaluators=[]", *extra]  # fmt: skip
+            "console_log_interval=1", "wandb=null", "evaluators=[]", *extra]
 
 
 def torchrun(args, **kw):
     cmd = [TORCHRUN, "--nproc_per_node=2", f"--master_port={_free_port()}", str(REPO / "scripts" / "train.py"),
-           str(REPO / "configs" / "olmo" / "tiny-scone.yaml"), *args]  # fmt: skip
+           str(REPO / "configs" / "olmo" / "tiny-scone.yaml"), *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
 
 def train_single_process(args) -> subprocess.CompletedProcess:
     """scripts/train.py as one rank without torchrun (config errors must stop it before training)."""
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(_free_port())}  # fmt: skip
+           "MASTER_PORT": str(_free_port())}
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), str(REPO / "configs" / "olmo" / "tiny-scone.yaml"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
@@ -134,7 +134,7 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
     (["model.fgram.vocab_path=/nope.safetensors"], r"f-gram vocabulary not found: /nope\.safetensors"),
     (["data.fgram_tags=/nope-tags"], r"data\.fgram_tags not found"),
     (["device_train_microbatch_size=3"], r"must be a multiple of device_train_microbatch_size \(3\)"),
-])  # fmt: skip
+])
 def test_bad_configs_stop_before_training(setup, tmp_path, extra, message):
     prepared, vpath, d = setup
     proc = train_single_process(overrides(prepared, vpath, d, tmp_path / "run") + extra)
@@ -197,7 +197,7 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     args = overrides(prepared, vpath, d, folder, steps=2) + [
         "eval_interval=2", "wandb.project=olmo-scone-test", "wandb.group=tests",
         "evaluators=[{label: valid, type: lm, subset_num_batches: 2}, {label: piqa, type: downstream, subset_num_batches: 2}]",
-    ]  # fmt: skip
+    ]
     args = [a for a in args if a not in ("wandb=null", "evaluators=[]")]
     env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
     p = torchrun(args, env=env)
@@ -224,7 +224,7 @@ def test_save_num_checkpoints_to_keep_prunes_old_checkpoints(setup, tmp_path):
     prepared, vpath, d = setup
     folder = tmp_path / "run"
     proc = train_single_process(overrides(prepared, vpath, d, folder, steps=5,
-                                          extra=["save_interval=1", "save_num_checkpoints_to_keep=2"]))  # fmt: skip
+                                          extra=["save_interval=1", "save_num_checkpoints_to_keep=2"]))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert sorted(p.name for p in folder.glob("step*")) == ["step4", "step5"]
     assert (folder / "latest").read_text() == "step5"

@@ -45,7 +45,7 @@ def _export_rate(config: str, vocab_path: str, rows: int, threads: int, batch_si
         export_model(model, cfg, None, Path(d) / "out", dtype="bf16", batch_size=batch_size, source="bench")
         dt = time.perf_counter() - t0
     return {"rows": len(v), "seconds": dt, "rows_per_s": len(v) / dt, "gflops_per_row": flops_per_row / 1e9,
-            "gflop_per_s": len(v) * flops_per_row / dt / 1e9, "fgram_params": a.fgram_model_params}  # fmt: skip
+            "gflop_per_s": len(v) * flops_per_row / dt / 1e9, "fgram_params": a.fgram_model_params}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -62,6 +62,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for t in a.threads:
             r = isolated(_export_rate, config, a.vocab, rows, t, a.batch_size)["result"]
             out.append([Path(config).stem, f"{r['fgram_params'] / 1e6:.1f}M", t, f"{r['rows']:,}", f"{r['seconds']:.2f}",
-                        f"{r['rows_per_s']:,.0f}", f"{r['gflops_per_row']:.3f}", f"{r['gflop_per_s']:.1f}"])  # fmt: skip
+                        f"{r['rows_per_s']:,.0f}", f"{r['gflops_per_row']:.3f}", f"{r['gflop_per_s']:.1f}"])
     print(table(out, ["config", "A_fgram params", "threads", "rows", "s", "rows/s", "GFLOP/row", "achieved GFLOP/s"]))
     return 0

@@ -59,7 +59,7 @@ def run_ours(paths, dtype, vocab, eos, pad, num, min_count, processes, memory_gb
     return {"tokens": st["corpus_tokens"], "fgrams": len(r.counts), "frequent": st["frequent_ngrams"],
             "count_s": count_s, "start_s": start_s, "stats": st,
             "top": [tuple(map(int, t[:n])) for t, n in zip(r.tokens[:1000], r.lengths[:1000])],
-            "all": {tuple(map(int, t[:n])): int(c) for t, n, c in zip(r.tokens, r.lengths, r.counts)} if len(r.counts) < num else None}  # fmt: skip
+            "all": {tuple(map(int, t[:n])): int(c) for t, n, c in zip(r.tokens, r.lengths, r.counts)} if len(r.counts) < num else None}
 
 
 def run_packed_unique(paths, dtype, vocab, eos, pad, num, min_count) -> Dict:
@@ -107,7 +107,7 @@ def run_packed_unique(paths, dtype, vocab, eos, pad, num, min_count) -> Dict:
     count_s = time.perf_counter() - t_start
     grams = [tuple(int(x) for x in r[:n]) for r, n in zip(rows, lengths)]
     return {"tokens": len(tokens), "fgrams": len(order), "frequent": len(grams), "count_s": count_s,
-            "top": [grams[i] for i in order[:1000]], "all": dict(zip(grams, map(int, counts)))}  # fmt: skip
+            "top": [grams[i] for i in order[:1000]], "all": dict(zip(grams, map(int, counts)))}
 
 
 def _memory_rows(title: str, runs) -> str:
@@ -118,7 +118,7 @@ def _memory_rows(title: str, runs) -> str:
         name = f"{name} (S = {r['result']['fgrams']:,})" if "fgrams" in r["result"] else name
         w = sorted(st["worker_peak_rss_gb"].values(), reverse=True)
         rows.append([name, f"{st['corpus_tokens']:,}", f"{st['driver_peak_rss_gb']:.2f}", len(w),
-                     ", ".join(f"{x:.2f}" for x in w[:6]) + (" ..." if len(w) > 6 else "")])  # fmt: skip
+                     ", ".join(f"{x:.2f}" for x in w[:6]) + (" ..." if len(w) > 6 else "")])
     return f"### Peak RSS, {title}\n" + table(rows, ["executor", "tokens", "driver GB", "workers", "worker peak GB (largest first)"]) + "\n"
 
 
@@ -145,7 +145,7 @@ def run_matching(vocab_path: str, paths: List[str], dtype: str, vocab_size: int,
         rows, _ = m.match(tokens)
         best = min(best, time.perf_counter() - t0)
     return {"S": len(v), "positions": len(tokens), "seconds": best, "build_s": build,
-            "matched": float((rows >= 0).mean()), "nodes": m.num_nodes}  # fmt: skip
+            "matched": float((rows >= 0).mean()), "nodes": m.num_nodes}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -179,16 +179,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name, r, secs in [("ours, local processes", ours, ours["result"]["count_s"]),
                           ("ours, local Ray runtime", on_ray, on_ray["result"]["count_s"]),
                           ("numpy packed uint64 key + np.unique per n", base, base["result"]["count_s"]),
-                          ("naive Counter", naive, naive["seconds"])]:  # fmt: skip
+                          ("naive Counter", naive, naive["seconds"])]:
         tps = r["result"]["tokens"] / secs
         peak = r["result"]["stats"]["peak_rss_gb"] if "stats" in r["result"] else r["peak_rss_gb"]  # Ray's workers: not our children
         rows.append([name, f"{r['result']['tokens']:,}", f"{secs:.1f}", f"{tps / 1e6:.2f}", f"{ours_tps / tps:.2f}x",
-                     f"{peak:.2f}"])  # fmt: skip
+                     f"{peak:.2f}"])
     print("## Counting, K = 5, min count 5, S = {:,}, {} worker processes".format(a.num_fgrams, a.processes))
     print(table(rows, ["implementation", "tokens", "seconds", "M tokens/s", "ours (local) is", "peak RSS GB"]))
     print(f"(f-grams kept: {ours['result']['fgrams']:,} of {ours['result']['frequent']:,} n-grams seen >= 5 times; "
           f"top 1000 identical across implementations; local and Ray vocabularies identical; the packed-key "
-          f"baseline's survivors (5-gram keys wrap mod 2**64) {'equal' if exact else 'DIFFER from'} the exact counts)")  # fmt: skip
+          f"baseline's survivors (5-gram keys wrap mod 2**64) {'equal' if exact else 'DIFFER from'} the exact counts)")
     print(f"(seconds exclude process start, the baseline's conversion of its result to Python tuples for the checks, and, for Ray, the runtime's start: {on_ray['result']['start_s']:.1f} s)\n")
     print(_memory_rows("12.6M-token counts", [("local", ours), ("ray", on_ray)]))
 
@@ -214,12 +214,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"corpus: the real text above repeated to {big_tokens:,} tokens ({len(big)} files)")
         print(f"built {r['result']['fgrams']:,} f-grams ({st['frequent_ngrams']:,} n-grams seen >= 5 times) in "
               f"{r['seconds']:.1f} s = {big_tokens / r['seconds'] / 1e6:.2f}M tokens/s; peak RSS {r['peak_rss_gb']:.2f} GB "
-              f"(budget --memory-gb {a.memory_gb}); {st['partitions']} partition(s), {st['chunks']} chunks")  # fmt: skip
+              f"(budget --memory-gb {a.memory_gb}); {st['partitions']} partition(s), {st['chunks']} chunks")
         print("passes: " + "; ".join(f"n={q['n']}: {q['candidates']:,} candidates -> {q['frequent']:,} kept ({q['seconds']} s)"
-                                     for q in st["passes"]) + "\n")  # fmt: skip
+                                     for q in st["passes"]) + "\n")
         rt = big_ray["result"]
         print(f"the same build on a local Ray runtime: {rt['count_s']:.1f} s = {big_tokens / rt['count_s'] / 1e6:.2f}M tokens/s "
-              f"(runtime start {rt['start_s']:.1f} s apart); same f-grams (top 1000 checked)\n")  # fmt: skip
+              f"(runtime start {rt['start_s']:.1f} s apart); same f-grams (top 1000 checked)\n")
         print(_memory_rows("100M-token counts, S = 10M", [("local", {"result": {"stats": st}, "peak_rss_gb": r["peak_rss_gb"]}), ("ray", big_ray)]))
         # the driver holds the S winners it writes, never per-token data: at equal S its memory does not
         # grow with the corpus
@@ -229,7 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name, path in vocabs:
         r = isolated(run_matching, str(path), paths, dtype, V)["result"]
         match_rows.append([name, f"{r['S']:,}", f"{r['nodes']:,}", f"{r['positions']:,}", f"{r['seconds']:.2f}",
-                           f"{r['positions'] / r['seconds'] / 1e6:.2f}", f"{r['matched']:.1%}", f"{r['build_s']:.1f}"])  # fmt: skip
+                           f"{r['positions'] / r['seconds'] / 1e6:.2f}", f"{r['matched']:.1%}", f"{r['build_s']:.1f}"])
     print("## Matching on CPU (numpy, one process; best of 3)")
     print(table(match_rows, ["vocabulary", "S", "trie nodes", "positions", "seconds", "M positions/s", "matched", "index build s"]))
     return 0

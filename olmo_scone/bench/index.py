@@ -61,7 +61,7 @@ def build(folder: Path, num: int) -> Dict:
     folder.mkdir(parents=True, exist_ok=True)
     meta = m.save(folder)
     meta.update(build_s=round(t_build, 1), save_s=round(time.time() - t0 - t_build, 1),
-                bytes=sum((folder / f["file"]).stat().st_size for f in meta["files"].values()))  # fmt: skip
+                bytes=sum((folder / f["file"]).stat().st_size for f in meta["files"].values()))
     (folder / "index.json").write_text(json.dumps(meta))
     return meta
 
@@ -117,7 +117,7 @@ def measure(folder: str, mode: str, lookups: int) -> Dict:
     hits = float(np.mean([(m.match_batch(q)[:, -1] >= 0).mean() for q in queries[:500]]))
     out = {"mode": mode, "open_s": open_s, "rss_before": rss0, "rss_open": rss_open, "rss_after": rss_after,
            "cold_median": float(np.median(cold)), "cold_p99": float(np.percentile(cold, 99)),
-           "warm_median": float(np.median(warm)), "warm_p99": float(np.percentile(warm, 99)), "hits": hits}  # fmt: skip
+           "warm_median": float(np.median(warm)), "warm_p99": float(np.percentile(warm, 99)), "hits": hits}
     for s, q in many.items():
         _timed(m, q)  # touch its pages once
         out[f"warm_median_{s}"] = float(np.median(_timed(m, q)))
@@ -138,14 +138,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         meta = isolated(build, folder, a.fgrams)["result"]
     print(f"index of {a.fgrams:,} f-grams: {meta['bytes'] / 1e9:.2f} GB on disk (built in {meta['build_s']} s, "
-          f"saved in {meta['save_s']} s)")  # fmt: skip
+          f"saved in {meta['save_s']} s)")
     rows = []
     for mode in ("ram", "mmap", "ram", "mmap"):  # two rounds, alternating
         r = isolated(measure, str(folder), mode, a.lookups)["result"]
         rows.append([mode, f"{r['open_s']:.2f}", f"{r['rss_open']:.2f}", f"{r['rss_after']:.2f}",
                      f"{r['cold_median']:.3f} / {r['cold_p99']:.3f}", f"{r['warm_median']:.3f} / {r['warm_p99']:.3f}",
-                     f"{r['warm_median_16']:.3f}", f"{r['warm_median_64']:.3f}", f"{r['hits']:.0%}"])  # fmt: skip
+                     f"{r['warm_median_16']:.3f}", f"{r['warm_median_64']:.3f}", f"{r['hits']:.0%}"])
     print(table(rows, ["index", "open s", "RSS GB opened", f"RSS GB after {a.lookups:,} lookups",
                        "1 seq cold ms (median / p99)", "1 seq warm ms (median / p99)", "16 seqs warm ms",
-                       "64 seqs warm ms", "last position matched"]))  # fmt: skip
+                       "64 seqs warm ms", "last position matched"]))
     return 0

@@ -91,7 +91,7 @@ def _artifact(out: Path, cfg_path: Path, vocab_path: Optional[Path], d_model: in
         cfg, model = _main_model(cfg_path)
         state = main_model_state(model, cfg)
     write_artifact(out, cfg_path if vocab is not None else None, state, vocab, d_model, 50280, _synthetic_rows(d_model),
-                   "bf16", 2.0, "synthetic rows (benchmark)", num_rows)  # fmt: skip
+                   "bf16", 2.0, "synthetic rows (benchmark)", num_rows)
     return out
 
 
@@ -159,7 +159,7 @@ def lookup_latency(served, stream: np.ndarray, batch: int, iters: int, cold: boo
         times.append(time.perf_counter() - t)
         matched += 0 if p.matched is None else int(p.matched.sum())
     return {"ms": 1e3 * statistics.median(times), "p90_ms": 1e3 * float(np.percentile(times, 90)),
-            "matched": matched / (iters * batch)}  # fmt: skip
+            "matched": matched / (iters * batch)}
 
 
 def table_only_latency(tbl, batch: int, iters: int, cold: bool, seed: int = 0) -> float:
@@ -229,7 +229,7 @@ def mmap_resident_memory(artifact: str, lookups: int, batch: int) -> Dict[str, f
         rows = np.unique(rng.integers(0, tbl.rows, batch))
         tbl.gather(rows, out=buf[: len(rows)])
     return {"before_gb": before, "opened_gb": opened, "after_gb": rss_gb(), "rows": tbl.rows,
-            "touched_gb": lookups * batch * tbl.d_model * 2 / 1e9}  # fmt: skip
+            "touched_gb": lookups * batch * tbl.d_model * 2 / 1e9}
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -259,11 +259,11 @@ def _decode_phase(served, base, valid, a, rng, label: str, mode: str, key: str, 
         win = torch.from_numpy(np.stack([valid[s : s + a.prompt_len + a.decode_steps] for s in starts]))
         prompts, future = win[:, : a.prompt_len], win[:, a.prompt_len :]
         med = interleaved({"baseline": lambda: _decode_once(base, prompts, future, a.decode_steps),
-                           f"scone-{mode}": lambda: _decode_once(served, prompts, future, a.decode_steps)}, a.rounds)  # fmt: skip
+                           f"scone-{mode}": lambda: _decode_once(served, prompts, future, a.decode_steps)}, a.rounds)
         sc = med[f"scone-{mode}"]
         lk = lookup_latency(served, valid, batch, 100)["ms"] / 1e3
         rows.append([label, mode, batch, f"{med['baseline'] * 1e3:.2f}", f"{sc * 1e3:.2f}",
-                     f"{(med['ratio'] - 1) * 100:+.1f}%", f"{lk / med['baseline'] * 100:.2f}%"])  # fmt: skip
+                     f"{(med['ratio'] - 1) * 100:+.1f}%", f"{lk / med['baseline'] * 100:.2f}%"])
         results[f"decode_{key}_b{batch}"] = med
         print(f"[{key}] decode batch {batch}: baseline {med['baseline'] * 1e3:.2f} ms, scone {sc * 1e3:.2f} ms", flush=True)
     return rows
@@ -273,10 +273,10 @@ def _prefill_phase(served, base, valid, a, label: str, mode: str, key: str, resu
     """Prefill tokens/s of 4 x 512 real tokens, SCONE against the baseline."""
     chunks = torch.from_numpy(valid[: 4 * 512].reshape(4, 512))
     med = interleaved({"baseline": lambda: _timed(lambda: base.logits(chunks)),
-                       f"scone-{mode}": lambda: _timed(lambda: served.logits(chunks))}, a.prefill_rounds)  # fmt: skip
+                       f"scone-{mode}": lambda: _timed(lambda: served.logits(chunks))}, a.prefill_rounds)
     results[f"prefill_{key}"] = med
     return [label, mode, f"{chunks.numel() / med['baseline']:,.0f}", f"{chunks.numel() / med[f'scone-{mode}']:,.0f}",
-            f"{1 / med['ratio']:.3f}"]  # fmt: skip
+            f"{1 / med['ratio']:.3f}"]
 
 
 def _lookup_phase(served, valid, a, label: str, mode: str, t: str, results: Dict) -> List[List]:
@@ -301,7 +301,7 @@ def _gather_phase(served, valid, rng, bw: float, label: str, mode: str, key: str
     for what, rws in (("real-text batch", real[real >= 0]), ("random rows", random_rows)):
         g = gather_rate(served.table, rws)
         rows.append([label, mode, what, f"{len(rws):,}", f"{g['rows_per_s'] / 1e6:.2f}", f"{g['gbps']:.2f}",
-                     f"{g['gbps'] / bw:.0%}"])  # fmt: skip
+                     f"{g['gbps'] / bw:.0%}"])
         results[f"gather_{key}_{what}"] = g
     return rows
 
@@ -340,7 +340,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"building the {t} vocabulary ...", flush=True)
             src = paths if t == "1m" else repeat_corpus(paths, dtype, 100_000_000, a.cache / "repeated")
             isolated(build_vocab, src, dtype, V, eos, pad, 1_000_000 if t == "1m" else 10_000_000, 2 if t == "1m" else 5,
-                     vocab_paths[t], a.memory_gb)  # fmt: skip
+                     vocab_paths[t], a.memory_gb)
     cfg_path = _config(a.work, a.d_model, a.n_heads, a.n_layers, max(1024, a.prompt_len + a.decode_steps + 8))
     results: Dict[str, object] = {"machine": machine(), "torch_threads": torch.get_num_threads()}
     print(f"# Offloaded-inference benchmark  ({machine()}, torch threads {torch.get_num_threads()})")
@@ -395,7 +395,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     print("\n## Decode (KV cache, teacher-forced real text; median of rounds; ms per step)")
     print(table(decode_rows, ["table", "mode", "batch", "baseline ms", "SCONE ms", "overhead (paired)",
-                              "host lookup / baseline step"]))  # fmt: skip
+                              "host lookup / baseline step"]))
     print("\n## Prefill (4 x 512 real tokens)")
     print(table(prefill_rows, ["table", "mode", "baseline tokens/s", "SCONE tokens/s", "SCONE/baseline speed"]))
     print("\n## Host lookup per decode step (match last K tokens + dedupe + gather + to device)")
@@ -405,7 +405,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if largest:
         print(f"\n## Resident memory, memory-mapped table of {largest['rows']:,} rows = {largest['size_gb']:.1f} GB on disk")
         print(f"RSS: {largest['before_gb']:.2f} GB before opening, {largest['opened_gb']:.2f} GB opened, "
-              f"{largest['after_gb']:.2f} GB after 2000 lookups of 64 random rows ({largest['touched_gb']:.2f} GB of rows read)")  # fmt: skip
+              f"{largest['after_gb']:.2f} GB after 2000 lookups of 64 random rows ({largest['touched_gb']:.2f} GB of rows read)")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1, default=str))
     return 0

@@ -33,7 +33,7 @@ def run_steps(tuned: bool, steps: int, micro: int, d_model: int, layers: int, se
     torch.manual_seed(0)
     cfg = ModelConfig(d_model=d_model, n_heads=4, n_layers=layers, mlp_ratio=4, max_sequence_length=seq, vocab_size=50280,
                       embedding_size=50304, rope=True, weight_tying=True, include_bias=True, activation_type="gelu",
-                      init_device="cpu", flash_attention=False)  # fmt: skip
+                      init_device="cpu", flash_attention=False)
     model = OLMo(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
@@ -52,7 +52,7 @@ def run_steps(tuned: bool, steps: int, micro: int, d_model: int, layers: int, se
     losses = [step(b) for b in batches[1:]]
     t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     return {"wall": t1 - t0, "user": r1.ru_utime - r0.ru_utime, "sys": r1.ru_stime - r0.ru_stime,
-            "faults": r1.ru_minflt - r0.ru_minflt, "losses": losses, "tokens": steps * micro * seq}  # fmt: skip
+            "faults": r1.ru_minflt - r0.ru_minflt, "losses": losses, "tokens": steps * micro * seq}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -68,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = (a.steps, a.micro_batch, a.d_model, a.layers, a.seq, a.threads)
     print(f"# training-step benchmark: allocator tuning on/off  ({machine()})")
     print(f"model d {a.d_model}, {a.layers} layers, seq {a.seq}, micro-batch {a.micro_batch}, {a.threads} thread(s); "
-          f"{a.steps} steps a side a round, {a.rounds} rounds, order alternating\n")  # fmt: skip
+          f"{a.steps} steps a side a round, {a.rounds} rounds, order alternating\n")
     rows, ratios = [], []
     for i in range(a.rounds):
         order = (True, False) if i % 2 == 0 else (False, True)
@@ -80,8 +80,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for t in (False, True):
             r = res[t]
             rows.append([str(i + 1), "tuned" if t else "default", f"{r['wall'] / a.steps * 1e3:.0f}",
-                         f"{r['tokens'] / r['wall']:,.0f}", f"{r['user']:.2f}", f"{r['sys']:.2f}", f"{r['faults']:,}"])  # fmt: skip
+                         f"{r['tokens'] / r['wall']:,.0f}", f"{r['user']:.2f}", f"{r['sys']:.2f}", f"{r['faults']:,}"])
     print(table(rows, ["round", "allocator", "ms/step", "tokens/s", "user s", "sys s", "minor faults"]))
     print(f"\nspeed-up (default wall / tuned wall, per round): {', '.join(f'{r:.2f}x' for r in ratios)}; "
-          f"median {statistics.median(ratios):.2f}x; losses bit-identical on both sides")  # fmt: skip
+          f"median {statistics.median(ratios):.2f}x; losses bit-identical on both sides")
     return 0

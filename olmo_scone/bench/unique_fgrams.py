@@ -143,27 +143,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not vpath.is_file():
         build_vocab([str(x) for x in manifest.token_files("train")], manifest.dtype.name, tok["vocab_size"],
                     tok["eos_token_id"], tok["pad_token_id"], max(a.sizes), 5, vpath, 8.0,
-                    {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]})  # fmt: skip
+                    {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]})
     vocab = load_vocab(vpath, verify=False, tokenizer_sha256=tok["sha256"])
     sizes = [s for s in a.sizes if s <= len(vocab)]
     print(f"corpus: {manifest.num_tokens('train'):,} train tokens; vocabulary: {len(vocab):,} f-grams (count >= 5)")
     points = measure_unique(manifest, vocab, sizes, a.batches, a.seq, a.repeats, seed=0)
     print(table([[f"{p['S']:,}", p["B"], f"{p['N']:,}", f"{p['matched']:,.0f}", f"{p['U']:,.0f}", f"{p['U'] / p['N']:.4f}"]
-                 for p in points], ["S", "sequences", "tokens N", "matched positions", "unique f-grams U", "U / N"]))  # fmt: skip
+                 for p in points], ["S", "sequences", "tokens N", "matched positions", "unique f-grams U", "U / N"]))
     rates = match_rates(manifest, vocab, sizes)
     worst = max(abs(occupancy(rates[p["S"]], p["N"]) / p["U"] - 1) for p in points)
     print(table([[f"{p['S']:,}", p["B"], f"{p['U']:,.0f}", f"{occupancy(rates[p['S']], p['N']):,.0f}"] for p in points
-                 if p["B"] in (1, 16, 256, 1024)], ["S", "sequences", "U measured", "U occupancy model"]))  # fmt: skip
+                 if p["B"] in (1, 16, 256, 1024)], ["S", "sequences", "U measured", "U occupancy model"]))
     big = [p for p in points if p["B"] >= 64]
     worst_big = max(abs(occupancy(rates[p["S"]], p["N"]) / p["U"] - 1) for p in big)
     print(f"occupancy model vs the measured points: largest relative error {worst_big:.1%} over the {len(big)} with "
           f">= 64 sequences a batch, {worst:.1%} over all {len(points)} (within one document f-grams repeat, so small "
-          "batches hold fewer distinct ones than independent draws would)")  # fmt: skip
+          "batches hold fewer distinct ones than independent draws would)")
     frac = {s: float(r.sum()) for s, r in rates.items()}
     print("matched fraction of positions by S: " + ", ".join(f"{s:,}: {f:.3f}" for s, f in frac.items()))
     z = zipf_fit(rates[max(sizes)], lo=1000)
     print(f"Zipf tail of the {max(sizes):,}-f-gram vocabulary's match rates (ranks >= 1,000): "
-          f"p_r = {z['A']:.3g} * r^-{z['alpha']:.3f}")  # fmt: skip
+          f"p_r = {z['A']:.3g} * r^-{z['alpha']:.3f}")
     n_paper = 2048 * 2048
     rows = []
     for s in (10_000_000, 100_000_000, 1_000_000_000):
@@ -174,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             r_lo, r_hi = flops_ratio(cfg, lo, n_paper), flops_ratio(cfg, hi, n_paper)
             rows.append([f"{s:,}", Path(cfg).stem.split("-")[-1], f"{lo:,.0f} - {hi:,.0f}",
                          f"{lo / n_paper:.2f} - {hi / n_paper:.2f}", f"{r_lo['expected']:.2f}x - {r_hi['expected']:.2f}x",
-                         f"{r_hi['bound']:.2f}x"])  # fmt: skip
+                         f"{r_hi['bound']:.2f}x"])
     tags = a.work / f"tags-{len(vocab)}"
     if not (tags / "fgram_tags.json").is_file():
         from ..data.sources import open_token_files
@@ -184,8 +184,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for seq, micro, per_rank in ((128, 16, 16), (a.seq, 4, 8)):
         r = batch_builder_ms(manifest.root, vpath, tags, seq, micro, per_rank)
         print(f"host-side batch building (S = {len(vocab):,}, {per_rank} x {seq} tokens a rank a step): "
-              f"{r['ms_per_step']:.1f} ms a step, {r['us_per_token']:.2f} us a token")  # fmt: skip
+              f"{r['ms_per_step']:.1f} ms a step, {r['us_per_token']:.2f} us a token")
     print(f"\nextrapolated to the paper's batch (2048 x 2048 = {n_paper:,} tokens), OLMo-1B main model:")
     print(table(rows, ["S", "A_fgram", f"U (model; matched fraction {frac[max(sizes)]:.2f} - 1)", "U / N",
-                       "training FLOPs vs baseline (expected)", "(bound: no sharing)"]))  # fmt: skip
+                       "training FLOPs vs baseline (expected)", "(bound: no sharing)"]))
     return 0

@@ -187,7 +187,7 @@ def _run_dolma_tokens(staging: Path, dest: Path, tok: TokenizerSpec, processes: 
         "--dtype", tok.dtype.name,
         "--processes", str(processes),
         "--seed", str(seed),
-    ]  # fmt: skip
+    ]
     # dolma's own progress bars are passed through live (only on a terminal: in a log, its bars would
     # be thousands of lines); the tail is kept for the error message. On a full disk dolma's workers
     # deadlock, so the run is watched (olmo_scone/supervision.py) and ended with one line.
@@ -243,7 +243,7 @@ def _canonical_order(split_dir: Path, tok: TokenizerSpec, n_shards: int) -> None
     for i, part in enumerate(parts):
         pos = 0
         with open(out / f"part-{i:05d}.npy", "wb") as f_tok, gzip.open(out / f"part-{i:05d}.csv.gz", "wt",
-                                                                        encoding="utf-8", newline="") as f_meta:  # fmt: skip
+                                                                        encoding="utf-8", newline="") as f_meta:
             w = csv.writer(f_meta)
             for index, fi, start, end, doc_id in part:
                 f_tok.write(np.ascontiguousarray(maps[fi][start:end]).tobytes())
@@ -276,7 +276,7 @@ def _collect_split(root: Path, split: str, tok: TokenizerSpec, expected_docs: in
             if n_eos != len(offsets):
                 fail(f"{npy}: {n_eos} EOS tokens for {len(offsets)} documents (EOS inside a document's text?)")
         files.append({"path": f"{split}/{npy.name}", "metadata": f"{split}/{meta.name}",
-                      "tokens": int(len(tokens)), "documents": int(len(offsets))})  # fmt: skip
+                      "tokens": int(len(tokens)), "documents": int(len(offsets))})
         total_tokens += len(tokens)
         total_docs += len(offsets)
     if total_docs != expected_docs:
@@ -351,7 +351,7 @@ def corpus_statistics(m: TokenManifest) -> str:
     tok = m.tokenizer
     buf.write(f"dataset   {m.root}\n")
     buf.write(f"tokenizer {tok['name']} (vocab {tok['vocab_size']}, eos {tok['eos_token_id']}, "
-              f"pad {tok['pad_token_id']}, sha256 {tok['sha256'][:12]}), dtype {m.dtype.name}\n")  # fmt: skip
+              f"pad {tok['pad_token_id']}, sha256 {tok['sha256'][:12]}), dtype {m.dtype.name}\n")
     buf.write(f"{'split':<8}{'documents':>12}{'tokens':>14}{'tokens/doc':>12}{'distinct ids':>14}{'files':>7}\n")
     for split in m.data["splits"]:
         info = m.split(split)

@@ -45,7 +45,7 @@ def check_token_ids(f: TokenFile, vocab_size: int, tokenizer: str, chunk: int = 
         top = int(data[lo : lo + chunk].max())
         if top >= vocab_size:
             fail(f"{f.path}: token id {top} is not below {tokenizer}'s vocabulary size {vocab_size}: the file was "
-                 f"written with another tokenizer or dtype (read as {f.dtype.name})")  # fmt: skip
+                 f"written with another tokenizer or dtype (read as {f.dtype.name})")
 
 
 def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] = None) -> TokenFiles:

@@ -55,7 +55,7 @@ def fgram_batch(rows, vocab: FgramVocab) -> FgramBatch:
     lengths = np.asarray(vocab.lengths[uniq]).astype(np.int64)
     return FgramBatch(torch.from_numpy(uniq), torch.from_numpy(tokens.reshape(len(uniq), vocab.max_n)),
                       torch.from_numpy(lengths), torch.from_numpy(matched),
-                      torch.from_numpy(inverse.reshape(-1).astype(np.int64)))  # fmt: skip
+                      torch.from_numpy(inverse.reshape(-1).astype(np.int64)))
 
 
 def rows_in_instance(rows: np.ndarray, tokens: np.ndarray, matcher, max_n: int) -> np.ndarray:

@@ -41,7 +41,7 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing vocabulary file")
     a = p.parse_args(argv)
     settings = CountSettings(max_n=a.max_n, num_fgrams=a.num_fgrams, min_count=a.min_count, processes=a.processes,
-                             memory_gb=a.memory_gb, chunk_tokens=a.chunk_tokens, work_dir=a.work_dir)  # fmt: skip
+                             memory_gb=a.memory_gb, chunk_tokens=a.chunk_tokens, work_dir=a.work_dir)
     settings.validate()
     if a.ray is not None and a.work_dir is not None:
         fail("--work-dir is for local runs: under --ray, partial counts live in Ray's object store")
@@ -67,7 +67,7 @@ def _count_on_ray(address: str, sources, tok, settings: CountSettings):
     ex = RayExecutor(address, settings.processes, object_store_gb=max(0.1, settings.memory_gb / 2))
     try:
         return count_fgrams(sources, int(tok["vocab_size"]), int(tok["eos_token_id"]), int(tok["pad_token_id"]),
-                            settings, executor=ex)  # fmt: skip
+                            settings, executor=ex)
     finally:
         ex.close()
 
@@ -88,7 +88,7 @@ def _count_beside(out: Path, sources, tok, settings: CountSettings):
         if not full_disk(e, settings.work_dir):
             raise
         fail(f"no space left on device for the partial counts in {settings.work_dir}: free space, or give --work-dir "
-             "on a larger disk (nothing half-written was kept)")  # fmt: skip
+             "on a larger disk (nothing half-written was kept)")
     finally:
         if own:
             shutil.rmtree(settings.work_dir, ignore_errors=True)
@@ -111,19 +111,19 @@ def _write_vocab(a, res, files, tok) -> int:
     digest = save_vocab(a.out, res.tokens, res.lengths, res.counts, meta)
     st = res.stats
     print(f"wrote {a.out}: {len(res.counts):,} f-grams (asked {a.num_fgrams:,}; {st['frequent_ngrams']:,} n-grams "
-          f"seen >= {a.min_count} times), sha256 {digest[:12]}")  # fmt: skip
+          f"seen >= {a.min_count} times), sha256 {digest[:12]}")
     print(f"corpus {st['corpus_tokens']:,} tokens, {st['wall_time_s']:.1f} s "
           f"({st['corpus_tokens'] / max(st['wall_time_s'], 1e-9) / 1e6:.2f}M tokens/s), peak RSS {st['peak_rss_gb']:.2f} GB, "
-          f"{st['processes']} processes, {st['partitions']} partition(s)")  # fmt: skip
+          f"{st['processes']} processes, {st['partitions']} partition(s)")
     if st["executor"] == "ray":
         print(f"ray: tasks ran on {st['task_nodes']} node(s); driver peak RSS {st['driver_peak_rss_gb']:.2f} GB, "
-              f"worker peak RSS up to {max(st['worker_peak_rss_gb'].values()):.2f} GB")  # fmt: skip
+              f"worker peak RSS up to {max(st['worker_peak_rss_gb'].values()):.2f} GB")
     by_len = np.bincount(res.lengths.astype(np.int64), minlength=a.max_n + 1)
     print("by length: " + ", ".join(f"n={n}: {by_len[n]:,}" for n in range(2, a.max_n + 1)))
     print(f"lowest kept count: {int(res.counts[-1])}")
     if len(res.counts) < a.num_fgrams:
         print(f"warning: only {len(res.counts):,} n-grams occur {a.min_count} times or more, fewer than the "
-              f"{a.num_fgrams:,} asked for; the vocabulary holds all of them", file=sys.stderr)  # fmt: skip
+              f"{a.num_fgrams:,} asked for; the vocabulary holds all of them", file=sys.stderr)
     return 0
 
 
@@ -148,5 +148,5 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     with OutputLock(a.out, "--out"):  # one writer per output; removes a killed run's temporaries
         meta = tag_token_files(files, vocab, a.vocab, a.out, a.overwrite, ray_address=a.ray)
     print(f"tagged {meta['positions']:,} positions in {len(meta['files'])} files: "
-          f"{meta['matched_fraction']:.1%} end an f-gram; {meta['wall_time_s']:.1f} s -> {a.out}", file=sys.stdout)  # fmt: skip
+          f"{meta['matched_fraction']:.1%} end an f-gram; {meta['wall_time_s']:.1f} s -> {a.out}", file=sys.stdout)
     return 0

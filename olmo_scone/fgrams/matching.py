@@ -30,7 +30,7 @@ from .vocab import FgramVocab
 
 #: the arrays of a saved matcher: attribute -> (file, dtype)
 MATCHER_FILES = {"index_keys": ("index-keys.npy", np.uint64), "index_values": ("index-values.npy", np.int64),
-                 "node_row": ("node-row.npy", np.int64), "lengths": ("lengths.npy", np.int8)}  # fmt: skip
+                 "node_row": ("node-row.npy", np.int64), "lengths": ("lengths.npy", np.int8)}
 
 
 class FgramMatcher:
@@ -74,7 +74,7 @@ class FgramMatcher:
     # ---- on disk -----------------------------------------------------------------------
     def _arrays(self) -> Dict[str, np.ndarray]:
         return {"index_keys": self.index.keys, "index_values": self.index.values, "node_row": self.node_row,
-                "lengths": self.lengths}  # fmt: skip
+                "lengths": self.lengths}
 
     def save(self, folder: Path) -> Dict:
         """Write the arrays (atomically, one file each) into ``folder``; returns what a manifest
@@ -89,7 +89,7 @@ class FgramMatcher:
                 np.save(f, np.ascontiguousarray(arr, dtype=dtype), allow_pickle=False)
             files[name] = {"file": fname, "length": int(len(arr)), "sha256": sha256_file(folder / fname)}
         return {"vocab_size": self.vocab_size, "max_n": self.max_n, "num_fgrams": self.num_fgrams,
-                "bits": self.index.bits, "max_probe": self.index.max_probe, "files": files}  # fmt: skip
+                "bits": self.index.bits, "max_probe": self.index.max_probe, "files": files}
 
     @classmethod
     def load(cls, folder: Path, meta: Dict, mmap: bool = False, verify: bool = True) -> "FgramMatcher":

@@ -55,7 +55,7 @@ def tag_file(matcher: FgramMatcher, path: str, dtype: str, length: int, dest: Pa
 
 
 def tag_token_files(files: TokenFiles, vocab: FgramVocab, vocab_path: Path, out: Path, overwrite: bool = False,
-                    ray_address: Optional[str] = None) -> Dict:  # fmt: skip
+                    ray_address: Optional[str] = None) -> Dict:
     """Tag every file of ``files``: here, one file after another, or (``ray_address``) one Ray task
     per file, writing into ``out`` (which every node must then reach at the same path)."""
     vocab.check_tokenizer(files.tokenizer["sha256"], what="the token files")
@@ -72,7 +72,7 @@ def tag_token_files(files: TokenFiles, vocab: FgramVocab, vocab_path: Path, out:
         else:
             matched = _tag_on_ray(ray_address, matcher, jobs)
         entries = [{"split": f.split, "tokens": f.relpath, "path": f"{f.relpath}.fgram.npy",
-                    "positions": int(f.length), "matched": m} for f, m in zip(files.files, matched)]  # fmt: skip
+                    "positions": int(f.length), "matched": m} for f, m in zip(files.files, matched)]
         total = sum(e["positions"] for e in entries)
         meta = {
             "format": TAGS_FORMAT,
@@ -125,7 +125,7 @@ def _tag_task(matcher: FgramMatcher, path: str, dtype: str, length: int, dest: P
         import socket
 
         fail(f"cannot read or write {e.filename} on node {socket.gethostname()}: every node must see --tokens "
-             "and --out at the same paths (shared storage)")  # fmt: skip
+             "and --out at the same paths (shared storage)")
 
 
 def load_tags_manifest(out: Path) -> Dict:

@@ -80,7 +80,7 @@ def save_vocab(path: str | Path, tokens: np.ndarray, lengths: np.ndarray, counts
     digest = content_sha256(tokens, lengths, counts)
     metadata = {k: str(v) for k, v in meta.items()}
     metadata.update(format=FORMAT, format_version=FORMAT_VERSION, max_n=str(tokens.shape[1]),
-                    size=str(len(tokens)), sha256=digest)  # fmt: skip
+                    size=str(len(tokens)), sha256=digest)
     data = safetensors_bytes({"tokens": tokens, "lengths": lengths, "counts": counts}, metadata)  # same content, same bytes
     with atomic_file(path, "wb") as f:
         f.write(data)

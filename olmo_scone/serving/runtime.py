@@ -36,7 +36,7 @@ class PreparedBatch:
 
 class ServedModel:
     def __init__(self, artifact: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True,
-                 tokenizer_sha256: Optional[str] = None):  # fmt: skip
+                 tokenizer_sha256: Optional[str] = None):
         """Open a serving artifact. ``mode`` places the table *and* the matcher's index: in RAM, or
         memory-mapped from disk (then opening reads neither; lookups fault in what they touch).
         The vocabulary itself is not kept: serving needs only the index built from it."""
@@ -56,7 +56,7 @@ class ServedModel:
         matcher = FgramMatcher.load(root / m["matcher"]["folder"], m["matcher"], mmap=(mode == "mmap"), verify=verify)
         if matcher.num_fgrams != int(m["rows"]) or matcher.vocab_size != cfg.model.vocab_size:
             fail(f"{root}: the matcher's index ({matcher.num_fgrams} f-grams, vocab {matcher.vocab_size}) does not fit "
-                 f"the table ({m['rows']} rows) and model (vocab {cfg.model.vocab_size})")  # fmt: skip
+                 f"the table ({m['rows']} rows) and model (vocab {cfg.model.vocab_size})")
         cfg.model.init_device = device
         cfg.model.fgram.vocab_path = None
         cfg.model.fgram.num_fgrams = int(m["rows"])

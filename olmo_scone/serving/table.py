@@ -180,7 +180,7 @@ def load_artifact_manifest(root: Path) -> Dict:
         fail(f"{p}: not an olmo-scone serving artifact")
     if m.get("format_version") != ARTIFACT_VERSION:
         fail(f"{p}: serving artifact format version {m.get('format_version')}, this olmo-scone reads version "
-             f"{ARTIFACT_VERSION}: re-export it (scripts/export_embeddings.py SAVE_FOLDER --out DIR --overwrite)")  # fmt: skip
+             f"{ARTIFACT_VERSION}: re-export it (scripts/export_embeddings.py SAVE_FOLDER --out DIR --overwrite)")
     missing = [k for k in ("dtype", "d_model", "rows", "shards") if k not in m]
     if missing:
         fail(f"{p}: missing {', '.join(missing)}; the artifact is corrupt: re-export it")
@@ -215,7 +215,7 @@ def check_shard_header(path: Path, entry: Dict, dtype: str, d_model: int) -> Non
     got = (meta.get("format"), meta.get("dtype"), meta.get("row_start"), meta.get("row_stop"), meta.get("d_model"))
     if got != (FORMAT, dtype, str(lo), str(hi), str(d_model)):
         fail(f"table shard {path} is not the one the manifest lists (it holds {got[1]} rows {got[2]}..{got[3]} "
-             f"of d_model {got[4]}; the manifest: {dtype} rows {lo}..{hi} of d_model {d_model})")  # fmt: skip
+             f"of d_model {got[4]}; the manifest: {dtype} rows {lo}..{hi} of d_model {d_model})")
     want = _expected_tensors(dtype, hi - lo, d_model)
     have = {k: (v.get("dtype"), v.get("shape")) for k, v in header.items()}
     if have != {k: (t, list(sh)) for k, (t, sh) in want.items()}:

@@ -80,7 +80,7 @@ def write_shard(path: Path, tensors: Dict[str, torch.Tensor], dtype: str, row_st
 
     digest = tensors_sha256(tensors)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dtype": dtype, "row_start": str(row_start),
-            "row_stop": str(row_stop), "d_model": str(d_model), "sha256": digest}  # fmt: skip
+            "row_stop": str(row_stop), "d_model": str(d_model), "sha256": digest}
     atomic_write_bytes(path, safetensors_bytes(tensors, meta))  # same rows, same bytes, whoever writes them
     return digest
 

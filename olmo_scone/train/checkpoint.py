@@ -77,7 +77,7 @@ def _allowed_names() -> set:
 def _refusal(path: Path, names: List[str]) -> str:
     return (f"refused to load {path}: its pickle references {', '.join(names[:3])}, which a checkpoint of this "
             "trainer never holds (it could run code when loaded); only tensors and the types listed in "
-            "docs/training.md#safe-checkpoint-loading are read")  # fmt: skip
+            "docs/training.md#safe-checkpoint-loading are read")
 
 
 def check_pickle_file(path: Path) -> None:

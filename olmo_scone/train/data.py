@@ -43,10 +43,10 @@ def check_sidecar(manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optiona
     meta = load_tags_manifest(tags_dir)
     if meta.get("tokens_fingerprint") != manifest.data["fingerprint"]:
         fail(f"f-gram sidecar {tags_dir} was made from other token files than {manifest.root} "
-             "(fingerprints differ); re-run scripts/tag_fgrams.py on these token files")  # fmt: skip
+             "(fingerprints differ); re-run scripts/tag_fgrams.py on these token files")
     if vocab_sha256 is not None and meta.get("vocab_sha256") != vocab_sha256:
         fail(f"f-gram sidecar {tags_dir} was made with another f-gram vocabulary (sha256 "
-             f"{str(meta.get('vocab_sha256'))[:12]}, model's {vocab_sha256[:12]}); re-run scripts/tag_fgrams.py")  # fmt: skip
+             f"{str(meta.get('vocab_sha256'))[:12]}, model's {vocab_sha256[:12]}); re-run scripts/tag_fgrams.py")
     by_tokens = {e["tokens"]: e for e in meta["files"]}
     out = {}
     for f in manifest.split("train")["files"]:
@@ -62,10 +62,10 @@ def check_sidecar(manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optiona
 
 class TrainBatches:
     def __init__(self, tokens_dir: str | Path, seq_len: int, global_batch: int, micro_batch: int, world_size: int,
-                 rank: int, seed: int, tags_dir: Optional[str | Path] = None, vocab: Optional[FgramVocab] = None):  # fmt: skip
+                 rank: int, seed: int, tags_dir: Optional[str | Path] = None, vocab: Optional[FgramVocab] = None):
         if global_batch % (micro_batch * world_size):
             fail(f"global_train_batch_size {global_batch} is not a multiple of device_train_microbatch_size "
-                 f"{micro_batch} x world size {world_size}")  # fmt: skip
+                 f"{micro_batch} x world size {world_size}")
         self.manifest = load_manifest(tokens_dir)
         self.seq_len, self.global_batch, self.micro_batch = seq_len, global_batch, micro_batch
         self.world_size, self.rank, self.seed = world_size, rank, seed
@@ -80,7 +80,7 @@ class TrainBatches:
         self.offsets = np.cumsum([0] + [f.instances for f in self.files])
         if self.num_instances < global_batch:
             fail(f"{tokens_dir} holds {self.num_instances} instances of {seq_len} tokens, fewer than one global batch "
-                 f"({global_batch})")  # fmt: skip
+                 f"({global_batch})")
         self._perm_epoch = -1
         self._perm = np.zeros(0, np.int64)
         self._mm: Dict[Path, np.memmap] = {}

@@ -56,12 +56,12 @@ def check_user_config(derived: Dict[str, Any], user: Dict[str, Any], source: Pat
     for key in ("optimizer", "scheduler"):
         if key in user:
             fail(f"{source} sets DeepSpeed's {key!r}: this trainer builds OLMo's {key} from the YAML "
-                 f"({'optimizer.*' if key == 'optimizer' else 'scheduler.*'}); remove it there")  # fmt: skip
+                 f"({'optimizer.*' if key == 'optimizer' else 'scheduler.*'}); remove it there")
     for path, yaml_key in OWNED.items():
         mine, theirs = _get(derived, path), _get(user, path)
         if theirs is not _MISSING and theirs != mine:
             fail(f"{source} sets {'.'.join(path)} = {theirs!r} but the YAML gives {mine!r} ({yaml_key}): change "
-                 "the YAML instead, or remove the key from the JSON")  # fmt: skip
+                 "the YAML instead, or remove the key from the JSON")
 
 
 def deepspeed_config(cfg: SconeTrainConfig, world_size: int) -> Dict[str, Any]:
@@ -71,7 +71,7 @@ def deepspeed_config(cfg: SconeTrainConfig, world_size: int) -> Dict[str, Any]:
     micro, glob = cfg.device_train_microbatch_size, cfg.global_train_batch_size
     if glob % (micro * world_size):
         fail(f"global_train_batch_size ({glob}) must be a multiple of device_train_microbatch_size ({micro}) "
-             f"x world size ({world_size})")  # fmt: skip
+             f"x world size ({world_size})")
     if cfg.precision not in (None, "fp32", "amp_bf16", "amp_fp16"):
         fail(f"precision {cfg.precision!r}: use fp32, amp_bf16 or amp_fp16")
     ds = cfg.deepspeed

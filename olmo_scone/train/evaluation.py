@@ -60,12 +60,12 @@ def _downstream(cfg: SconeTrainConfig, ev, tokenizer, device: torch.device):
         dataset.samples = []
         dataset.prep_examples()
     sampler = DistributedSampler(dataset, drop_last=ev.data.drop_last, shuffle=False, num_replicas=get_world_size(),
-                                 rank=get_global_rank(), seed=cfg.seed)  # fmt: skip
+                                 rank=get_global_rank(), seed=cfg.seed)
     loader = DataLoader(dataset, batch_size=ev.device_eval_batch_size or cfg.device_eval_batch_size,
-                        collate_fn=dataset.collate_fn, num_workers=ev.data.num_workers, sampler=sampler)  # fmt: skip
+                        collate_fn=dataset.collate_fn, num_workers=ev.data.num_workers, sampler=sampler)
     return Evaluator(label=ev.label, type=ev.type, eval_loader=loader,
                      eval_metric=ICLMetric(metric_type=dataset.metric_type).to(device),
-                     subset_num_batches=ev.subset_num_batches)  # fmt: skip
+                     subset_num_batches=ev.subset_num_batches)
 
 
 @torch.no_grad()

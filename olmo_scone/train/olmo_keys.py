@@ -25,7 +25,7 @@ HONOURED: Tuple[str, ...] = (
     "precision", "max_grad_norm", "activation_checkpointing",
     "wandb.project", "wandb.entity", "wandb.group", "wandb.name", "wandb.tags",
     "evaluators", "eval_interval", "console_log_interval", "deepspeed.",
-)  # fmt: skip
+)
 
 #: honoured keys whose value is nevertheless restricted (the trainer implements one meaning)
 RESTRICTED = {
@@ -95,4 +95,4 @@ def refuse_unsupported(cfg) -> None:
         shown = "; ".join(f"{k} = {v!r} (OLMo's default: {d!r})" for k, v, d in bad[:3])
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         fail(f"this DeepSpeed trainer does not implement {shown}{more}: remove them, or set them to OLMo's "
-             "default (docs/training.md lists the keys it honours)")  # fmt: skip
+             "default (docs/training.md lists the keys it honours)")

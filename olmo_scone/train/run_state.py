@@ -115,7 +115,7 @@ def plan_start(cfg, identity: Dict[str, Any], max_steps: int, resume: bool) -> S
         if cfg.load_policy == "restart" and not resume:
             return StartPlan("fresh", f"{folder} held another run ({'; '.join(changed[:3])}): starting over (load_policy=restart)")
         fail(f"save_folder {folder} holds a run made from other inputs ({'; '.join(changed[:4])}"
-             f"{'; ...' if len(changed) > 4 else ''}): use another save_folder, or load_policy=restart to start it over")  # fmt: skip
+             f"{'; ...' if len(changed) > 4 else ''}): use another save_folder, or load_policy=restart to start it over")
     if finished is not None:
         if max_steps == finished["step"]:
             return StartPlan("done", f"{folder} already finished step {finished['step']} of this run: nothing to do")
@@ -123,7 +123,7 @@ def plan_start(cfg, identity: Dict[str, Any], max_steps: int, resume: bool) -> S
             if cfg.load_policy == "restart" and not resume:
                 return StartPlan("fresh", f"{folder} finished at step {finished['step']}, past max_duration: starting over (load_policy=restart)")
             fail(f"{folder} finished at step {finished['step']}, past max_duration ({max_steps} steps): raise "
-                 "max_duration to continue it, or use another save_folder")  # fmt: skip
+                 "max_duration to continue it, or use another save_folder")
         return StartPlan("resume", f"max_duration raised from {finished['step']} to {max_steps} steps: continuing from {tag}")
     return StartPlan("resume", f"resuming {folder} from {tag}")
 
@@ -145,4 +145,4 @@ def record_finish(cfg, step: int) -> None:
     folder = Path(cfg.save_folder)
     run = _read(folder / RUN_FILE) or {}
     atomic_write_json(folder / FINISHED_FILE, {"step": step, "max_duration": str(cfg.max_duration),
-                                               "fingerprint": run.get("fingerprint"), "finished": time.time()})  # fmt: skip
+                                               "fingerprint": run.get("fingerprint"), "finished": time.time()})

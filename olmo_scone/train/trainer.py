@@ -129,14 +129,14 @@ class SconeTrainer:
                     block.set_activation_checkpointing(cfg.activation_checkpointing)
         self.batches = TrainBatches(cfg.data.tokens_dir, model_cfg.max_sequence_length, cfg.global_train_batch_size,
                                     cfg.device_train_microbatch_size, self.world, self.rank, cfg.seed,
-                                    tags_dir=cfg.data.fgram_tags, vocab=vocab)  # fmt: skip
+                                    tags_dir=cfg.data.fgram_tags, vocab=vocab)
         if vocab is not None:  # in-loop evaluation matches with the same (memory-mapped) index
             self.model._matcher = self.batches.matcher
         o = cfg.optimizer
         if o.name != "adamw":
             fail(f"optimizer.name {o.name!r}: this trainer runs AdamW (the paper's optimizer)")
         optimizer = torch.optim.AdamW(get_param_groups(cfg, self.model), lr=o.learning_rate, betas=tuple(o.betas),
-                                      weight_decay=o.weight_decay, eps=o.eps)  # fmt: skip
+                                      weight_decay=o.weight_decay, eps=o.eps)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=self.model, optimizer=optimizer, config=ds_cfg)
         self.scheduler = build_scheduler(cfg)
         self.max_steps = max_steps(cfg)
@@ -164,7 +164,7 @@ class SconeTrainer:
             latest = self.save_folder / "latest"
             kept = latest.read_text().strip() if latest.is_file() else "none"
             fail(f"no space left on device saving checkpoint step{self.step} in {self.save_folder}: 'latest' still "
-                 f"points at the last whole checkpoint ({kept}); free space, then resume")  # fmt: skip
+                 f"points at the last whole checkpoint ({kept}); free space, then resume")
         if self.rank == 0:
             prune_checkpoints(self.save_folder, self.cfg.save_num_checkpoints_to_keep)
 
@@ -212,7 +212,7 @@ class SconeTrainer:
         self.step += 1
         self.tokens_seen += self.cfg.global_train_batch_size * self.cfg.model.max_sequence_length
         return step_metrics(mean.item() / self.world, [g["lr"] for g in self.optimizer.param_groups],
-                            self.engine.get_global_grad_norm(), fgram)  # fmt: skip
+                            self.engine.get_global_grad_norm(), fgram)
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self) -> None:
@@ -242,7 +242,7 @@ class SconeTrainer:
             now = time.time()
             m.update({"step": self.step, "tokens": self.tokens_seen, "throughput/total_tokens": self.tokens_seen,
                       "throughput/device/tokens_per_second": (self.tokens_seen - tokens_last) / max(now - t_last, 1e-9) / self.world,
-                      "System/Peak RSS (MB)": _max_rss_gb() * 1024})  # fmt: skip
+                      "System/Peak RSS (MB)": _max_rss_gb() * 1024})
             if self.device.type == "cuda":
                 m["System/Peak GPU Memory (MB)"] = torch.cuda.max_memory_allocated(self.device) / 2**20
             if self.evaluators and cfg.eval_interval and (self.step % cfg.eval_interval == 0 or self.step == self.max_steps):
@@ -273,7 +273,7 @@ class SconeTrainer:
         return wandb.init(project=w.project, entity=w.entity, group=w.group, name=w.name or self.cfg.run_name,
                           tags=w.tags, config={**self.cfg.asdict(), "deepspeed_config": self.ds_config},
                           dir=str(self.save_folder), mode=mode,
-                          resume="allow", id=(w.name or self.cfg.run_name or "run").replace("/", "-"))  # fmt: skip
+                          resume="allow", id=(w.name or self.cfg.run_name or "run").replace("/", "-"))
 
     def _log(self, m: Dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
@@ -286,7 +286,7 @@ class SconeTrainer:
         if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
             print(f"step {self.step}/{self.max_steps}  loss {m['train/CrossEntropyLoss']:.4f}  "
                   f"lr {m['optim/learning_rate_group0']:.2e}  "
-                  f"{m['throughput/device/tokens_per_second'] * self.world:,.0f} tok/s", flush=True)  # fmt: skip
+                  f"{m['throughput/device/tokens_per_second'] * self.world:,.0f} tok/s", flush=True)
 
 
 def step_metrics(loss: float, lrs: List[float], grad_norm, fgram: Dict[str, int]) -> Dict[str, float]:

@@ -102,7 +102,7 @@ class RayExecutor:
             raise
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as e:
             fail(f"Ray task {fn.__name__} failed {MAX_RETRIES + 1} times ({type(e).__name__}): "
-                 "its workers or nodes kept dying (out of memory? see `ray status` and the raylet logs)")  # fmt: skip
+                 "its workers or nodes kept dying (out of memory? see `ray status` and the raylet logs)")
 
     def put(self, value: Any) -> Any:
         """``value`` in the object store, once; tasks given the ref read it there."""

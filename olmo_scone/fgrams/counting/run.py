@@ -40,7 +40,7 @@ class _Pass:
 
 
 def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad: int, s: CountSettings,
-                 executor=None) -> FgramCounts:  # fmt: skip
+                 executor=None) -> FgramCounts:
     """Count f-grams over ``sources`` (see the package docstring) with ``executor`` (local worker
     processes by default, or a :class:`~.ray_executor.RayExecutor`)."""
     s.validate()
@@ -109,7 +109,7 @@ def _note_workers(workers: Dict[tuple, float], smalls: Sequence[Dict]) -> None:
 
 
 def _run_pass(ex, plan: CountPlan, n: int, indexes: List, vocab_size: int, eos: int, pad: int, s: CountSettings,
-              workers: Dict, pass_stats: List[Dict]) -> _Pass:  # fmt: skip
+              workers: Dict, pass_stats: List[Dict]) -> _Pass:
     """Count pass ``n`` (map), merge each partition (reduce), publish the survivors' index."""
     t0 = time.time()
     P = plan.partitions
@@ -120,7 +120,7 @@ def _run_pass(ex, plan: CountPlan, n: int, indexes: List, vocab_size: int, eos: 
     by_partition = [[partials[c][p] for c in range(len(partials))] for p in range(P)]
     del partials
     merged, summaries = ex.map(merge_partition, [(s.min_count, *parts) for parts in by_partition], num_big=1,
-                               desc=f"merge n={n}" if P > 1 else "")  # fmt: skip
+                               desc=f"merge n={n}" if P > 1 else "")
     ex.free([h for parts in by_partition for h in parts])
     del by_partition
     _note_workers(workers, summaries)
@@ -135,7 +135,7 @@ def _run_pass(ex, plan: CountPlan, n: int, indexes: List, vocab_size: int, eos: 
     pass_stats.append({"n": n, "candidates": int(sum(x["candidates"] for x in chunk_stats)),
                        "chunk_distinct": int(sum(x["distinct"] for x in chunk_stats)), "frequent": int(frequent),
                        "seconds": round(time.time() - t0, 2), "count_s": round(t_merge - t0, 2),
-                       "merge_s": round(t_index - t_merge, 2), "index_s": round(time.time() - t_index, 2)})  # fmt: skip
+                       "merge_s": round(t_index - t_merge, 2), "index_s": round(time.time() - t_index, 2)})
     return _Pass(n, survivors, summaries, index)
 
 

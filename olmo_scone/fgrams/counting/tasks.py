@@ -50,10 +50,10 @@ def read_chunk(chunk: Chunk, context: int) -> Tuple[np.ndarray, int]:
         mm = np.memmap(chunk.path, dtype=np.dtype(chunk.dtype), mode="r")
     except OSError as e:
         fail(f"cannot read token file {chunk.path} on node {socket.gethostname()}: {e.strerror or e}; "
-             "every node must see --tokens at the same path (shared storage)")  # fmt: skip
+             "every node must see --tokens at the same path (shared storage)")
     if len(mm) < chunk.end:
         fail(f"token file {chunk.path} on node {socket.gethostname()} holds {len(mm):,} tokens, the plan "
-             f"expects {chunk.end:,}: every node must see the same --tokens")  # fmt: skip
+             f"expects {chunk.end:,}: every node must see the same --tokens")
     return np.asarray(mm[lo : chunk.end], dtype=np.int64), chunk.start - lo
 
 
@@ -143,7 +143,7 @@ def merge_partition(min_count: int, *partials: Arrays):
     keys, counts = merge_counts(list(partials), min_count)
     values, freq = np.unique(counts, return_counts=True)
     summary = {"size": int(len(keys)), "hist_counts": values.astype(np.int64), "hist_freq": freq.astype(np.int64),
-               **worker_stats()}  # fmt: skip
+               **worker_stats()}
     return (keys, counts), summary
 
 
