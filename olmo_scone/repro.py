@@ -268,10 +268,10 @@ def report(root: Path, rows: List[Dict], log: List[str], steps: int, out_md: Pat
         for corpus, style, color in (("wikitext103-valid", "o-", "C0"), ("english-mix-valid", "s-", "C1")):
             if base is None:
                 continue
-            rel = lambda r: _rel_pct(r, base, corpus)  # noqa: E731
-            ax.plot([xs[i] for i in order], [rel(pts[i]) for i in order], style, color=color, label=f"SCONE-m, {corpus}")
+            ys = [_rel_pct(pts[i], base, corpus) for i in order]
+            ax.plot([xs[i] for i in order], ys, style, color=color, label=f"SCONE-m, {corpus}")
             if "baseline-2m" in by:
-                ax.axhline(rel(by["baseline-2m"]), ls=":", lw=1, color=color, label=f"baseline-2m, {corpus}")
+                ax.axhline(_rel_pct(by["baseline-2m"], base, corpus), ls=":", lw=1, color=color, label=f"baseline-2m, {corpus}")
         ax.axhline(0, ls="--", lw=1, color="k", label="baseline-m")
         ax.set(title=title, ylabel="perplexity vs baseline-m (%, lower is better)")
         if pts:  # both axes are ratios: log scale, a tick at each run and no minor-tick labels

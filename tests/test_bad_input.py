@@ -134,7 +134,8 @@ class Case(NamedTuple):
     out: Callable = None  # (tmp) -> Path that must not exist afterwards
 
 
-OUT = lambda tmp: tmp / "out"  # noqa: E731
+def OUT(tmp):
+    return tmp / "out"
 CASES = {
     # prepare_data.py
     "prepare --processes -3": Case(prepare_main, lambda a, t, s: ["--out", t / "out", "--processes", "-3"],

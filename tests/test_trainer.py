@@ -151,7 +151,8 @@ def test_the_trainer_owns_run_state(setup, tmp_path):
     refused (or, under load_policy=restart, start over); a folder without run.json is refused."""
     prepared, vpath, d = setup
     folder = tmp_path / "run"
-    run = lambda steps, *extra: train_single_process(overrides(prepared, vpath, d, folder, steps=steps, extra=extra))  # noqa: E731
+    def run(steps, *extra):
+        return train_single_process(overrides(prepared, vpath, d, folder, steps=steps, extra=extra))
     proc = run(2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     finished = json.loads((folder / "finished.json").read_text())
