@@ -57,8 +57,11 @@ class Accounting:
             table,
             f"{self.inference_fwd_flops_per_token / 1e9:.3g}",
             f"{self.training_fwd_flops_per_token / 1e9:.3g}",
-            (f"{self.fgram_device_bytes / 1e9:.3g} + {self.fgram_batch_bytes_per_seq / 1e6:.3g} MB/seq"
-             if self.fgram_device_bytes else "-"),
+            (
+                f"{self.fgram_device_bytes / 1e9:.3g} + {self.fgram_batch_bytes_per_seq / 1e6:.3g} MB/seq"
+                if self.fgram_device_bytes
+                else "-"
+            ),
         ]
 
 
@@ -70,9 +73,17 @@ def _count(n: int) -> str:
     return f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.4g}M"
 
 
-HEADER = ["config", "inference params (accelerator)", "training params", "A_fgram params", "f-grams",
-          "table + index GB (16-bit)", "inference GFLOPs/token (fwd)", "training GFLOPs/token (fwd, bound)",
-          "accelerator GB, f-gram branch (fp32 weights + per-batch inputs)"]
+HEADER = [
+    "config",
+    "inference params (accelerator)",
+    "training params",
+    "A_fgram params",
+    "f-grams",
+    "table + index GB (16-bit)",
+    "inference GFLOPs/token (fwd)",
+    "training GFLOPs/token (fwd, bound)",
+    "accelerator GB, f-gram branch (fp32 weights + per-batch inputs)",
+]
 
 
 def index_bytes(num_nodes: int) -> int:
@@ -90,7 +101,9 @@ def fgram_branch_device_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for n, t in named if not n.startswith("transformer."))
 
 
-def account(config: SconeModelConfig, name: str = "", num_fgrams: Optional[int] = None) -> Accounting:
+def account(
+    config: SconeModelConfig, name: str = "", num_fgrams: Optional[int] = None
+) -> Accounting:
     from .model import SconeOLMo
 
     cfg = dataclasses.replace(config, init_device="meta")
@@ -100,9 +113,15 @@ def account(config: SconeModelConfig, name: str = "", num_fgrams: Optional[int] 
         from .fgrams.vocab import load_vocab
 
         s = len(load_vocab(f.vocab_path, verify=False))
-    cfg = dataclasses.replace(cfg, fgram=dataclasses.replace(f, vocab_path=None, num_fgrams=s if s or f.enabled else None))
+    cfg = dataclasses.replace(
+        cfg, fgram=dataclasses.replace(f, vocab_path=None, num_fgrams=s if s or f.enabled else None)
+    )
     model = SconeOLMo(cfg, init_params=False)
-    fgram_params = sum(p.numel() for p in model.fgram_model.parameters()) if model.fgram_model is not None else 0
+    fgram_params = (
+        sum(p.numel() for p in model.fgram_model.parameters())
+        if model.fgram_model is not None
+        else 0
+    )
     main = [(n, p) for n, p in model.named_parameters() if not n.startswith("fgram_model.")]
     main_params = sum(p.numel() for _, p in main)
     # OLMo's convention: the embedding lookups (wte, wpe) cost no FLOPs
@@ -117,9 +136,22 @@ def account(config: SconeModelConfig, name: str = "", num_fgrams: Optional[int] 
         training += k * (2 * fgram_non_emb) + fc.n_layers * 4 * fc.d_model * k * k
     from .fgrams.batch import per_sequence_bytes
 
-    per_seq = per_sequence_bytes(cfg.max_sequence_length, f.max_n) if model.fgram_model is not None else 0
-    return Accounting(name, main_params, non_emb, fgram_params, s, s * cfg.d_model * 2 / 1e9,
-                      index_bytes(s) / 1e9, inference, training, fgram_branch_device_bytes(model), per_seq)
+    per_seq = (
+        per_sequence_bytes(cfg.max_sequence_length, f.max_n) if model.fgram_model is not None else 0
+    )
+    return Accounting(
+        name,
+        main_params,
+        non_emb,
+        fgram_params,
+        s,
+        s * cfg.d_model * 2 / 1e9,
+        index_bytes(s) / 1e9,
+        inference,
+        training,
+        fgram_branch_device_bytes(model),
+        per_seq,
+    )
 
 
 def summary_table(rows: List[Accounting]) -> str:
@@ -146,12 +178,18 @@ def paper_check(rows: List[Accounting]) -> List[str]:
     for r in rows:
         if r.name in PAPER_PARAMS:
             want = PAPER_PARAMS[r.name]
-            out.append(f"{r.name}: {r.main_params / 1e6:,.1f}M parameters, paper {want / 1e6:,.0f}M "
-                       f"({100 * (r.main_params - want) / want:+.2f}%)")
+            out.append(
+                f"{r.name}: {r.main_params / 1e6:,.1f}M parameters, paper {want / 1e6:,.0f}M "
+                f"({100 * (r.main_params - want) / want:+.2f}%)"
+            )
         for tag, want in PAPER_FGRAM_PARAMS.items():
             if r.name.endswith(tag) and r.fgram_model_params:
-                out.append(f"{r.name}: A_fgram {r.fgram_model_params / 1e9:.3f}B parameters, paper ~{want / 1e9:.1f}B")
+                out.append(
+                    f"{r.name}: A_fgram {r.fgram_model_params / 1e9:.3f}B parameters, paper ~{want / 1e9:.1f}B"
+                )
         if r.num_fgrams == 10_000_000:
-            out.append(f"{r.name}: table {r.table_gb:.2f} GB + our index {r.index_gb:.2f} GB = "
-                       f"{r.table_gb + r.index_gb:.2f} GB; paper {PAPER_TABLE_GB_10M} GB with its index")
+            out.append(
+                f"{r.name}: table {r.table_gb:.2f} GB + our index {r.index_gb:.2f} GB = "
+                f"{r.table_gb + r.index_gb:.2f} GB; paper {PAPER_TABLE_GB_10M} GB with its index"
+            )
     return out

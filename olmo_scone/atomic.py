@@ -46,7 +46,9 @@ def atomic_file(path: PathLike, mode: str = "wb") -> Iterator[Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide shared artifacts from the rest of a team
+        os.fchmod(
+            fd, 0o666 & ~_umask()
+        )  # mkstemp's 0600 would hide shared artifacts from the rest of a team
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -99,7 +99,9 @@ class SconeModelConfig(ModelConfig):
         return ModelConfig(**base)
 
 
-def load_config(cls: Type[C], path: str | Path, overrides: Optional[List[str]] = None, key: Optional[str] = None) -> C:
+def load_config(
+    cls: Type[C], path: str | Path, overrides: Optional[List[str]] = None, key: Optional[str] = None
+) -> C:
     """``cls.load(path, overrides)`` with user-facing errors (missing file, unknown key, bad value)."""
     path = Path(path)
     if not path.is_file():
@@ -108,7 +110,9 @@ def load_config(cls: Type[C], path: str | Path, overrides: Optional[List[str]] =
         if "=" not in o:
             fail(f"override {o!r} is not of the form key=value")
     try:
-        with warnings.catch_warnings():  # OLMo registers its resolvers with a deprecated OmegaConf call
+        with (
+            warnings.catch_warnings()
+        ):  # OLMo registers its resolvers with a deprecated OmegaConf call
             warnings.simplefilter("ignore", UserWarning)
             return cls.load(path, overrides, key=key, validate_paths=False)
     except OLMoConfigurationError as e:
@@ -132,8 +136,12 @@ def load_model_config(path: str | Path, overrides: Optional[List[str]] = None) -
     if isinstance(raw, dict) and "model" in raw:
         for o in overrides:
             if not o.startswith("model."):
-                fail(f"{path} is a training config: model overrides are written model.key=value, got {o!r}")
-        return load_config(SconeModelConfig, path, [o[len("model.") :] for o in overrides], key="model")
+                fail(
+                    f"{path} is a training config: model overrides are written model.key=value, got {o!r}"
+                )
+        return load_config(
+            SconeModelConfig, path, [o[len("model.") :] for o in overrides], key="model"
+        )
     return load_config(SconeModelConfig, path, overrides)
 
 

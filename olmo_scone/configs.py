@@ -28,7 +28,9 @@ HEADER = (
 )
 
 
-def main_model_settings(d_model: int, n_heads: int, n_layers: int, seq: int, fgram: Dict | None, init_device: str) -> Dict:
+def main_model_settings(
+    d_model: int, n_heads: int, n_layers: int, seq: int, fgram: Dict | None, init_device: str
+) -> Dict:
     """The OLMo settings that reproduce the paper's parameter counts (see the module docstring)."""
     return {
         "d_model": d_model,
@@ -59,18 +61,51 @@ def main_model_settings(d_model: int, n_heads: int, n_layers: int, seq: int, fgr
     }
 
 
-def _train(name: str, model: Dict, *, group: str, tags: List[str], data_dir: str, tags_dir: str | None,
-           batch: int, micro: int, lr: float, warmup: int, duration: str, precision: str,
-           eval_interval: int, save_interval: int, eval_tasks: List[str]) -> Dict:
-    evaluators = [{"label": "valid", "type": "lm", "data": {"datasets": {"valid": f"${{path.glob:{data_dir}/valid/*.npy}}"},
-                                                            "drop_last": True}}]
+def _train(
+    name: str,
+    model: Dict,
+    *,
+    group: str,
+    tags: List[str],
+    data_dir: str,
+    tags_dir: str | None,
+    batch: int,
+    micro: int,
+    lr: float,
+    warmup: int,
+    duration: str,
+    precision: str,
+    eval_interval: int,
+    save_interval: int,
+    eval_tasks: List[str],
+) -> Dict:
+    evaluators = [
+        {
+            "label": "valid",
+            "type": "lm",
+            "data": {
+                "datasets": {"valid": f"${{path.glob:{data_dir}/valid/*.npy}}"},
+                "drop_last": True,
+            },
+        }
+    ]
     evaluators += [{"label": t, "type": "downstream"} for t in eval_tasks]
     return {
         "run_name": name,
         "seed": 6198,
         "model": model,
-        "optimizer": {"name": "adamw", "learning_rate": lr, "weight_decay": 0.1, "betas": [0.9, 0.95]},
-        "scheduler": {"name": "cosine_with_warmup", "units": "steps", "t_warmup": warmup, "alpha_f": 0.1},
+        "optimizer": {
+            "name": "adamw",
+            "learning_rate": lr,
+            "weight_decay": 0.1,
+            "betas": [0.9, 0.95],
+        },
+        "scheduler": {
+            "name": "cosine_with_warmup",
+            "units": "steps",
+            "t_warmup": warmup,
+            "alpha_f": 0.1,
+        },
         "tokenizer": {"identifier": TOKENIZER, "truncate_direction": "right"},
         "data": {"tokens_dir": data_dir, "fgram_tags": tags_dir},
         "save_folder": f"runs/{name}",
@@ -85,7 +120,13 @@ def _train(name: str, model: Dict, *, group: str, tags: List[str], data_dir: str
         "distributed_strategy": None,
         "fsdp": None,
         "deepspeed": {"zero_stage": 1},
-        "wandb": {"project": "olmo-scone", "entity": None, "group": group, "name": name, "tags": tags},
+        "wandb": {
+            "project": "olmo-scone",
+            "entity": None,
+            "group": group,
+            "name": name,
+            "tags": tags,
+        },
         "console_log_interval": 1,
         "eval_interval": eval_interval,
         "evaluators": evaluators,
@@ -95,45 +136,128 @@ def _train(name: str, model: Dict, *, group: str, tags: List[str], data_dir: str
 def render_all() -> Dict[str, Dict]:
     """``{file name: config}`` for every config in configs/olmo/."""
     out: Dict[str, Dict] = {}
-    paper = dict(batch=2048, micro=8, lr=4e-4, warmup=2000, duration="2e11T", precision="amp_bf16",
-                 eval_interval=1000, save_interval=1000, eval_tasks=EVAL_TASKS, data_dir="data/dolma")
+    paper = dict(
+        batch=2048,
+        micro=8,
+        lr=4e-4,
+        warmup=2000,
+        duration="2e11T",
+        precision="amp_bf16",
+        eval_interval=1000,
+        save_interval=1000,
+        eval_tasks=EVAL_TASKS,
+        data_dir="data/dolma",
+    )
     for size, layers in PAPER_MAIN.items():
         name = f"olmo-{size}"
-        out[name] = _train(name, main_model_settings(2048, 16, layers, 2048, None, "cuda"), group="baselines",
-                           tags=["baseline", size], tags_dir=None, **paper)
-    out["olmo-3b"] = _train("olmo-3b", main_model_settings(2560, 20, 36, 2048, None, "cuda"), group="baselines",
-                            tags=["baseline", "3b"], tags_dir=None, **paper)
+        out[name] = _train(
+            name,
+            main_model_settings(2048, 16, layers, 2048, None, "cuda"),
+            group="baselines",
+            tags=["baseline", size],
+            tags_dir=None,
+            **paper,
+        )
+    out["olmo-3b"] = _train(
+        "olmo-3b",
+        main_model_settings(2560, 20, 36, 2048, None, "cuda"),
+        group="baselines",
+        tags=["baseline", "3b"],
+        tags_dir=None,
+        **paper,
+    )
     for size in ("1b", "1.3b"):
         for count, s in FGRAM_COUNTS.items():
             for fm, f_layers in FGRAM_MODELS.items():
                 name = f"scone-{size}-{count}-{fm}"
-                fgram = {"vocab_path": f"data/fgrams/fgrams-{count}.safetensors", "max_n": 5, "num_fgrams": s,
-                         "n_layers": f_layers, "n_heads": 16}
-                out[name] = _train(name, main_model_settings(2048, 16, PAPER_MAIN[size], 2048, fgram, "cuda"),
-                                   group=f"scone-{size}", tags=["scone", size, count, fm],
-                                   tags_dir=f"data/dolma-tags-{count}", **paper)
+                fgram = {
+                    "vocab_path": f"data/fgrams/fgrams-{count}.safetensors",
+                    "max_n": 5,
+                    "num_fgrams": s,
+                    "n_layers": f_layers,
+                    "n_heads": 16,
+                }
+                out[name] = _train(
+                    name,
+                    main_model_settings(2048, 16, PAPER_MAIN[size], 2048, fgram, "cuda"),
+                    group=f"scone-{size}",
+                    tags=["scone", size, count, fm],
+                    tags_dir=f"data/dolma-tags-{count}",
+                    **paper,
+                )
     # The paper's GPT-2-size setting (a GPU job): GPT-2 small's main model (d 768, 12 layers, 12 heads,
     # seq 1024; 124.5M parameters with the 50K vocabulary) against SCONE with 1M f-grams and an
     # A_fgram of 12 such layers (85M). Batch 256 x 1024 tokens, lr 6e-4 as nanoGPT trains GPT-2 small.
-    gpt2 = dict(batch=256, micro=32, lr=6e-4, warmup=700, duration="5e9T", precision="amp_bf16", eval_interval=500,
-                save_interval=1000, eval_tasks=EVAL_TASKS, data_dir="data/dolma")
-    out["gpt2-128m"] = _train("gpt2-128m", main_model_settings(768, 12, 12, 1024, None, "cuda"), group="gpt2",
-                              tags=["baseline", "gpt2"], tags_dir=None, **gpt2)
-    fgram = {"vocab_path": "data/fgrams/fgrams-1m.safetensors", "max_n": 5, "num_fgrams": 1_000_000, "n_layers": 12,
-             "n_heads": 12}
-    out["scone-gpt2-128m-1m"] = _train("scone-gpt2-128m-1m", main_model_settings(768, 12, 12, 1024, fgram, "cuda"),
-                                       group="gpt2", tags=["scone", "gpt2", "1m"], tags_dir="data/dolma-tags-1m", **gpt2)
-    tiny = dict(batch=32, micro=8, lr=1e-3, warmup=20, duration=200, precision="fp32", eval_interval=50,
-                save_interval=50, eval_tasks=[], data_dir="runs/demo/data")
-    out["tiny-baseline"] = _train("tiny-baseline", main_model_settings(128, 4, 2, 128, None, "cpu"), group="tiny",
-                                  tags=["baseline", "tiny"], tags_dir=None, **tiny)
+    gpt2 = dict(
+        batch=256,
+        micro=32,
+        lr=6e-4,
+        warmup=700,
+        duration="5e9T",
+        precision="amp_bf16",
+        eval_interval=500,
+        save_interval=1000,
+        eval_tasks=EVAL_TASKS,
+        data_dir="data/dolma",
+    )
+    out["gpt2-128m"] = _train(
+        "gpt2-128m",
+        main_model_settings(768, 12, 12, 1024, None, "cuda"),
+        group="gpt2",
+        tags=["baseline", "gpt2"],
+        tags_dir=None,
+        **gpt2,
+    )
+    fgram = {
+        "vocab_path": "data/fgrams/fgrams-1m.safetensors",
+        "max_n": 5,
+        "num_fgrams": 1_000_000,
+        "n_layers": 12,
+        "n_heads": 12,
+    }
+    out["scone-gpt2-128m-1m"] = _train(
+        "scone-gpt2-128m-1m",
+        main_model_settings(768, 12, 12, 1024, fgram, "cuda"),
+        group="gpt2",
+        tags=["scone", "gpt2", "1m"],
+        tags_dir="data/dolma-tags-1m",
+        **gpt2,
+    )
+    tiny = dict(
+        batch=32,
+        micro=8,
+        lr=1e-3,
+        warmup=20,
+        duration=200,
+        precision="fp32",
+        eval_interval=50,
+        save_interval=50,
+        eval_tasks=[],
+        data_dir="runs/demo/data",
+    )
+    out["tiny-baseline"] = _train(
+        "tiny-baseline",
+        main_model_settings(128, 4, 2, 128, None, "cpu"),
+        group="tiny",
+        tags=["baseline", "tiny"],
+        tags_dir=None,
+        **tiny,
+    )
     fgram = {"vocab_path": "runs/demo/fgrams.safetensors", "max_n": 5, "n_layers": 2, "n_heads": 4}
-    out["tiny-scone"] = _train("tiny-scone", main_model_settings(128, 4, 2, 128, fgram, "cpu"), group="tiny",
-                               tags=["scone", "tiny"], tags_dir="runs/demo/tags", **tiny)
+    out["tiny-scone"] = _train(
+        "tiny-scone",
+        main_model_settings(128, 4, 2, 128, fgram, "cpu"),
+        group="tiny",
+        tags=["scone", "tiny"],
+        tags_dir="runs/demo/tags",
+        **tiny,
+    )
     return out
 
 
 def to_yaml(name: str, cfg: Dict) -> str:
     import yaml
 
-    return HEADER.format(path=f"configs/olmo/{name}.yaml") + yaml.safe_dump(cfg, sort_keys=False, width=120)
+    return HEADER.format(path=f"configs/olmo/{name}.yaml") + yaml.safe_dump(
+        cfg, sort_keys=False, width=120
+    )

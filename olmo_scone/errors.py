@@ -54,7 +54,9 @@ def _close_progress_bars() -> None:
         bar.close()
 
 
-def run_cli(main: Callable[[Optional[Sequence[str]]], int | None], argv: Optional[Sequence[str]] = None) -> NoReturn:
+def run_cli(
+    main: Callable[[Optional[Sequence[str]]], int | None], argv: Optional[Sequence[str]] = None
+) -> NoReturn:
     """Run ``main(argv)`` and exit: 0 on success, 2 on a :class:`SconeError` or a full disk, 130 on
     Ctrl-C. A full disk is an error line, not a traceback: every artifact is written to a temporary
     name and renamed (atomic.py), so the failed write leaves nothing behind."""
@@ -69,8 +71,11 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], int | None], argv: Optiona
             raise
         _close_progress_bars()
         where = f" writing {e.filename}" if e.filename else ""
-        print(f"error: no space left on device{where}: free space or choose another output location "
-              "(nothing half-written was kept)", file=sys.stderr)
+        print(
+            f"error: no space left on device{where}: free space or choose another output location "
+            "(nothing half-written was kept)",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -86,12 +91,16 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SconeError(f"{self.prog}: {message} (see --help)")
 
 
-def _number(kind: Callable[[str], Any], test: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+def _number(
+    kind: Callable[[str], Any], test: Callable[[Any], bool], what: str
+) -> Callable[[str], Any]:
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}"
+            ) from None
         if value != value or not test(value):  # NaN is never in range
             raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
         return value

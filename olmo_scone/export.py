@@ -38,9 +38,16 @@ from .config import SconeTrainConfig
 from .errors import ArgumentParser, SconeError, fail, full_disk, positive_float, positive_int
 from .progress import progress
 from .serving.table import table_disk_bytes
-from .serving.table_format import ARTIFACT_FORMAT, ARTIFACT_VERSION, DTYPES, bytes_per_row, quantize, read_shard, write_shard
+from .serving.table_format import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_VERSION,
+    DTYPES,
+    bytes_per_row,
+    quantize,
+    read_shard,
+    write_shard,
+)
 from .train.checkpoint import load_trained_model
-
 
 
 def _shard_ranges(rows: int, dtype: str, d_model: int, shard_gb: float) -> list[Tuple[int, int]]:
@@ -82,8 +89,15 @@ class Ranks:
         return f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank)) % torch.cuda.device_count()}"
 
 
-def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_gb: float = 2.0, batch_size: int = 4096,
-           overwrite: bool = False, tag: Optional[str] = None) -> dict:
+def export(
+    save_folder: str | Path,
+    out: str | Path,
+    dtype: str = "bf16",
+    shard_gb: float = 2.0,
+    batch_size: int = 4096,
+    overwrite: bool = False,
+    tag: Optional[str] = None,
+) -> dict:
     if dtype not in DTYPES:
         fail(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     out = Path(out)
@@ -98,12 +112,30 @@ def export(save_folder: str | Path, out: str | Path, dtype: str = "bf16", shard_
     with OutputLock(out, "--out") if ranks.rank == 0 else contextlib.nullcontext():
         ranks.barrier()  # no rank writes before rank 0 holds the lock
         cfg, model = load_trained_model(save_folder, tag, ranks.device())
-        return export_model(model, cfg, Path(save_folder) / "config.yaml", out, dtype, shard_gb, batch_size,
-                            str(save_folder), ranks)
+        return export_model(
+            model,
+            cfg,
+            Path(save_folder) / "config.yaml",
+            out,
+            dtype,
+            shard_gb,
+            batch_size,
+            str(save_folder),
+            ranks,
+        )
 
 
-def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dtype: str = "bf16", shard_gb: float = 2.0,
-                 batch_size: int = 4096, source: str = "", ranks: Optional[Ranks] = None) -> Optional[dict]:
+def export_model(
+    model,
+    cfg: SconeTrainConfig,
+    config_path: Path,
+    out: Path,
+    dtype: str = "bf16",
+    shard_gb: float = 2.0,
+    batch_size: int = 4096,
+    source: str = "",
+    ranks: Optional[Ranks] = None,
+) -> Optional[dict]:
     """Write the serving artifact of an in-memory model (see the module docstring); the manifest
     on rank 0, None on the other ranks."""
     if model.fgram_model is None or model._vocab is None:
@@ -113,22 +145,48 @@ def export_model(model, cfg: SconeTrainConfig, config_path: Path, out: Path, dty
     def rows(lo: int, hi: int) -> torch.Tensor:
         return model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
 
-    return write_artifact(Path(out), config_path, main_state, model._vocab, cfg.model.d_model, cfg.model.vocab_size,
-                          rows, dtype, shard_gb, source, ranks=ranks)
+    return write_artifact(
+        Path(out),
+        config_path,
+        main_state,
+        model._vocab,
+        cfg.model.d_model,
+        cfg.model.vocab_size,
+        rows,
+        dtype,
+        shard_gb,
+        source,
+        ranks=ranks,
+    )
 
 
 def main_model_state(model, cfg: SconeTrainConfig) -> dict:
     """The weights the accelerator keeps: everything but ``A_fgram`` (and the output head when it
     is tied to the token embeddings, which would be stored twice)."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not k.startswith("fgram_model.")}
+    state = {
+        k: v.detach().to("cpu").contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("fgram_model.")
+    }
     if cfg.model.weight_tying:
         state.pop("transformer.ff_out.weight", None)
     return state
 
 
-def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[dict], vocab, d_model: int, vocab_size: int,
-                   rows_fn: Callable[[int, int], torch.Tensor], dtype: str = "bf16", shard_gb: float = 2.0,
-                   source: str = "", num_rows: Optional[int] = None, ranks: Optional[Ranks] = None) -> Optional[dict]:
+def write_artifact(
+    out: Path,
+    config_path: Optional[Path],
+    main_state: Optional[dict],
+    vocab,
+    d_model: int,
+    vocab_size: int,
+    rows_fn: Callable[[int, int], torch.Tensor],
+    dtype: str = "bf16",
+    shard_gb: float = 2.0,
+    source: str = "",
+    num_rows: Optional[int] = None,
+    ranks: Optional[Ranks] = None,
+) -> Optional[dict]:
     """Write a serving artifact whose table rows ``[lo, hi)`` come from ``rows_fn`` (``A_fgram`` in an
     export; synthetic rows in the inference benchmark). ``vocab``/``main_state``/``config_path``
     may be None for a table-only artifact (benchmarks of tables larger than any vocabulary here).
@@ -145,15 +203,26 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
     t0 = time.time()
     ranges = _shard_ranges(n, dtype, d_model, shard_gb)
     mine = [(i, lo, hi) for i, (lo, hi) in enumerate(ranges) if i % ranks.world == ranks.rank]
-    for i, lo, hi in progress(mine, desc="writing table shards", unit="shard", disable=ranks.rank != 0 or None):
+    for i, lo, hi in progress(
+        mine, desc="writing table shards", unit="shard", disable=ranks.rank != 0 or None
+    ):
         path = partial / _shard_name(i)
         if not _finished_shard(path, dtype, lo, hi, d_model):
-            _write_shard_or_explain(partial, path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d_model)
+            _write_shard_or_explain(
+                partial, path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d_model
+            )
     ranks.barrier()  # every shard is on disk
     if ranks.rank != 0:
         return None
-    shards = [{"file": _shard_name(i), "row_start": lo, "row_stop": hi, "sha256": _shard_sha256(partial / _shard_name(i))}
-              for i, (lo, hi) in enumerate(ranges)]
+    shards = [
+        {
+            "file": _shard_name(i),
+            "row_start": lo,
+            "row_stop": hi,
+            "sha256": _shard_sha256(partial / _shard_name(i)),
+        }
+        for i, (lo, hi) in enumerate(ranges)
+    ]
     manifest = {
         "format": ARTIFACT_FORMAT,
         "format_version": ARTIFACT_VERSION,
@@ -171,19 +240,35 @@ def write_artifact(out: Path, config_path: Optional[Path], main_state: Optional[
     if main_state is not None:
         from .safetensors_bytes import safetensors_bytes
 
-        atomic_write_bytes(partial / "model.safetensors", safetensors_bytes(main_state, {"format": "olmo-scone/main-model"}))
-        manifest.update(model_file="model.safetensors", model_sha256=sha256_file(partial / "model.safetensors"))
+        atomic_write_bytes(
+            partial / "model.safetensors",
+            safetensors_bytes(main_state, {"format": "olmo-scone/main-model"}),
+        )
+        manifest.update(
+            model_file="model.safetensors", model_sha256=sha256_file(partial / "model.safetensors")
+        )
     if vocab is not None:
         from .fgrams.matching import FgramMatcher
         from .fgrams.vocab import save_vocab
 
-        save_vocab(partial / "fgrams.safetensors", vocab.tokens, vocab.lengths, vocab.counts, vocab.metadata)
+        save_vocab(
+            partial / "fgrams.safetensors",
+            vocab.tokens,
+            vocab.lengths,
+            vocab.counts,
+            vocab.metadata,
+        )
         # the host matcher's index, so serving can memory-map it instead of rebuilding it in RAM
-        manifest["matcher"] = {"folder": "matcher", **FgramMatcher(vocab, vocab_size).save(partial / "matcher")}
+        manifest["matcher"] = {
+            "folder": "matcher",
+            **FgramMatcher(vocab, vocab_size).save(partial / "matcher"),
+        }
     if config_path is not None:
         shutil.copyfile(config_path, partial / "config.yaml")
     manifest["export_wall_time_s"] = round(time.time() - t0, 2)
-    atomic_write_json(partial / "manifest.json", manifest)  # last: its presence means the artifact is whole
+    atomic_write_json(
+        partial / "manifest.json", manifest
+    )  # last: its presence means the artifact is whole
     if out.exists():
         shutil.rmtree(out)
     partial.rename(out)
@@ -202,7 +287,12 @@ def _finished_shard(path: Path, dtype: str, lo: int, hi: int, d_model: int) -> b
         _, meta = read_shard(path)
     except SconeError:  # a broken shard is recomputed
         return False
-    return (meta["dtype"], int(meta["row_start"]), int(meta["row_stop"]), int(meta["d_model"])) == (dtype, lo, hi, d_model)
+    return (meta["dtype"], int(meta["row_start"]), int(meta["row_stop"]), int(meta["d_model"])) == (
+        dtype,
+        lo,
+        hi,
+        d_model,
+    )
 
 
 def _shard_sha256(path: Path) -> str:
@@ -213,7 +303,9 @@ def _shard_sha256(path: Path) -> str:
         return (f.metadata() or {})["sha256"]
 
 
-def _write_shard_or_explain(partial: Path, path: Path, tensors, dtype: str, lo: int, hi: int, d: int) -> str:
+def _write_shard_or_explain(
+    partial: Path, path: Path, tensors, dtype: str, lo: int, hi: int, d: int
+) -> str:
     """Write one shard (atomically); a full disk is one line that says what is kept for resuming."""
     try:
         return write_shard(path, tensors, dtype, lo, hi, d)
@@ -221,18 +313,26 @@ def _write_shard_or_explain(partial: Path, path: Path, tensors, dtype: str, lo: 
         if not full_disk(e, partial):
             raise
         done = len(list(partial.glob("table-*.safetensors")))
-        fail(f"no space left on device writing {path.name}: the {done} finished shard(s) are kept in {partial}; "
-             "free space and re-run the same command to resume")
+        fail(
+            f"no space left on device writing {path.name}: the {done} finished shard(s) are kept in {partial}; "
+            "free space and re-run the same command to resume"
+        )
 
 
 def main(argv=None) -> int:
     p = ArgumentParser(prog="export_embeddings.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="save_folder of a scripts/train.py run (its latest checkpoint)")
+    p.add_argument(
+        "checkpoint", help="save_folder of a scripts/train.py run (its latest checkpoint)"
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--tag", default=None, help="a checkpoint tag (e.g. step1000) instead of latest")
     p.add_argument("--dtype", default="bf16", choices=DTYPES)
-    p.add_argument("--shard-gb", type=positive_float, default=2.0, help="approximate size of a table shard")
-    p.add_argument("--batch-size", type=positive_int, default=4096, help="f-grams per A_fgram batch")
+    p.add_argument(
+        "--shard-gb", type=positive_float, default=2.0, help="approximate size of a table shard"
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=4096, help="f-grams per A_fgram batch"
+    )
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     m = export(a.checkpoint, a.out, a.dtype, a.shard_gb, a.batch_size, a.overwrite, a.tag)
@@ -240,6 +340,8 @@ def main(argv=None) -> int:
         return 0
     gb = table_disk_bytes(a.out, m) / 1e9
     rate = m["rows"] / max(m["export_wall_time_s"], 1e-9)
-    print(f"exported {m['rows']:,} f-gram embeddings ({m['dtype']}, d={m['d_model']}) in {len(m['shards'])} shard(s) "
-          f"on {m['export_ranks']} rank(s), {gb:.3f} GB, {m['export_wall_time_s']:.1f} s ({rate:,.0f} rows/s) -> {a.out}")
+    print(
+        f"exported {m['rows']:,} f-gram embeddings ({m['dtype']}, d={m['d_model']}) in {len(m['shards'])} shard(s) "
+        f"on {m['export_ranks']} rank(s), {gb:.3f} GB, {m['export_wall_time_s']:.1f} s ({rate:,.0f} rows/s) -> {a.out}"
+    )
     return 0

@@ -75,7 +75,9 @@ class OutputLock:
                 os.close(fd)
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                     raise
-                fail(f"{what} {out} is being written by {_holder(self.path)}: wait for it to finish or stop it")
+                fail(
+                    f"{what} {out} is being written by {_holder(self.path)}: wait for it to finish or stop it"
+                )
             # the previous holder may have removed the file between our open and our lock: retry on the new one
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
@@ -85,9 +87,15 @@ class OutputLock:
                 break
             os.close(fd)
         self._fd: Optional[int] = fd
-        self._owner = os.getpid()  # a forked child inherits the fd and the atexit hook, but must not release
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200]}
+        self._owner = (
+            os.getpid()
+        )  # a forked child inherits the fd and the atexit hook, but must not release
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[:200],
+        }
         try:  # who holds it, for the next one's error message; a full disk must not stop us here
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps(info).encode())

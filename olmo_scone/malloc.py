@@ -37,5 +37,7 @@ def keep_large_allocations() -> bool:
     except (OSError, AttributeError):
         return False  # not glibc (musl, macOS): nothing to tune
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    _done = bool(mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, THRESHOLD_BYTES))
+    _done = bool(mallopt(M_MMAP_THRESHOLD, THRESHOLD_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, THRESHOLD_BYTES)
+    )
     return _done

@@ -33,7 +33,9 @@ from .fgrams.batch import FgramBatch, fgram_batch
 from .fgrams.vocab import FgramVocab
 
 
-def replace_embeddings(x: torch.Tensor, matched: torch.Tensor, unique_emb: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+def replace_embeddings(
+    x: torch.Tensor, matched: torch.Tensor, unique_emb: torch.Tensor, inverse: torch.Tensor
+) -> torch.Tensor:
     """``x`` ``[B, T, d]`` token embeddings with every matched position replaced by its f-gram's
     embedding (``unique_emb[inverse]``, one row per matched position in row-major order): SCONE
     replaces the input embedding, it does not add to it. Shared by training and serving."""
@@ -87,12 +89,21 @@ class FgramModel(nn.Module):
 
 
 class SconeOLMo(OLMo):
-    def __init__(self, config: SconeModelConfig, fgram_vocab: Optional[FgramVocab] = None, init_params: bool = True):
+    def __init__(
+        self,
+        config: SconeModelConfig,
+        fgram_vocab: Optional[FgramVocab] = None,
+        init_params: bool = True,
+    ):
         super().__init__(config, init_params=init_params)
         self.fgram_model: Optional[FgramModel] = None
-        self.fgram_table: Optional[torch.Tensor] = None  # [S, d]: inference from precomputed embeddings
+        self.fgram_table: Optional[torch.Tensor] = (
+            None  # [S, d]: inference from precomputed embeddings
+        )
         self.fgram_vocab_sha256: Optional[str] = None
-        self._vocab: Optional[FgramVocab] = None  # host memory (or memory-mapped): never moved to the device
+        self._vocab: Optional[FgramVocab] = (
+            None  # host memory (or memory-mapped): never moved to the device
+        )
         self._matcher = None  # host (numpy) matcher, built on first use
         f = config.fgram
         if not f.enabled and fgram_vocab is None:
@@ -103,12 +114,18 @@ class SconeOLMo(OLMo):
             fgram_vocab = load_vocab(f.vocab_path)
         if fgram_vocab is not None:
             if fgram_vocab.max_n != f.max_n:
-                fail(f"fgram.max_n is {f.max_n} but the f-gram vocabulary has K = {fgram_vocab.max_n}")
+                fail(
+                    f"fgram.max_n is {f.max_n} but the f-gram vocabulary has K = {fgram_vocab.max_n}"
+                )
             if f.num_fgrams is not None and f.num_fgrams != len(fgram_vocab):
-                fail(f"fgram.num_fgrams is {f.num_fgrams} but the vocabulary has {len(fgram_vocab)} rows")
+                fail(
+                    f"fgram.num_fgrams is {f.num_fgrams} but the vocabulary has {len(fgram_vocab)} rows"
+                )
             f.num_fgrams = len(fgram_vocab)
             if len(fgram_vocab) and int(fgram_vocab.tokens.max()) >= config.vocab_size:
-                fail(f"the f-gram vocabulary holds token id {int(fgram_vocab.tokens.max())} >= vocab_size {config.vocab_size}")
+                fail(
+                    f"the f-gram vocabulary holds token id {int(fgram_vocab.tokens.max())} >= vocab_size {config.vocab_size}"
+                )
             self.fgram_vocab_sha256 = fgram_vocab.sha256
             self._vocab = fgram_vocab
         self.fgram_model = FgramModel(config)
@@ -132,26 +149,38 @@ class SconeOLMo(OLMo):
     def _host_rows(self, input_ids: torch.Tensor) -> np.ndarray:
         return self.host_matcher().match_batch(input_ids.detach().cpu().numpy())
 
-    def fgram_batch(self, input_ids: torch.Tensor, fgram_rows: Optional[torch.Tensor] = None) -> Optional[FgramBatch]:
+    def fgram_batch(
+        self, input_ids: torch.Tensor, fgram_rows: Optional[torch.Tensor] = None
+    ) -> Optional[FgramBatch]:
         """The per-batch f-gram tensors (host-built, then moved to ``input_ids``'s device) from given
         rows, or from host matching when none are given."""
         if self._vocab is None:
             return None
-        rows = fgram_rows.detach().cpu().numpy() if fgram_rows is not None else self._host_rows(input_ids)
+        rows = (
+            fgram_rows.detach().cpu().numpy()
+            if fgram_rows is not None
+            else self._host_rows(input_ids)
+        )
         return fgram_batch(rows, self._vocab).to(input_ids.device)
 
     # ---- embeddings ---------------------------------------------------------------------
     def fgram_embeddings(self, b: FgramBatch) -> torch.Tensor:
         """Embeddings ``[U, d]`` of a batch's unique f-grams: from the table if one is set, else ``A_fgram``."""
         if self.fgram_table is not None:
-            return self.fgram_table[b.rows.to(self.fgram_table.device)].to(self.transformer.wte.weight.device)
+            return self.fgram_table[b.rows.to(self.fgram_table.device)].to(
+                self.transformer.wte.weight.device
+            )
         if self.fgram_model is None:
             fail("this model has no f-gram branch (fgram.vocab_path is not set)")
         return self.fgram_model(self.transformer.wte(b.tokens), b.lengths)
 
     def input_embeddings(self, input_ids: torch.Tensor, b: Optional[FgramBatch]) -> torch.Tensor:
         x = self.transformer.wte(input_ids)
-        if b is None or b.num_unique == 0 or (self.fgram_model is None and self.fgram_table is None):
+        if (
+            b is None
+            or b.num_unique == 0
+            or (self.fgram_model is None and self.fgram_table is None)
+        ):
             return x
         return replace_embeddings(x, b.matched, self.fgram_embeddings(b), b.inverse)
 
@@ -175,8 +204,14 @@ class SconeOLMo(OLMo):
 
     # ---- inference from a table ---------------------------------------------------------
     @torch.no_grad()
-    def compute_fgram_table(self, batch_size: int = 4096, dtype: torch.dtype = torch.float32, progress: bool = False,
-                            start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
+    def compute_fgram_table(
+        self,
+        batch_size: int = 4096,
+        dtype: torch.dtype = torch.float32,
+        progress: bool = False,
+        start: int = 0,
+        stop: Optional[int] = None,
+    ) -> torch.Tensor:
         """Run ``A_fgram`` once over f-gram rows ``start:stop`` (default all): rows of the ``[S, d]``
         table that replaces it at inference."""
         if self.fgram_model is None:
@@ -200,12 +235,20 @@ class SconeOLMo(OLMo):
         self.train(was_training)
         return out
 
-    def use_fgram_table(self, table: Optional[torch.Tensor], drop_fgram_model: bool = False) -> None:
+    def use_fgram_table(
+        self, table: Optional[torch.Tensor], drop_fgram_model: bool = False
+    ) -> None:
         """Serve f-gram embeddings from ``table`` (``[S, d]``, any device); optionally drop ``A_fgram``."""
         if table is not None:
             s = self.config.fgram.num_fgrams
-            if table.ndim != 2 or table.shape[1] != self.config.d_model or (s is not None and table.shape[0] != s):
-                fail(f"f-gram table of shape {tuple(table.shape)} does not fit this model ([{s}, {self.config.d_model}])")
+            if (
+                table.ndim != 2
+                or table.shape[1] != self.config.d_model
+                or (s is not None and table.shape[0] != s)
+            ):
+                fail(
+                    f"f-gram table of shape {tuple(table.shape)} does not fit this model ([{s}, {self.config.d_model}])"
+                )
         self.fgram_table = table
         if drop_fgram_model:
             self.fgram_model = None

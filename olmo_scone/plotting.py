@@ -26,7 +26,12 @@ def train_loss(m: Dict) -> float:
     return m["train/CrossEntropyLoss"] if "train/CrossEntropyLoss" in m else m["train/loss"]
 
 
-def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "eval/valid/Perplexity", title: str = "") -> Path:
+def plot_runs(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    metric: str = "eval/valid/Perplexity",
+    title: str = "",
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,9 +46,13 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "ev
         axes[0].plot([m["tokens"] for m in ms], [train_loss(m) for m in ms], label=name, lw=1)
         ev = [m for m in ms if metric in m]
         if ev:
-            axes[1].plot([m["tokens"] for m in ev], [m[metric] for m in ev], marker="o", ms=3, label=name)
+            axes[1].plot(
+                [m["tokens"] for m in ev], [m[metric] for m in ev], marker="o", ms=3, label=name
+            )
     axes[0].set(xlabel="tokens", ylabel="train loss", title="training loss")
-    axes[1].set(xlabel="tokens", ylabel=metric.split("/")[-1], title=f"{metric} (held out)", yscale="log")
+    axes[1].set(
+        xlabel="tokens", ylabel=metric.split("/")[-1], title=f"{metric} (held out)", yscale="log"
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

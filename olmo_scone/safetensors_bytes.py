@@ -20,13 +20,26 @@ import torch
 Array = Union[np.ndarray, torch.Tensor]
 
 _DTYPES = {
-    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
 }
 
 
 def _as_torch(a: Array) -> torch.Tensor:
-    return (a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))).detach().cpu().contiguous()
+    return (
+        (a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a)))
+        .detach()
+        .cpu()
+        .contiguous()
+    )
 
 
 def _raw(t: torch.Tensor) -> bytes:
@@ -34,7 +47,9 @@ def _raw(t: torch.Tensor) -> bytes:
     return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 
-def safetensors_bytes(tensors: Mapping[str, Array], metadata: Mapping[str, str] | None = None) -> bytes:
+def safetensors_bytes(
+    tensors: Mapping[str, Array], metadata: Mapping[str, str] | None = None
+) -> bytes:
     """The file for ``tensors`` (laid out in name order) and string ``metadata``, keys sorted."""
     header: Dict[str, object] = {}
     if metadata:
@@ -45,7 +60,11 @@ def safetensors_bytes(tensors: Mapping[str, Array], metadata: Mapping[str, str] 
         if t.dtype not in _DTYPES:
             raise TypeError(f"tensor {name}: dtype {t.dtype} has no safetensors code here")
         data = _raw(t)
-        header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": _DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         chunks.append(data)
         offset += len(data)
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")

@@ -13,7 +13,11 @@ from .config import load_model_config
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="model_summary.py", description=__doc__)
-    p.add_argument("configs", nargs="+", help="YAML configs (configs/olmo/*.yaml), then optional key=value overrides")
+    p.add_argument(
+        "configs",
+        nargs="+",
+        help="YAML configs (configs/olmo/*.yaml), then optional key=value overrides",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     a = p.parse_args(argv)
     paths = [c for c in a.configs if "=" not in c]

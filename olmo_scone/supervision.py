@@ -78,8 +78,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def run_watched(cmd: Sequence[str], env: Dict[str, str], writes_to: Path, what: str, stall_s: float = 600.0,
-                live: bool = False, disk_full_grace_s: float = 5.0) -> Tuple[int, List[str]]:
+def run_watched(
+    cmd: Sequence[str],
+    env: Dict[str, str],
+    writes_to: Path,
+    what: str,
+    stall_s: float = 600.0,
+    live: bool = False,
+    disk_full_grace_s: float = 5.0,
+) -> Tuple[int, List[str]]:
     """Run ``cmd`` and return (exit code, last lines of its output).
 
     Ends the run with one line (after killing the child's whole process group) when the
@@ -87,8 +94,13 @@ def run_watched(cmd: Sequence[str], env: Dict[str, str], writes_to: Path, what: 
     silent for ``disk_full_grace_s``, or when for ``stall_s`` it has neither printed anything nor
     grown ``writes_to``."""
     tail: collections.deque[str] = collections.deque(maxlen=4000)
-    proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=_child_setup)
+    proc = subprocess.Popen(
+        list(cmd),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_child_setup,
+    )
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     sel = selectors.DefaultSelector()
@@ -114,15 +126,19 @@ def run_watched(cmd: Sequence[str], env: Dict[str, str], writes_to: Path, what: 
             free = shutil.disk_usage(writes_to).free
             if free < DISK_FULL_BYTES and silent >= disk_full_grace_s:
                 _kill_group(proc)
-                fail(f"no space left on device: {what} filled the filesystem of {writes_to} ({free:,} bytes free) "
-                     "and stopped; free space or choose another output location (nothing was kept)")
+                fail(
+                    f"no space left on device: {what} filled the filesystem of {writes_to} ({free:,} bytes free) "
+                    "and stopped; free space or choose another output location (nothing was kept)"
+                )
             size = _dir_bytes(writes_to)
             if size != last_size:
                 last_size, last_activity = size, time.monotonic()
             elif silent >= stall_s:
                 _kill_group(proc)
-                fail(f"{what} made no progress for {stall_s:.0f} s (no output, {writes_to} not growing) and was "
-                     "stopped (nothing was kept)")
+                fail(
+                    f"{what} made no progress for {stall_s:.0f} s (no output, {writes_to} not growing) and was "
+                    "stopped (nothing was kept)"
+                )
     except BaseException:
         _kill_group(proc)
         raise

@@ -21,7 +21,17 @@ def assert_clean_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
 
 def train_overrides(tokens, vocab, tags, folder, steps: int = 2) -> List[str]:
     """Overrides of ``tiny-scone.yaml`` for a seconds-long run on the given token files, vocabulary and tags."""
-    return [f"data.tokens_dir={tokens}", f"data.fgram_tags={tags}", f"model.fgram.vocab_path={vocab}",
-            f"save_folder={folder}", f"max_duration={steps}", "global_train_batch_size=2",
-            "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=1", "seed=3",
-            "wandb=null", "evaluators=[]"]
+    return [
+        f"data.tokens_dir={tokens}",
+        f"data.fgram_tags={tags}",
+        f"model.fgram.vocab_path={vocab}",
+        f"save_folder={folder}",
+        f"max_duration={steps}",
+        "global_train_batch_size=2",
+        "device_train_microbatch_size=2",
+        "model.max_sequence_length=64",
+        "scheduler.t_warmup=1",
+        "seed=3",
+        "wandb=null",
+        "evaluators=[]",
+    ]

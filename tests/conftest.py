@@ -30,7 +30,10 @@ def real_corpus() -> tuple[list[str], int | None]:
     present (124 documents, ~0.6M tokens), else the first 3000 documents of the embedded
     default corpus, so the suite also runs on a machine without ../shared.
     """
-    files = [shared_file("english-mix", "inaugural.jsonl.gz"), shared_file("english-mix", "state_union.jsonl.gz")]
+    files = [
+        shared_file("english-mix", "inaugural.jsonl.gz"),
+        shared_file("english-mix", "state_union.jsonl.gz"),
+    ]
     if all(files):
         return [str(f) for f in files], None
     from olmo_scone.data.embedded import embedded_corpus_path
@@ -45,7 +48,11 @@ def prepared(tmp_path_factory, real_corpus):
 
     files, max_docs = real_corpus
     out = tmp_path_factory.mktemp("prepared") / "tokens"
-    return prepare(PrepareSettings(sources=files, out=out, valid_fraction=0.1, seed=0, processes=2, max_documents=max_docs))
+    return prepare(
+        PrepareSettings(
+            sources=files, out=out, valid_fraction=0.1, seed=0, processes=2, max_documents=max_docs
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +81,17 @@ def tagged_vocab(prepared, tmp_path_factory) -> TaggedVocab:
 
     d = tmp_path_factory.mktemp("tagged-vocab")
     files = open_token_files(str(prepared.root), "train")
-    r = count_fgrams([TokenSource(f.path, f.dtype, f.length) for f in files.files], 50280, 50279, 1,
-                     CountSettings(num_fgrams=5000, processes=1))
+    r = count_fgrams(
+        [TokenSource(f.path, f.dtype, f.length) for f in files.files],
+        50280,
+        50279,
+        1,
+        CountSettings(num_fgrams=5000, processes=1),
+    )
     vocab = d / "fgrams.safetensors"
-    save_vocab(vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
+    save_vocab(
+        vocab, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]}
+    )
     tag_token_files(files, load_vocab(vocab), vocab, d / "tags")
     return TaggedVocab(d, vocab, d / "tags")
 
@@ -102,11 +116,26 @@ def art(prepared, tagged_vocab, tmp_path_factory) -> Art:
     d = tmp_path_factory.mktemp("art")
     vocab, tags = tagged_vocab.vocab, tagged_vocab.tags
     run = d / "run"
-    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(29600 + os.getpid() % 300)}
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), TINY_SCONE,
-                           *train_overrides(prepared.root, vocab, tags, run)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    env = {
+        **os.environ,
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(29600 + os.getpid() % 300),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            TINY_SCONE,
+            *train_overrides(prepared.root, vocab, tags, run),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     served = d / "served"
     export(run, served, dtype="fp32", shard_gb=0.0005, batch_size=1024)

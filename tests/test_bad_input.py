@@ -136,102 +136,321 @@ class Case(NamedTuple):
 
 def OUT(tmp):
     return tmp / "out"
+
+
 CASES = {
     # prepare_data.py
-    "prepare --processes -3": Case(prepare_main, lambda a, t, s: ["--out", t / "out", "--processes", "-3"],
-                                   r"--processes: must be 0 or more", out=OUT),
+    "prepare --processes -3": Case(
+        prepare_main,
+        lambda a, t, s: ["--out", t / "out", "--processes", "-3"],
+        r"--processes: must be 0 or more",
+        out=OUT,
+    ),
     # build_fgrams.py
-    "build --processes -3": Case(build_main, lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 10, "--processes", -3,
-                                                              "--out", t / "out"], r"--processes: must be 0 or more", out=OUT),
-    "build --num-fgrams 0": Case(build_main, lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 0, "--out", t / "out"],
-                                 r"--num-fgrams: must be a positive integer", out=OUT),
-    "build uint32 ids as uint16": Case(build_main, lambda a, t, s: ["--tokens", a.bare_uint32, "--tokenizer",
-                                                                    "allenai_gpt-neox-olmo-dolma-v1_5", "--num-fgrams", 100,
-                                                                    "--out", t / "out"],
-                                       r"token id \d+ is not below .*vocabulary size 50280", out=OUT),
-    "build --out a directory": Case(build_main, lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 10, "--out", t],
-                                    r"--out .* is a directory"),
+    "build --processes -3": Case(
+        build_main,
+        lambda a, t, s: [
+            "--tokens",
+            a.tokens,
+            "--num-fgrams",
+            10,
+            "--processes",
+            -3,
+            "--out",
+            t / "out",
+        ],
+        r"--processes: must be 0 or more",
+        out=OUT,
+    ),
+    "build --num-fgrams 0": Case(
+        build_main,
+        lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 0, "--out", t / "out"],
+        r"--num-fgrams: must be a positive integer",
+        out=OUT,
+    ),
+    "build uint32 ids as uint16": Case(
+        build_main,
+        lambda a, t, s: [
+            "--tokens",
+            a.bare_uint32,
+            "--tokenizer",
+            "allenai_gpt-neox-olmo-dolma-v1_5",
+            "--num-fgrams",
+            100,
+            "--out",
+            t / "out",
+        ],
+        r"token id \d+ is not below .*vocabulary size 50280",
+        out=OUT,
+    ),
+    "build --out a directory": Case(
+        build_main,
+        lambda a, t, s: ["--tokens", a.tokens, "--num-fgrams", 10, "--out", t],
+        r"--out .* is a directory",
+    ),
     # tag_fgrams.py
-    "tag --out a file": Case(tag_main, lambda a, t, s: ["--vocab", a.vocab, "--tokens", a.tokens, "--out", a.vocab],
-                             r"--out .* is a file"),
+    "tag --out a file": Case(
+        tag_main,
+        lambda a, t, s: ["--vocab", a.vocab, "--tokens", a.tokens, "--out", a.vocab],
+        r"--out .* is a file",
+    ),
     # train.py (all before any process group)
-    "train broken YAML": Case(train_main, lambda a, t, s: [s], r"is not valid YAML \(line \d+, column \d+\)",
-                              subject=lambda a, t: (t / "bad.yaml", (t / "bad.yaml").write_text("model:\n  d_model: [1, 2\n"))[0]),
-    "train global_train_batch_size=0": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
-                                                                         "global_train_batch_size=0"],
-                                            r"global_train_batch_size must be a positive integer, got 0", out=OUT),
-    "train max_duration=-5": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
-                                                               "max_duration=-5"],
-                                  r"max_duration -5 is not a positive number of steps", out=OUT),
-    "train deepspeed JSON overriding the ZeRO stage": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), f"deepspeed.config_path={s}"],
-                                                           r"sets zero_optimization\.stage = 2 but the YAML gives 1 \(deepspeed\.zero_stage\)",
-                                                           subject=lambda a, t: _json(t, {"zero_optimization": {"stage": 2}}), out=OUT),
-    "train deepspeed JSON with another batch size": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), f"deepspeed.config_path={s}"],
-                                                         r"sets train_batch_size = 64 but the YAML gives 2 \(global_train_batch_size\)",
-                                                         subject=lambda a, t: _json(t, {"train_batch_size": 64}), out=OUT),
-    "train deepspeed JSON with an optimizer": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), f"deepspeed.config_path={s}"],
-                                                   r"sets DeepSpeed's 'optimizer'", subject=lambda a, t: _json(t, {"optimizer": {"type": "Adam"}}), out=OUT),
-    "train compile set": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), "compile.mode=default"],
-                              r"does not implement compile = \{'mode': 'default'.*\} \(OLMo's default: None\)", out=OUT),
-    "train fsdp changed": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), "fsdp.sharding_strategy=NO_SHARD"],
-                               r"does not implement fsdp\.sharding_strategy = 'NO_SHARD' \(OLMo's default: 'FULL_SHARD'\)", out=OUT),
-    "train data.num_workers": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), "data.num_workers=4"],
-                                   r"does not implement data\.num_workers = 4", out=OUT),
-    "train load_path elsewhere": Case(train_main, lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, a.tags, t / "out"), "load_path=/elsewhere"],
-                                      r"does not implement load_path = '/elsewhere'", out=OUT),
-    "train --resume, latest names a deleted tag": Case(train_main, lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],
-                                                       r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted)),
-    "train --resume, truncated model_states.pt": Case(train_main, lambda a, t, s: [s / "config.yaml", "--resume", f"save_folder={s}"],
-                                                      r"mp_rank_00_model_states\.pt is truncated", subject=run_with(_truncate_model_states)),
+    "train broken YAML": Case(
+        train_main,
+        lambda a, t, s: [s],
+        r"is not valid YAML \(line \d+, column \d+\)",
+        subject=lambda a, t: (
+            t / "bad.yaml",
+            (t / "bad.yaml").write_text("model:\n  d_model: [1, 2\n"),
+        )[0],
+    ),
+    "train global_train_batch_size=0": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "global_train_batch_size=0",
+        ],
+        r"global_train_batch_size must be a positive integer, got 0",
+        out=OUT,
+    ),
+    "train max_duration=-5": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "max_duration=-5",
+        ],
+        r"max_duration -5 is not a positive number of steps",
+        out=OUT,
+    ),
+    "train deepspeed JSON overriding the ZeRO stage": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            f"deepspeed.config_path={s}",
+        ],
+        r"sets zero_optimization\.stage = 2 but the YAML gives 1 \(deepspeed\.zero_stage\)",
+        subject=lambda a, t: _json(t, {"zero_optimization": {"stage": 2}}),
+        out=OUT,
+    ),
+    "train deepspeed JSON with another batch size": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            f"deepspeed.config_path={s}",
+        ],
+        r"sets train_batch_size = 64 but the YAML gives 2 \(global_train_batch_size\)",
+        subject=lambda a, t: _json(t, {"train_batch_size": 64}),
+        out=OUT,
+    ),
+    "train deepspeed JSON with an optimizer": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            f"deepspeed.config_path={s}",
+        ],
+        r"sets DeepSpeed's 'optimizer'",
+        subject=lambda a, t: _json(t, {"optimizer": {"type": "Adam"}}),
+        out=OUT,
+    ),
+    "train compile set": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "compile.mode=default",
+        ],
+        r"does not implement compile = \{'mode': 'default'.*\} \(OLMo's default: None\)",
+        out=OUT,
+    ),
+    "train fsdp changed": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "fsdp.sharding_strategy=NO_SHARD",
+        ],
+        r"does not implement fsdp\.sharding_strategy = 'NO_SHARD' \(OLMo's default: 'FULL_SHARD'\)",
+        out=OUT,
+    ),
+    "train data.num_workers": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "data.num_workers=4",
+        ],
+        r"does not implement data\.num_workers = 4",
+        out=OUT,
+    ),
+    "train load_path elsewhere": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "load_path=/elsewhere",
+        ],
+        r"does not implement load_path = '/elsewhere'",
+        out=OUT,
+    ),
+    "train --resume, latest names a deleted tag": Case(
+        train_main,
+        lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],
+        r"checkpoint 'step2' does not exist",
+        subject=run_with(_latest_to_deleted),
+    ),
+    "train --resume, truncated model_states.pt": Case(
+        train_main,
+        lambda a, t, s: [s / "config.yaml", "--resume", f"save_folder={s}"],
+        r"mp_rank_00_model_states\.pt is truncated",
+        subject=run_with(_truncate_model_states),
+    ),
     # export_embeddings.py
-    "export --tag step999": Case(export_main, lambda a, t, s: [a.run, "--out", t / "out", "--tag", "step999"],
-                                 r"checkpoint 'step999' does not exist \(there: step2\)", out=OUT),
-    "export --batch-size 0": Case(export_main, lambda a, t, s: [a.run, "--out", t / "out", "--batch-size", 0],
-                                  r"--batch-size: must be a positive integer", out=OUT),
-    "export --shard-gb 0": Case(export_main, lambda a, t, s: [a.run, "--out", t / "out", "--shard-gb", 0],
-                                r"--shard-gb: must be positive", out=OUT),
-    "export --out a file": Case(export_main, lambda a, t, s: [a.run, "--out", a.vocab], r"--out .* is a file"),
-    "export, latest names a deleted tag": Case(export_main, lambda a, t, s: [s, "--out", t / "out"],
-                                               r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted), out=OUT),
-    "export, truncated model_states.pt": Case(export_main, lambda a, t, s: [s, "--out", t / "out"], r"is truncated",
-                                              subject=run_with(_truncate_model_states), out=OUT),
+    "export --tag step999": Case(
+        export_main,
+        lambda a, t, s: [a.run, "--out", t / "out", "--tag", "step999"],
+        r"checkpoint 'step999' does not exist \(there: step2\)",
+        out=OUT,
+    ),
+    "export --batch-size 0": Case(
+        export_main,
+        lambda a, t, s: [a.run, "--out", t / "out", "--batch-size", 0],
+        r"--batch-size: must be a positive integer",
+        out=OUT,
+    ),
+    "export --shard-gb 0": Case(
+        export_main,
+        lambda a, t, s: [a.run, "--out", t / "out", "--shard-gb", 0],
+        r"--shard-gb: must be positive",
+        out=OUT,
+    ),
+    "export --out a file": Case(
+        export_main, lambda a, t, s: [a.run, "--out", a.vocab], r"--out .* is a file"
+    ),
+    "export, latest names a deleted tag": Case(
+        export_main,
+        lambda a, t, s: [s, "--out", t / "out"],
+        r"checkpoint 'step2' does not exist",
+        subject=run_with(_latest_to_deleted),
+        out=OUT,
+    ),
+    "export, truncated model_states.pt": Case(
+        export_main,
+        lambda a, t, s: [s, "--out", t / "out"],
+        r"is truncated",
+        subject=run_with(_truncate_model_states),
+        out=OUT,
+    ),
     # evaluate.py
-    "evaluate non-UTF-8 --text": Case(evaluate_main, lambda a, t, s: [a.served, "--text", s], r"is not UTF-8 text",
-                                      subject=lambda a, t: (t / "latin1.txt", (t / "latin1.txt").write_bytes("café".encode("latin-1")))[0]),
-    "evaluate --batch-size 0": Case(evaluate_main, lambda a, t, s: [a.served, "--tokens", a.tokens, "--batch-size", 0],
-                                    r"--batch-size: must be a positive integer"),
-    "evaluate --out a directory": Case(evaluate_main, lambda a, t, s: [a.served, "--tokens", a.tokens, "--out", t],
-                                       r"--out .* is a directory"),
-    "evaluate invalid manifest JSON": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens, "--out", t / "out"],
-                                           r"manifest\.json is not valid JSON", subject=served_with(_garbage_manifest), out=OUT),
-    "evaluate truncated model.safetensors": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
-                                                 r"model\.safetensors does not match the sha256", subject=served_with(_truncate_model)),
-    "evaluate corrupted model.safetensors": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
-                                                 r"model\.safetensors does not match the sha256", subject=served_with(_corrupt_model)),
-    "evaluate manifest dtype edited": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
-                                           r"is not the one the manifest lists \(it holds fp32", subject=served_with(_edit_manifest("dtype", "bf16"))),
-    "evaluate --no-verify --table mmap, truncated shard": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
-                                                               r"table-00000\.safetensors is [\d,]+ bytes, its header needs", subject=served_with(_truncate_first_shard)),
-    "evaluate, artifact of format version 1": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
-                                                   r"format version 1, this olmo-scone reads version 2: re-export it",
-                                                   subject=served_with(_edit_manifest("format_version", 1))),
-    "evaluate --no-verify --table mmap, truncated index": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
-                                                              r"index-keys\.npy is unreadable .* truncated", subject=served_with(_truncate_index)),
-    "evaluate, corrupted index": Case(evaluate_main, lambda a, t, s: [s, "--tokens", a.tokens],
-                                      r"index-values\.npy does not match the sha256", subject=served_with(_corrupt_index)),
-    "evaluate, latest names a deleted tag (baseline path)": Case(evaluate_main, lambda a, t, s: [s, "--text", REPO / "README.md"],
-                                                                 r"checkpoint 'step2' does not exist", subject=run_with(_latest_to_deleted)),
+    "evaluate non-UTF-8 --text": Case(
+        evaluate_main,
+        lambda a, t, s: [a.served, "--text", s],
+        r"is not UTF-8 text",
+        subject=lambda a, t: (
+            t / "latin1.txt",
+            (t / "latin1.txt").write_bytes("café".encode("latin-1")),
+        )[0],
+    ),
+    "evaluate --batch-size 0": Case(
+        evaluate_main,
+        lambda a, t, s: [a.served, "--tokens", a.tokens, "--batch-size", 0],
+        r"--batch-size: must be a positive integer",
+    ),
+    "evaluate --out a directory": Case(
+        evaluate_main,
+        lambda a, t, s: [a.served, "--tokens", a.tokens, "--out", t],
+        r"--out .* is a directory",
+    ),
+    "evaluate invalid manifest JSON": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens, "--out", t / "out"],
+        r"manifest\.json is not valid JSON",
+        subject=served_with(_garbage_manifest),
+        out=OUT,
+    ),
+    "evaluate truncated model.safetensors": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"model\.safetensors does not match the sha256",
+        subject=served_with(_truncate_model),
+    ),
+    "evaluate corrupted model.safetensors": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"model\.safetensors does not match the sha256",
+        subject=served_with(_corrupt_model),
+    ),
+    "evaluate manifest dtype edited": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"is not the one the manifest lists \(it holds fp32",
+        subject=served_with(_edit_manifest("dtype", "bf16")),
+    ),
+    "evaluate --no-verify --table mmap, truncated shard": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
+        r"table-00000\.safetensors is [\d,]+ bytes, its header needs",
+        subject=served_with(_truncate_first_shard),
+    ),
+    "evaluate, artifact of format version 1": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"format version 1, this olmo-scone reads version 2: re-export it",
+        subject=served_with(_edit_manifest("format_version", 1)),
+    ),
+    "evaluate --no-verify --table mmap, truncated index": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
+        r"index-keys\.npy is unreadable .* truncated",
+        subject=served_with(_truncate_index),
+    ),
+    "evaluate, corrupted index": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"index-values\.npy does not match the sha256",
+        subject=served_with(_corrupt_index),
+    ),
+    "evaluate, latest names a deleted tag (baseline path)": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--text", REPO / "README.md"],
+        r"checkpoint 'step2' does not exist",
+        subject=run_with(_latest_to_deleted),
+    ),
     # generate.py
-    "generate --temperature -1": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--temperature", -1], r"--temperature: must be 0 or more"),
-    "generate --top-k -5": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--top-k", -5], r"--top-k: must be 0 or more"),
-    "generate --top-p 2": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--top-p", 2], r"--top-p: must be in \(0, 1\]"),
-    "generate --max-new-tokens -4": Case(generate_main, lambda a, t, s: [a.served, "--prompt", "Hi", "--max-new-tokens", -4],
-                                         r"--max-new-tokens: must be a positive integer"),
-    "generate --prompt ''": Case(generate_main, lambda a, t, s: [a.served, "--prompt", ""], r"--prompt is empty"),
+    "generate --temperature -1": Case(
+        generate_main,
+        lambda a, t, s: [a.served, "--prompt", "Hi", "--temperature", -1],
+        r"--temperature: must be 0 or more",
+    ),
+    "generate --top-k -5": Case(
+        generate_main,
+        lambda a, t, s: [a.served, "--prompt", "Hi", "--top-k", -5],
+        r"--top-k: must be 0 or more",
+    ),
+    "generate --top-p 2": Case(
+        generate_main,
+        lambda a, t, s: [a.served, "--prompt", "Hi", "--top-p", 2],
+        r"--top-p: must be in \(0, 1\]",
+    ),
+    "generate --max-new-tokens -4": Case(
+        generate_main,
+        lambda a, t, s: [a.served, "--prompt", "Hi", "--max-new-tokens", -4],
+        r"--max-new-tokens: must be a positive integer",
+    ),
+    "generate --prompt ''": Case(
+        generate_main, lambda a, t, s: [a.served, "--prompt", ""], r"--prompt is empty"
+    ),
 }
 if not torch.cuda.is_available():
-    CASES["evaluate --device cuda without CUDA"] = Case(evaluate_main, lambda a, t, s: [a.served, "--tokens", a.tokens, "--device", "cuda"],
-                                                        r"CUDA is not available")
+    CASES["evaluate --device cuda without CUDA"] = Case(
+        evaluate_main,
+        lambda a, t, s: [a.served, "--tokens", a.tokens, "--device", "cuda"],
+        r"CUDA is not available",
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -244,13 +463,17 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(name, art, tmp_path, cap
         out = case.out(tmp_path)
         assert not out.exists(), f"{name}: {out} was left behind"
         assert not lock_path(out).exists(), f"{name}: lock file left behind"
-    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.lock")), sorted(tmp_path.iterdir())
+    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.lock")), sorted(
+        tmp_path.iterdir()
+    )
 
 
 def _hold_lock(out: Path) -> subprocess.Popen:
     """Another process writing ``out``: it holds the output's lock until killed."""
-    code = ("import sys, time; from olmo_scone.locking import OutputLock; l = OutputLock(sys.argv[1]); "
-            "print('held', flush=True); time.sleep(120)")
+    code = (
+        "import sys, time; from olmo_scone.locking import OutputLock; l = OutputLock(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(120)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
     return p
@@ -263,7 +486,10 @@ def test_a_second_writer_of_the_same_output_is_refused(cli, art, tmp_path, capsy
         "build": (build_main, ["--tokens", art.tokens, "--num-fgrams", 100, "--out", out]),
         "tag": (tag_main, ["--vocab", art.vocab, "--tokens", art.tokens, "--out", out]),
         "export": (export_main, [art.run, "--out", out]),
-        "evaluate": (evaluate_main, [art.served, "--tokens", art.tokens, "--max-batches", 1, "--out", out]),
+        "evaluate": (
+            evaluate_main,
+            [art.served, "--tokens", art.tokens, "--max-batches", 1, "--out", out],
+        ),
         "prepare": (prepare_main, [REPO / "README.md", "--out", out]),
     }[cli]
     holder = _hold_lock(out)
@@ -288,7 +514,19 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next_run(art, tmp_path, ca
     other.write_bytes(b"keep")
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-        run_cli(build_main, ["--tokens", str(art.tokens), "--num-fgrams", "100", "--processes", "1", "--out", str(out)])
+        run_cli(
+            build_main,
+            [
+                "--tokens",
+                str(art.tokens),
+                "--num-fgrams",
+                "100",
+                "--processes",
+                "1",
+                "--out",
+                str(out),
+            ],
+        )
     assert e.value.code == 0, capsys.readouterr().err
     assert out.is_file() and not stale_dir.exists() and not stale_file.exists() and other.exists()
     assert not lock_path(out).exists()
@@ -296,7 +534,9 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next_run(art, tmp_path, ca
 
 def test_resume_and_olmo_style_overrides_anywhere():
     """OLMo's --key=value and key=value both work; --resume may stand anywhere among them."""
-    args, resume = split_args(["cfg.yaml", "--resume", "max_duration=3", "--save_folder=/x", "--model.d_model=8"])
+    args, resume = split_args(
+        ["cfg.yaml", "--resume", "max_duration=3", "--save_folder=/x", "--model.d_model=8"]
+    )
     assert resume and args == ["cfg.yaml", "max_duration=3", "save_folder=/x", "model.d_model=8"]
     args, resume = split_args(["cfg.yaml", "--save-overwrite"])
     assert not resume and args == ["cfg.yaml", "save_overwrite=True"]
@@ -313,7 +553,14 @@ def test_the_final_deepspeed_config_is_saved_with_the_run(art):
     cfg = load_config(SconeTrainConfig, art.run / "config.yaml")
     assert saved == deepspeed_config(cfg, 1)
     extra = art.root / "extra-ds.json"
-    extra.write_text(json.dumps({"zero_optimization": {"reduce_bucket_size": 1234, "stage": 1}, "train_batch_size": 2}))
+    extra.write_text(
+        json.dumps(
+            {"zero_optimization": {"reduce_bucket_size": 1234, "stage": 1}, "train_batch_size": 2}
+        )
+    )
     cfg.deepspeed.config_path = str(extra)
     merged = deepspeed_config(cfg, 1)
-    assert merged["zero_optimization"]["reduce_bucket_size"] == 1234 and merged["zero_optimization"]["stage"] == 1
+    assert (
+        merged["zero_optimization"]["reduce_bucket_size"] == 1234
+        and merged["zero_optimization"]["stage"] == 1
+    )

@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 def run_prepare(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / "prepare_data.py"), *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
     )
 
 
@@ -35,10 +38,14 @@ def test_missing_path(tmp_path, out):
 
 def test_empty_corpus(tmp_path, out):
     f = tmp_path / "empty.jsonl"
-    f.write_text(json.dumps({"id": "a", "text": "   "}) + "\n" + json.dumps({"id": "b", "text": ""}) + "\n")
+    f.write_text(
+        json.dumps({"id": "a", "text": "   "}) + "\n" + json.dumps({"id": "b", "text": ""}) + "\n"
+    )
     assert_clean_error(run_prepare(str(f), "--out", str(out)), r"empty corpus")
     (tmp_path / "nothing.txt").write_text("")
-    assert_clean_error(run_prepare(str(tmp_path / "nothing.txt"), "--out", str(out)), r"empty corpus")
+    assert_clean_error(
+        run_prepare(str(tmp_path / "nothing.txt"), "--out", str(out)), r"empty corpus"
+    )
     assert not out.exists()
 
 
@@ -47,24 +54,37 @@ def test_not_utf8(tmp_path, out):
     with gzip.open(f, "wb") as g:
         g.write(json.dumps({"id": "1", "text": "fine"}).encode() + b"\n")
         g.write(b'{"id": "2", "text": "caf\xe9"}\n')
-    assert_clean_error(run_prepare(str(f), "--out", str(out)), r"latin1\.jsonl\.gz: line 2 is not valid UTF-8")
+    assert_clean_error(
+        run_prepare(str(f), "--out", str(out)), r"latin1\.jsonl\.gz: line 2 is not valid UTF-8"
+    )
     t = tmp_path / "latin1.txt"
     t.write_bytes("na\u00efve text".encode("latin-1"))
-    assert_clean_error(run_prepare(str(t), "--out", str(out)), r"latin1\.txt: the file is not valid UTF-8")
+    assert_clean_error(
+        run_prepare(str(t), "--out", str(out)), r"latin1\.txt: the file is not valid UTF-8"
+    )
     assert not out.exists()
 
 
 def test_json_line_without_text(tmp_path, out):
     f = tmp_path / "docs.jsonl"
-    f.write_text(json.dumps({"id": "1", "text": "ok"}) + "\n" + json.dumps({"id": "2", "body": "no text"}) + "\n")
-    assert_clean_error(run_prepare(str(f), "--out", str(out)), r"docs\.jsonl: line 2 has no 'text' field")
+    f.write_text(
+        json.dumps({"id": "1", "text": "ok"})
+        + "\n"
+        + json.dumps({"id": "2", "body": "no text"})
+        + "\n"
+    )
+    assert_clean_error(
+        run_prepare(str(f), "--out", str(out)), r"docs\.jsonl: line 2 has no 'text' field"
+    )
     f.write_text('{"id": "1", "text": "ok"}\n{not json}\n')
     assert_clean_error(run_prepare(str(f), "--out", str(out)), r"line 2 is not valid JSON")
 
 
 def test_corrupt_compressed_file(tmp_path, out):
     f = tmp_path / "broken.jsonl.gz"
-    data = gzip.compress(("\n".join(json.dumps({"id": str(i), "text": "x " * 50}) for i in range(200))).encode())
+    data = gzip.compress(
+        ("\n".join(json.dumps({"id": str(i), "text": "x " * 50}) for i in range(200))).encode()
+    )
     f.write_bytes(data[: len(data) // 2])
     assert_clean_error(run_prepare(str(f), "--out", str(out)), r"broken\.jsonl\.gz: cannot read")
 
@@ -72,21 +92,33 @@ def test_corrupt_compressed_file(tmp_path, out):
 def test_unknown_tokenizer(tmp_path, out):
     f = tmp_path / "docs.jsonl"
     f.write_text(json.dumps({"id": "1", "text": "hello"}) + "\n")
-    assert_clean_error(run_prepare(str(f), "--out", str(out), "--tokenizer", "gpt5"), r"unknown tokenizer 'gpt5'; choose one of: allenai_dolma2")
+    assert_clean_error(
+        run_prepare(str(f), "--out", str(out), "--tokenizer", "gpt5"),
+        r"unknown tokenizer 'gpt5'; choose one of: allenai_dolma2",
+    )
 
 
 def test_output_holding_other_files_is_refused(tmp_path, out):
     f = tmp_path / "docs.jsonl"
-    f.write_text("\n".join(json.dumps({"id": str(i), "text": f"doc {i}"}) for i in range(10)) + "\n")
+    f.write_text(
+        "\n".join(json.dumps({"id": str(i), "text": f"doc {i}"}) for i in range(10)) + "\n"
+    )
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    assert_clean_error(run_prepare(str(f), "--out", str(out)), r"already holds other files; pass --overwrite")
+    assert_clean_error(
+        run_prepare(str(f), "--out", str(out)), r"already holds other files; pass --overwrite"
+    )
     assert (out / "precious.txt").read_text() == "keep me"
 
 
 def test_dolma_sample_offline_fails_at_once(out):
-    proc = run_prepare("--remote", "dolma-v1_6-sample", "--out", str(out), env={"OLMO_SCONE_OFFLINE": "1"})
-    assert_clean_error(proc, r"needs the network to fetch https://olmo-data\.org/.*offline \(OLMO_SCONE_OFFLINE is set\).*local paths")
+    proc = run_prepare(
+        "--remote", "dolma-v1_6-sample", "--out", str(out), env={"OLMO_SCONE_OFFLINE": "1"}
+    )
+    assert_clean_error(
+        proc,
+        r"needs the network to fetch https://olmo-data\.org/.*offline \(OLMO_SCONE_OFFLINE is set\).*local paths",
+    )
     assert not out.exists()
 
 
@@ -99,7 +131,9 @@ def test_zstd_and_directory_inputs(tmp_path, out):
     d = tmp_path / "corpus" / "nested"
     d.mkdir(parents=True)
     docs = [{"id": str(i), "text": f"Document {i}: caf\u00e9 \u2013 na\u00efve"} for i in range(5)]
-    (d / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress("\n".join(map(json.dumps, docs)).encode()))
+    (d / "a.jsonl.zst").write_bytes(
+        zstandard.ZstdCompressor().compress("\n".join(map(json.dumps, docs)).encode())
+    )
     (d / "ignored.csv").write_text("x")
     files = resolve_sources([str(tmp_path / "corpus")])
     assert [f.name for f in files] == ["a.jsonl.zst"]

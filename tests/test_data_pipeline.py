@@ -54,10 +54,14 @@ def test_token_ids_round_trip_to_the_original_text(prepared):
         for doc_id, ids in _documents(prepared, split):
             assert ids[-1] == prepared.eos_token_id
             assert prepared.eos_token_id not in ids[:-1]
-            assert tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()  # dolma strips surrounding whitespace
+            assert (
+                tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()
+            )  # dolma strips surrounding whitespace
             seen += 1
-    assert seen == len(texts) == (
-        prepared.split("train")["documents"] + prepared.split("valid")["documents"]
+    assert (
+        seen
+        == len(texts)
+        == (prepared.split("train")["documents"] + prepared.split("valid")["documents"])
     )
 
 
@@ -80,7 +84,9 @@ def test_olmo_memmap_dataset_reads_the_files_and_eos_marks_every_boundary(prepar
     assert len(ds) == sum(f["tokens"] // chunk for f in prepared.split("train")["files"])
     # Concatenate what OLMo serves and compare with the raw files, file by file.
     served = np.concatenate([ds[i]["input_ids"].numpy() for i in range(len(ds))])
-    raw = np.concatenate([np.asarray(m[: (len(m) // chunk) * chunk]) for m in prepared.memmaps("train")])
+    raw = np.concatenate(
+        [np.asarray(m[: (len(m) // chunk) * chunk]) for m in prepared.memmaps("train")]
+    )
     assert np.array_equal(served, raw)
     assert len(served) <= n_tokens
     # Every EOS in the stream sits exactly at a document end recorded by dolma, and vice versa.
@@ -100,7 +106,10 @@ def test_manifest_records_tokenizer_counts_and_sources(prepared):
         info = m["splits"][split]
         assert info["tokens"] == sum(f["tokens"] for f in info["files"]) > 0
         assert info["documents"] == sum(f["documents"] for f in info["files"]) > 0
-    assert sum(s["documents"] for s in m["sources"]) == m["splits"]["train"]["documents"] + m["splits"]["valid"]["documents"]
+    assert (
+        sum(s["documents"] for s in m["sources"])
+        == m["splits"]["train"]["documents"] + m["splits"]["valid"]["documents"]
+    )
     assert all(len(s["sha256"]) == 64 for s in m["sources"])
 
 
@@ -109,10 +118,18 @@ def test_rerun_reuses_and_a_different_dataset_is_refused(prepared, real_corpus, 
 
     files, max_docs = real_corpus
     before = (prepared.root / "manifest.json").read_text()
-    again = prepare(PrepareSettings(sources=files, out=prepared.root, valid_fraction=0.1, seed=0, max_documents=max_docs))
+    again = prepare(
+        PrepareSettings(
+            sources=files, out=prepared.root, valid_fraction=0.1, seed=0, max_documents=max_docs
+        )
+    )
     assert (again.root / "manifest.json").read_text() == before  # reused, not rebuilt
     with pytest.raises(SconeError, match="already holds a different dataset.*--overwrite"):
-        prepare(PrepareSettings(sources=files, out=prepared.root, valid_fraction=0.2, seed=0, max_documents=max_docs))
+        prepare(
+            PrepareSettings(
+                sources=files, out=prepared.root, valid_fraction=0.2, seed=0, max_documents=max_docs
+            )
+        )
     assert (prepared.root / "manifest.json").read_text() == before  # nothing lost
 
 
@@ -124,17 +141,30 @@ def test_plain_text_blocks_and_dolma2_tokenizer(tmp_path, wikitext_valid):
 
     with pytest.raises(SconeError, match="not a document file.*--input-format"):
         prepare(PrepareSettings(sources=[str(tmp_path / "wiki.tokens")], out=tmp_path / "x"))
-    m = prepare(PrepareSettings(sources=[str(tmp_path / "wiki.tokens")], out=tmp_path / "out", tokenizer="allenai_dolma2",
-                                valid_fraction=0.1, text_blocks=True, input_format="text", processes=1))
+    m = prepare(
+        PrepareSettings(
+            sources=[str(tmp_path / "wiki.tokens")],
+            out=tmp_path / "out",
+            tokenizer="allenai_dolma2",
+            valid_fraction=0.1,
+            text_blocks=True,
+            input_format="text",
+            processes=1,
+        )
+    )
     blocks = [b for b in text.split("\n \n") if b.strip()]
     assert m.data["dtype"] == "uint32"
-    assert m.split("train")["documents"] + m.split("valid")["documents"] == len(list(iter_documents([tmp_path / "wiki.txt"], True)))
+    assert m.split("train")["documents"] + m.split("valid")["documents"] == len(
+        list(iter_documents([tmp_path / "wiki.txt"], True))
+    )
     assert len(blocks) > 10
     tok = resolve_tokenizer("allenai_dolma2").load()
     texts = {f"s0-{d.id}": d.text for d in iter_documents([tmp_path / "wiki.tokens"], True, "text")}
     for doc_id, ids in _documents(m, "train"):
         assert ids[-1] == 100257
-        assert tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()  # dolma strips surrounding whitespace
+        assert (
+            tok.decode(ids[:-1].tolist(), skip_special_tokens=False) == texts[doc_id].strip()
+        )  # dolma strips surrounding whitespace
 
 
 def test_atomic_output_leaves_no_partial_directory_on_failure(tmp_path, monkeypatch):
@@ -142,7 +172,9 @@ def test_atomic_output_leaves_no_partial_directory_on_failure(tmp_path, monkeypa
     from olmo_scone.errors import SconeError
 
     f = tmp_path / "docs.jsonl"
-    f.write_text("\n".join(json.dumps({"id": str(i), "text": f"document number {i}"}) for i in range(20)))
+    f.write_text(
+        "\n".join(json.dumps({"id": str(i), "text": f"document number {i}"}) for i in range(20))
+    )
 
     def boom(*a, **k):
         raise SconeError("dolma exploded")
@@ -154,19 +186,32 @@ def test_atomic_output_leaves_no_partial_directory_on_failure(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["docs.jsonl"]  # no temporary left behind
 
 
-def test_documents_are_in_reading_order_and_rebuilds_are_byte_identical(prepared, real_corpus, tmp_path):
+def test_documents_are_in_reading_order_and_rebuilds_are_byte_identical(
+    prepared, real_corpus, tmp_path
+):
     """dolma shuffles documents with unseeded RNGs; the pipeline puts them back in the order they
     were read, so the token files depend on the inputs alone (not on the run or the core count)."""
     for split in ("train", "valid"):
-        want = [f"s{i}-{doc.id}" for i, doc in _source_documents(prepared)
-                if split_of(0, i, doc.id, 0.1)[0] == split]
+        want = [
+            f"s{i}-{doc.id}"
+            for i, doc in _source_documents(prepared)
+            if split_of(0, i, doc.id, 0.1)[0] == split
+        ]
         got = [doc_id for doc_id, _ in _documents(prepared, split)]
         if split == "valid" and not want:  # tiny corpus: one train document was moved over
             continue
         assert got == want, split
     files, max_docs = real_corpus
-    other = prepare(PrepareSettings(sources=files, out=tmp_path / "again", valid_fraction=0.1, seed=0, processes=1,
-                                    max_documents=max_docs))
+    other = prepare(
+        PrepareSettings(
+            sources=files,
+            out=tmp_path / "again",
+            valid_fraction=0.1,
+            seed=0,
+            processes=1,
+            max_documents=max_docs,
+        )
+    )
     for split in ("train", "valid"):
         a, b = prepared.token_files(split), other.token_files(split)
         assert [p.name for p in a] == [p.name for p in b] == ["part-00000.npy"]

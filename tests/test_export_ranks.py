@@ -26,13 +26,30 @@ def _port() -> int:
 
 
 def _export(ranks: int, run: Path, out: Path) -> subprocess.CompletedProcess:
-    args = [str(REPO / "scripts" / "export_embeddings.py"), str(run), "--out", str(out), "--dtype", "fp32",
-            "--shard-gb", "0.0003", "--batch-size", "700"]
+    args = [
+        str(REPO / "scripts" / "export_embeddings.py"),
+        str(run),
+        "--out",
+        str(out),
+        "--dtype",
+        "fp32",
+        "--shard-gb",
+        "0.0003",
+        "--batch-size",
+        "700",
+    ]
     if ranks > 1:
-        cmd = [str(Path(sys.executable).parent / "torchrun"), f"--nproc_per_node={ranks}", f"--master_port={_port()}", *args]
+        cmd = [
+            str(Path(sys.executable).parent / "torchrun"),
+            f"--nproc_per_node={ranks}",
+            f"--master_port={_port()}",
+            *args,
+        ]
     else:
         cmd = [sys.executable, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
 
 
 def test_two_rank_export_is_byte_identical_to_one_rank(art, tmp_path):
@@ -50,6 +67,8 @@ def test_two_rank_export_is_byte_identical_to_one_rank(art, tmp_path):
         if name != "manifest.json":
             assert (one / name).read_bytes() == (two / name).read_bytes(), name
     m1, m2 = (json.loads((d / "manifest.json").read_text()) for d in (one, two))
-    assert {k: v for k, v in m1.items() if k not in PROVENANCE} == {k: v for k, v in m2.items() if k not in PROVENANCE}
+    assert {k: v for k, v in m1.items() if k not in PROVENANCE} == {
+        k: v for k, v in m2.items() if k not in PROVENANCE
+    }
     assert (m1["export_ranks"], m2["export_ranks"]) == (1, 2)
     assert not (tmp_path / "two.partial").exists() and not (tmp_path / ".two.lock").exists()

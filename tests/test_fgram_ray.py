@@ -31,17 +31,39 @@ BUILD = ["--num-fgrams", 20000, "--max-n", 5]
 
 
 def run(script: str, *args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / script), *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=env or RAY_ENV)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env or RAY_ENV,
+    )
 
 
 @pytest.fixture(scope="module")
 def single(prepared, tmp_path_factory):
     """The single-machine vocabulary and sidecar that every Ray run must reproduce byte for byte."""
     d = tmp_path_factory.mktemp("single")
-    proc = run("build_fgrams.py", "--tokens", prepared.root, *BUILD, "--processes", 2, "--out", d / "v.safetensors")
+    proc = run(
+        "build_fgrams.py",
+        "--tokens",
+        prepared.root,
+        *BUILD,
+        "--processes",
+        2,
+        "--out",
+        d / "v.safetensors",
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = run("tag_fgrams.py", "--vocab", d / "v.safetensors", "--tokens", prepared.root, "--out", d / "tags")
+    proc = run(
+        "tag_fgrams.py",
+        "--vocab",
+        d / "v.safetensors",
+        "--tokens",
+        prepared.root,
+        "--out",
+        d / "tags",
+    )
     assert proc.returncode == 0, proc.stderr
     return d / "v.safetensors", d / "tags"
 
@@ -60,13 +82,37 @@ def assert_same_sidecar(a: Path, b: Path) -> None:
 
 def test_local_ray_runtime_gives_the_single_machine_bytes(prepared, single, tmp_path):
     vocab, tags = single
-    proc = run("build_fgrams.py", "--tokens", prepared.root, *BUILD, "--processes", 2, "--ray",
-               "--chunk-tokens", 50_000, "--memory-gb", 0.01, "--out", tmp_path / "v.safetensors")
+    proc = run(
+        "build_fgrams.py",
+        "--tokens",
+        prepared.root,
+        *BUILD,
+        "--processes",
+        2,
+        "--ray",
+        "--chunk-tokens",
+        50_000,
+        "--memory-gb",
+        0.01,
+        "--out",
+        tmp_path / "v.safetensors",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert re.search(r"(\d+) partition\(s\)", proc.stdout).group(1) != "1"  # partitioned merge and ranking
+    assert (
+        re.search(r"(\d+) partition\(s\)", proc.stdout).group(1) != "1"
+    )  # partitioned merge and ranking
     assert load_vocab(tmp_path / "v.safetensors").sha256 == load_vocab(vocab).sha256
     assert (tmp_path / "v.safetensors").read_bytes() == vocab.read_bytes()
-    proc = run("tag_fgrams.py", "--vocab", vocab, "--tokens", prepared.root, "--out", tmp_path / "tags", "--ray")
+    proc = run(
+        "tag_fgrams.py",
+        "--vocab",
+        vocab,
+        "--tokens",
+        prepared.root,
+        "--out",
+        tmp_path / "tags",
+        "--ray",
+    )
     assert proc.returncode == 0, proc.stderr
     assert_same_sidecar(tags, tmp_path / "tags")
 
@@ -96,15 +142,46 @@ def _stop_cluster(temp_dirs) -> None:
 def cluster():
     """A real two-node Ray cluster on this machine: a head and a worker node, one CPU each, each
     with its own temp dir (short paths: Ray's socket names must fit 107 bytes)."""
-    head_dir, node_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp"), tempfile.mkdtemp(prefix="rn", dir="/tmp")
+    head_dir, node_dir = (
+        tempfile.mkdtemp(prefix="rh", dir="/tmp"),
+        tempfile.mkdtemp(prefix="rn", dir="/tmp"),
+    )
     address = f"127.0.0.1:{_free_port()}"
-    common = ["--num-cpus", "1", "--object-store-memory", str(300 * 2**20), "--node-ip-address", "127.0.0.1",
-              "--disable-usage-stats"]
+    common = [
+        "--num-cpus",
+        "1",
+        "--object-store-memory",
+        str(300 * 2**20),
+        "--node-ip-address",
+        "127.0.0.1",
+        "--disable-usage-stats",
+    ]
     try:
-        subprocess.run([RAY, "start", "--head", "--port", address.split(":")[1], "--temp-dir", head_dir,
-                        "--include-dashboard", "false", *common], check=True, capture_output=True, env=RAY_ENV, timeout=120)
-        subprocess.run([RAY, "start", "--address", address, "--temp-dir", node_dir, *common], check=True,
-                       capture_output=True, env=RAY_ENV, timeout=120)
+        subprocess.run(
+            [
+                RAY,
+                "start",
+                "--head",
+                "--port",
+                address.split(":")[1],
+                "--temp-dir",
+                head_dir,
+                "--include-dashboard",
+                "false",
+                *common,
+            ],
+            check=True,
+            capture_output=True,
+            env=RAY_ENV,
+            timeout=120,
+        )
+        subprocess.run(
+            [RAY, "start", "--address", address, "--temp-dir", node_dir, *common],
+            check=True,
+            capture_output=True,
+            env=RAY_ENV,
+            timeout=120,
+        )
         yield address
     finally:
         _stop_cluster([head_dir, node_dir])
@@ -114,7 +191,11 @@ def _count_tasks(build: subprocess.Popen, timeout: float = 120):
     """Processes running a counting task now (Ray names a busy worker after its task)."""
     deadline = time.time() + timeout
     while time.time() < deadline and build.poll() is None:
-        busy = [p for p in psutil.process_iter(["cmdline"]) if (p.info["cmdline"] or [""])[0] == "ray::count_chunk"]
+        busy = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if (p.info["cmdline"] or [""])[0] == "ray::count_chunk"
+        ]
         if busy:
             return busy
         time.sleep(0.05)
@@ -122,12 +203,27 @@ def _count_tasks(build: subprocess.Popen, timeout: float = 120):
 
 
 @pytest.mark.slow
-def test_two_node_cluster_survives_a_killed_worker_with_the_same_bytes(prepared, single, cluster, tmp_path):
+def test_two_node_cluster_survives_a_killed_worker_with_the_same_bytes(
+    prepared, single, cluster, tmp_path
+):
     vocab, tags = single
     out = tmp_path / "v.safetensors"
-    cmd = [sys.executable, str(REPO / "scripts" / "build_fgrams.py"), "--tokens", str(prepared.root),
-           *map(str, BUILD), "--ray", cluster, "--chunk-tokens", "20000", "--out", str(out)]
-    build = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=RAY_ENV)
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "build_fgrams.py"),
+        "--tokens",
+        str(prepared.root),
+        *map(str, BUILD),
+        "--ray",
+        cluster,
+        "--chunk-tokens",
+        "20000",
+        "--out",
+        str(out),
+    ]
+    build = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=RAY_ENV
+    )
     busy = _count_tasks(build)
     assert busy, "no counting task was seen running"
     victim = busy[0]
@@ -137,13 +233,25 @@ def test_two_node_cluster_survives_a_killed_worker_with_the_same_bytes(prepared,
     assert "ray: tasks ran on 2 node(s)" in stdout  # both nodes counted
     assert out.read_bytes() == vocab.read_bytes()
 
-    proc = run("tag_fgrams.py", "--vocab", vocab, "--tokens", prepared.root, "--out", tmp_path / "tags", "--ray", cluster)
+    proc = run(
+        "tag_fgrams.py",
+        "--vocab",
+        vocab,
+        "--tokens",
+        prepared.root,
+        "--out",
+        tmp_path / "tags",
+        "--ray",
+        cluster,
+    )
     assert proc.returncode == 0, proc.stderr
     assert_same_sidecar(tags, tmp_path / "tags")
 
 
 @pytest.mark.slow
-def test_a_worker_that_cannot_read_the_tokens_is_one_clear_line(prepared, cluster, tmp_path, monkeypatch):
+def test_a_worker_that_cannot_read_the_tokens_is_one_clear_line(
+    prepared, cluster, tmp_path, monkeypatch
+):
     from olmo_scone.fgrams.counting.ray_executor import RayExecutor
 
     for k, v in RAY_ENV.items():
@@ -151,18 +259,49 @@ def test_a_worker_that_cannot_read_the_tokens_is_one_clear_line(prepared, cluste
     missing = tmp_path / "only-on-the-driver.npy"  # as if --tokens were not on shared storage
     ex = RayExecutor(cluster)
     try:
-        with pytest.raises(SconeError, match=rf"cannot read token file {missing} on node \w+: No such file.*same path"):
-            count_fgrams([TokenSource(missing, np.dtype(np.uint16), 100_000)], 50280, 50279, 1, CountSettings(), executor=ex)
+        with pytest.raises(
+            SconeError,
+            match=rf"cannot read token file {missing} on node \w+: No such file.*same path",
+        ):
+            count_fgrams(
+                [TokenSource(missing, np.dtype(np.uint16), 100_000)],
+                50280,
+                50279,
+                1,
+                CountSettings(),
+                executor=ex,
+            )
     finally:
         ex.close()
 
 
 def test_an_unreachable_ray_address_is_one_clear_line(prepared, tmp_path):
     t0 = time.time()
-    proc = run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 10, "--ray", f"127.0.0.1:{_free_port()}",
-               "--out", tmp_path / "v.safetensors")
+    proc = run(
+        "build_fgrams.py",
+        "--tokens",
+        prepared.root,
+        "--num-fgrams",
+        10,
+        "--ray",
+        f"127.0.0.1:{_free_port()}",
+        "--out",
+        tmp_path / "v.safetensors",
+    )
     assert_clean_error(proc, r"--ray 127\.0\.0\.1:\d+: no Ray cluster answers there")
     assert time.time() - t0 < 60 and not (tmp_path / "v.safetensors").exists()
-    assert_clean_error(run("build_fgrams.py", "--tokens", prepared.root, "--num-fgrams", 10, "--ray",
-                           "--work-dir", tmp_path / "w", "--out", tmp_path / "v.safetensors"),
-                       r"--work-dir is for local runs")
+    assert_clean_error(
+        run(
+            "build_fgrams.py",
+            "--tokens",
+            prepared.root,
+            "--num-fgrams",
+            10,
+            "--ray",
+            "--work-dir",
+            tmp_path / "w",
+            "--out",
+            tmp_path / "v.safetensors",
+        ),
+        r"--work-dir is for local runs",
+    )

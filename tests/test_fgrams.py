@@ -30,8 +30,13 @@ def corpus(prepared, tmp_path_factory):
 
 def _count(corpus, **kw):
     prepared, sources, _ = corpus
-    return count_fgrams(sources, prepared.tokenizer["vocab_size"], prepared.eos_token_id, prepared.pad_token_id,
-                        CountSettings(**kw))
+    return count_fgrams(
+        sources,
+        prepared.tokenizer["vocab_size"],
+        prepared.eos_token_id,
+        prepared.pad_token_id,
+        CountSettings(**kw),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +45,25 @@ def reference_counter(corpus):
     return count_all_ngrams(streams, 5, prepared.eos_token_id, prepared.pad_token_id)
 
 
-@pytest.mark.parametrize("kw", [
-    dict(num_fgrams=3000, min_count=5, processes=1),
-    # small chunks (boundaries everywhere), 2 workers, and a memory budget that forces disk partitions
-    dict(num_fgrams=3000, min_count=5, processes=2, chunk_tokens=7919, memory_gb=0.001),
-    # S beyond the survivors: the ranking keeps them all
-    dict(num_fgrams=10**6, min_count=5, processes=2, memory_gb=0.001, cut="all"),
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(num_fgrams=3000, min_count=5, processes=1),
+        # small chunks (boundaries everywhere), 2 workers, and a memory budget that forces disk partitions
+        dict(num_fgrams=3000, min_count=5, processes=2, chunk_tokens=7919, memory_gb=0.001),
+        # S beyond the survivors: the ranking keeps them all
+        dict(num_fgrams=10**6, min_count=5, processes=2, memory_gb=0.001, cut="all"),
+    ],
+)
 def test_counting_equals_brute_force(corpus, reference_counter, kw):
     kw = dict(kw)
     cut = kw.pop("cut", "part")
     got = _count(corpus, max_n=5, **kw)
     if kw.get("memory_gb", 8) < 0.01:
         assert got.stats["partitions"] > 1 and got.stats["chunks"] > 10
-    assert got.stats["rank_cut"]["kept"] == cut  # the S-th f-gram's (count, length) group is kept in part
+    assert (
+        got.stats["rank_cut"]["kept"] == cut
+    )  # the S-th f-gram's (count, length) group is kept in part
     want = top_fgrams(reference_counter, kw["num_fgrams"], 5)
     rows = [tuple(int(x) for x in r[:n]) for r, n in zip(got.tokens, got.lengths)]
     assert rows == [g for g, _ in want]  # same f-grams, same order (ties broken the same way)
@@ -68,7 +78,9 @@ def test_min_count_and_max_n(corpus, reference_counter):
     got = _count(corpus, max_n=3, num_fgrams=10**9, min_count=20, processes=1)
     ref3 = {g: c for g, c in reference_counter.items() if len(g) <= 3 and c >= 20}
     assert len(got.counts) == len(ref3)
-    assert {tuple(int(x) for x in r[:n]): int(c) for r, n, c in zip(got.tokens, got.lengths, got.counts)} == ref3
+    assert {
+        tuple(int(x) for x in r[:n]): int(c) for r, n, c in zip(got.tokens, got.lengths, got.counts)
+    } == ref3
 
 
 def test_top_s_is_closed_under_prefix_and_suffix(corpus):
@@ -111,12 +123,17 @@ def test_matcher_on_non_prefix_closed_vocab(corpus):
     """A hand-made vocabulary whose f-grams' prefixes are absent still matches exactly."""
     prepared, _, streams = corpus
     s = streams[0][:5000]
-    picks = [tuple(int(x) for x in s[i : i + n]) for i, n in [(10, 4), (200, 5), (333, 3), (1000, 2), (2000, 5)]]
+    picks = [
+        tuple(int(x) for x in s[i : i + n])
+        for i, n in [(10, 4), (200, 5), (333, 3), (1000, 2), (2000, 5)]
+    ]
     picks = [g for g in dict.fromkeys(picks) if prepared.eos_token_id not in g]
     tokens = np.full((len(picks), 5), -1, np.int32)
     for i, g in enumerate(picks):
         tokens[i, : len(g)] = g
-    v = FgramVocab(tokens, np.array([len(g) for g in picks], np.int8), np.ones(len(picks), np.int64), {})
+    v = FgramVocab(
+        tokens, np.array([len(g) for g in picks], np.int8), np.ones(len(picks), np.int64), {}
+    )
     rows, lens = FgramMatcher(v, prepared.tokenizer["vocab_size"]).match(s)
     want = longest_matches(s, picks, 5)
     assert rows.tolist() == [r for r, _ in want] and (rows >= 0).sum() >= len(picks)
@@ -136,7 +153,13 @@ def test_torch_matcher_equals_numpy(corpus, vocab):
 def test_vocab_file_round_trip_and_validation(vocab, tmp_path, prepared):
     p = tmp_path / "v.safetensors"
     sha = prepared.tokenizer["sha256"]
-    save_vocab(p, vocab.tokens, vocab.lengths, vocab.counts, {"tokenizer_sha256": sha, "tokenizer_name": "x", "min_count": 3})
+    save_vocab(
+        p,
+        vocab.tokens,
+        vocab.lengths,
+        vocab.counts,
+        {"tokenizer_sha256": sha, "tokenizer_name": "x", "min_count": 3},
+    )
     v = load_vocab(p, tokenizer_sha256=sha)
     assert np.array_equal(v.tokens, vocab.tokens) and np.array_equal(v.counts, vocab.counts)
     assert v.metadata["max_n"] == "5" and v.metadata["min_count"] == "3"
@@ -150,7 +173,10 @@ def test_vocab_file_round_trip_and_validation(vocab, tmp_path, prepared):
 
 
 def test_bad_settings(corpus):
-    for kw, msg in [(dict(max_n=1), "--max-n must be >= 2"), (dict(num_fgrams=0), "--num-fgrams must be > 0")]:
+    for kw, msg in [
+        (dict(max_n=1), "--max-n must be >= 2"),
+        (dict(num_fgrams=0), "--num-fgrams must be > 0"),
+    ]:
         with pytest.raises(SconeError, match=msg):
             _count(corpus, **kw)
     with pytest.raises(SconeError, match="empty"):

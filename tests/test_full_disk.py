@@ -31,7 +31,11 @@ def small_disk(tmp_path):
             pytest.skip("mounting a small tmpfs needs root")
         d = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
         d.mkdir()
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(d)],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
         mounts.append(d)
@@ -54,10 +58,21 @@ def _fill(disk: Path) -> None:
 
 
 def _script(name: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(29900 + os.getpid() % 90)}
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    env = {
+        **os.environ,
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(29900 + os.getpid() % 90),
+    }
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _left(disk: Path) -> list:
@@ -67,22 +82,35 @@ def _left(disk: Path) -> list:
 def test_prepare_data(small_disk, real_corpus):
     disk = small_disk(400_000)
     files, _ = real_corpus
-    proc = _script("prepare_data.py", files[0], "--out", disk / "data", "--processes", "1", timeout=240)
+    proc = _script(
+        "prepare_data.py", files[0], "--out", disk / "data", "--processes", "1", timeout=240
+    )
     assert_clean_error(proc, r"no space left on device")
     assert _left(disk) == []
 
 
 def test_build_fgrams(small_disk, art):
     disk = small_disk(64_000)
-    proc = _script("build_fgrams.py", "--tokens", art.tokens, "--num-fgrams", 1000, "--processes", 1,
-                   "--out", disk / "fgrams.safetensors")
+    proc = _script(
+        "build_fgrams.py",
+        "--tokens",
+        art.tokens,
+        "--num-fgrams",
+        1000,
+        "--processes",
+        1,
+        "--out",
+        disk / "fgrams.safetensors",
+    )
     assert_clean_error(proc, r"no space left on device")
     assert _left(disk) == []
 
 
 def test_tag_fgrams(small_disk, art):
     disk = small_disk(256_000)
-    proc = _script("tag_fgrams.py", "--vocab", art.vocab, "--tokens", art.tokens, "--out", disk / "tags")
+    proc = _script(
+        "tag_fgrams.py", "--vocab", art.vocab, "--tokens", art.tokens, "--out", disk / "tags"
+    )
     assert proc.returncode != -7, "SIGBUS"
     assert_clean_error(proc, r"no space left on device")
     assert _left(disk) == []
@@ -110,6 +138,10 @@ def test_evaluate_out_is_checked_before_evaluating(small_disk, art):
 def test_train_save(small_disk, art):
     disk = small_disk(256_000)
     folder = disk / "run"
-    proc = _script("train.py", TINY_SCONE, *train_overrides(art.tokens, art.vocab, art.tags, folder))
-    assert_clean_error(proc, r"no space left on device saving checkpoint step2 .*'latest' still points at .*none")
+    proc = _script(
+        "train.py", TINY_SCONE, *train_overrides(art.tokens, art.vocab, art.tags, folder)
+    )
+    assert_clean_error(
+        proc, r"no space left on device saving checkpoint step2 .*'latest' still points at .*none"
+    )
     assert not (folder / "latest").exists()

@@ -15,7 +15,13 @@ PROBE = "from olmo_scone.malloc import keep_large_allocations as k; print(k(), k
 
 
 def _probe(**env) -> str:
-    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env={**os.environ, **env}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 

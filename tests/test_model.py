@@ -18,9 +18,21 @@ SEQ = 64
 
 def tiny_config(**fgram) -> SconeModelConfig:
     return SconeModelConfig(
-        d_model=64, n_heads=4, n_layers=2, mlp_ratio=4, max_sequence_length=SEQ, vocab_size=50280, embedding_size=50304,
-        eos_token_id=50279, pad_token_id=1, attention_dropout=0.0, residual_dropout=0.0, embedding_dropout=0.0,
-        include_bias=False, init_device="cpu", fgram=FgramConfig(n_layers=2, max_n=5, **fgram),
+        d_model=64,
+        n_heads=4,
+        n_layers=2,
+        mlp_ratio=4,
+        max_sequence_length=SEQ,
+        vocab_size=50280,
+        embedding_size=50304,
+        eos_token_id=50279,
+        pad_token_id=1,
+        attention_dropout=0.0,
+        residual_dropout=0.0,
+        embedding_dropout=0.0,
+        include_bias=False,
+        init_device="cpu",
+        fgram=FgramConfig(n_layers=2, max_n=5, **fgram),
     )
 
 
@@ -29,14 +41,21 @@ def real(prepared):
     tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
     path = prepared.root / "model-test-tokens.npy"
     tokens.tofile(path)
-    r = count_fgrams([TokenSource(path, tokens.dtype, len(tokens))], 50280, 50279, 1,
-                     CountSettings(max_n=5, num_fgrams=3000, min_count=3, processes=1))
+    r = count_fgrams(
+        [TokenSource(path, tokens.dtype, len(tokens))],
+        50280,
+        50279,
+        1,
+        CountSettings(max_n=5, num_fgrams=3000, min_count=3, processes=1),
+    )
     vocab = FgramVocab(r.tokens, r.lengths, r.counts, {})
     batch = torch.from_numpy(tokens[: 8 * SEQ].astype(np.int64).reshape(8, SEQ))
     # windows centred on document ends: each row spans two documents
     ends = np.flatnonzero(tokens == 50279)
     ends = ends[(ends > SEQ) & (ends < len(tokens) - SEQ)][:8]
-    across = torch.from_numpy(np.stack([tokens[e - SEQ // 2 : e + SEQ // 2] for e in ends]).astype(np.int64))
+    across = torch.from_numpy(
+        np.stack([tokens[e - SEQ // 2 : e + SEQ // 2] for e in ends]).astype(np.int64)
+    )
     return vocab, torch.cat([batch, across])
 
 
@@ -106,9 +125,15 @@ def test_gradients_reach_fgram_model_and_shared_token_embeddings(real):
     vocab, batch = real
     m = SconeOLMo(tiny_config(), fgram_vocab=vocab).train()
     out = m(batch[:, :-1], match=True).logits
-    loss = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), batch[:, 1:].reshape(-1))
+    loss = torch.nn.functional.cross_entropy(
+        out.reshape(-1, out.shape[-1]), batch[:, 1:].reshape(-1)
+    )
     loss.backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.fgram_model.parameters() if p.requires_grad)
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for p in m.fgram_model.parameters()
+        if p.requires_grad
+    )
     # token embeddings get gradient through A_fgram for tokens that occur only inside matched f-grams too
     g = m.transformer.wte.weight.grad
     rows = m.match_fgrams(batch[:, :-1])
@@ -149,7 +174,9 @@ def test_identity_init_starts_as_the_baseline_and_then_learns_context(real):
     opt = torch.optim.AdamW(scone.parameters(), lr=1e-3)
     for _ in range(2):  # step 1 moves the zero output projections, step 2 everything behind them
         logits = scone(batch[:, :-1], fgram_rows=rows[:, :-1]).logits
-        torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)).backward()
+        torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+        ).backward()
         opt.step()
         opt.zero_grad()
     with torch.no_grad():

@@ -15,8 +15,20 @@ from olmo_scone.accounting import account
 from olmo_scone.config import SconeTrainConfig, load_config
 from olmo_scone.errors import SconeError
 from olmo_scone.fgrams.vocab import save_vocab
-from olmo_scone.repro import (A_SWEEP_FGRAMS, BEGIN, END, all_runs, check_vocab_size, collect,
-                              execution_order, report, runs, select_runs, splice, train_command)
+from olmo_scone.repro import (
+    A_SWEEP_FGRAMS,
+    BEGIN,
+    END,
+    all_runs,
+    check_vocab_size,
+    collect,
+    execution_order,
+    report,
+    runs,
+    select_runs,
+    splice,
+    train_command,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,14 +54,21 @@ def test_study_axes_and_sizes(tmp_path):
         assert cfg.save_interval == 3  # checkpoints every steps/3: an interrupted run resumes
         if r["fgrams"]:
             # SCONE-m: the same main model as baseline-m (resident parameters, inference FLOPs)
-            assert acc.main_params == m.main_params and acc.inference_fwd_flops_per_token == m.inference_fwd_flops_per_token
+            assert (
+                acc.main_params == m.main_params
+                and acc.inference_fwd_flops_per_token == m.inference_fwd_flops_per_token
+            )
             ratio = float(r["a"][:-1])
-            assert acc.fgram_model_params / m.main_non_embedding_params == pytest.approx(ratio, rel=0.15), name
+            assert acc.fgram_model_params / m.main_non_embedding_params == pytest.approx(
+                ratio, rel=0.15
+            ), name
             assert cfg.model.fgram.vocab_path.endswith(f"fgrams-{r['fgrams'] // 1000}k.safetensors")
     for r in all_runs():  # the ablation differs from its main run in A_fgram's init alone
         cfg, _ = _model(r, tmp_path)
         if r["fgrams"]:
-            assert cfg.model.fgram.init == ("olmo" if r["name"].endswith("-olmoinit") else "identity")
+            assert cfg.model.fgram.init == (
+                "olmo" if r["name"].endswith("-olmoinit") else "identity"
+            )
     # baseline-2m costs about twice the non-embedding FLOPs of SCONE-m at inference
     assert m2.inference_fwd_flops_per_token > 1.6 * m.inference_fwd_flops_per_token
     _, args = train_command(tmp_path, tmp_path / "data", 10, rs["baseline-m"], seed=7)  # --seed
@@ -79,7 +98,11 @@ def test_report_is_spliced_between_markers(tmp_path):
     doc = tmp_path / "results.md"
     first = splice(doc, "table one")
     assert first.startswith("# Results") and f"{BEGIN}\ntable one\n{END}" in first
-    doc.write_text("# Results\n\nintro\n\n" + first.split("# Results", 1)[1].strip() + "\n\n## Analysis\nkept\n")
+    doc.write_text(
+        "# Results\n\nintro\n\n"
+        + first.split("# Results", 1)[1].strip()
+        + "\n\n## Analysis\nkept\n"
+    )
     second = splice(doc, "table two")
     assert "table one" not in second and f"{BEGIN}\ntable two\n{END}" in second
     assert "intro" in second and second.endswith("## Analysis\nkept\n") and second.count(BEGIN) == 1
@@ -88,11 +111,27 @@ def test_report_is_spliced_between_markers(tmp_path):
 def test_print_lists_every_command_and_runs_nothing(tmp_path):
     if not (REPO.parent / "shared" / "data" / "english-mix").is_dir():
         pytest.skip("../shared/data not present")
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "repro.py"), "--print", "--root", str(tmp_path),
-                           "--only", "scone-m-25k-a1x"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "repro.py"),
+            "--print",
+            "--root",
+            str(tmp_path),
+            "--only",
+            "scone-m-25k-a1x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "prepare_data.py" in out and "--num-fgrams 25000" in out and "--num-fgrams 100000" not in out
+    assert (
+        "prepare_data.py" in out
+        and "--num-fgrams 25000" in out
+        and "--num-fgrams 100000" not in out
+    )
     assert "train.py configs/olmo/tiny-scone.yaml" in out and "max_duration=200" in out
     assert "export_embeddings.py" in out and out.count("evaluate.py") == 2
     assert list(tmp_path.iterdir()) == []  # ran nothing
@@ -109,9 +148,20 @@ def _fake_finished_run(root: Path, r, wiki: float, mix: float) -> None:
     cfg_file, args = train_command(root, root / "data", 10, r)
     cfg = load_config(SconeTrainConfig, REPO / cfg_file, args)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-    (folder / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": s, "tokens": s * 4096, "train/loss": 8.0 - s / 10, "eval/valid/Perplexity": 900.0 - s})
-        + "\n" for s in (5, 10)))
+    (folder / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "step": s,
+                    "tokens": s * 4096,
+                    "train/loss": 8.0 - s / 10,
+                    "eval/valid/Perplexity": 900.0 - s,
+                }
+            )
+            + "\n"
+            for s in (5, 10)
+        )
+    )
     for name, ppl in (("wikitext103-valid", wiki), ("english-mix-valid", mix)):
         (folder / f"eval-{name}.json").write_text(json.dumps({"perplexity": ppl}))
     (folder / "finished.json").write_text(json.dumps({"step": 10}))  # what the trainer writes last
@@ -124,15 +174,25 @@ def test_report_tables_and_plots_from_finished_runs(tmp_path):
     _fake_finished_run(tmp_path, by["scone-m-100k-a1x-olmoinit"], 220.0, 126.0)
     (tmp_path / "scone-m-25k-a1x").mkdir()  # unfinished: no evaluations, left out
     (tmp_path / "scone-m-300k-a1x").mkdir()  # evaluated, but its training never finished: left out
-    (tmp_path / "scone-m-300k-a1x" / "eval-wikitext103-valid.json").write_text('{"perplexity": 1.0}')
+    (tmp_path / "scone-m-300k-a1x" / "eval-wikitext103-valid.json").write_text(
+        '{"perplexity": 1.0}'
+    )
     rows = collect(tmp_path)
-    assert [r["name"] for r in rows] == ["baseline-m", "scone-m-100k-a1x", "scone-m-100k-a1x-olmoinit"]
+    assert [r["name"] for r in rows] == [
+        "baseline-m",
+        "scone-m-100k-a1x",
+        "scone-m-100k-a1x-olmoinit",
+    ]
     doc = tmp_path / "docs" / "results.md"
     doc.parent.mkdir()
     doc.write_text("# Results\n\nanalysis kept\n")
     text = report(tmp_path, rows, ["python scripts/train.py ..."], 10, doc)
     main_table, ablation = text.split("initialisation ablation")
-    assert "| scone-m-100k-a1x " in main_table and "190.00 (-5.0%)" in main_table and "104.00 (+4.0%)" in main_table
+    assert (
+        "| scone-m-100k-a1x " in main_table
+        and "190.00 (-5.0%)" in main_table
+        and "104.00 (+4.0%)" in main_table
+    )
     assert "olmoinit" not in main_table
     assert "220.00 (+10.0%)" in ablation and "126.00 (+26.0%)" in ablation  # vs baseline-m
     assert "190.00 (-5.0%)" in ablation  # the identity-init run, for comparison
@@ -140,7 +200,11 @@ def test_report_tables_and_plots_from_finished_runs(tmp_path):
     assert (doc.parent / "results-cpu-scaling.png").stat().st_size > 1000
     assert (doc.parent / "results-cpu-curves.png").stat().st_size > 1000
     written = doc.read_text()
-    assert written.startswith("# Results\n\nanalysis kept\n") and BEGIN in written and "python scripts/train.py" in written
+    assert (
+        written.startswith("# Results\n\nanalysis kept\n")
+        and BEGIN in written
+        and "python scripts/train.py" in written
+    )
 
 
 def test_tags_from_other_token_files_are_refused(tmp_path):
@@ -161,7 +225,11 @@ def test_report_with_baselines_only(tmp_path):
     _fake_finished_run(tmp_path, by["baseline-m"], 200.0, 100.0)
     doc = tmp_path / "results.md"
     text = report(tmp_path, collect(tmp_path), [], 10, doc)
-    assert "| baseline-m " in text and "200.00" in text and (tmp_path / "results-cpu-scaling.png").is_file()
+    assert (
+        "| baseline-m " in text
+        and "200.00" in text
+        and (tmp_path / "results-cpu-scaling.png").is_file()
+    )
 
 
 def test_curves_read_olmo_metric_names_and_older_run_folders(tmp_path):
@@ -172,8 +240,17 @@ def test_curves_read_olmo_metric_names_and_older_run_folders(tmp_path):
     new, old = tmp_path / "new", tmp_path / "old"
     for folder, key in ((new, "train/CrossEntropyLoss"), (old, "train/loss")):
         folder.mkdir()
-        lines = [json.dumps({"step": s, "tokens": s * 10, key: 9.0 - s, "eval/valid/Perplexity": 100.0 - s}) for s in (1, 2)]
+        lines = [
+            json.dumps(
+                {"step": s, "tokens": s * 10, key: 9.0 - s, "eval/valid/Perplexity": 100.0 - s}
+            )
+            for s in (1, 2)
+        ]
         (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    assert [train_loss(m) for m in read_metrics(new)] == [8.0, 7.0] == [train_loss(m) for m in read_metrics(old)]
+    assert (
+        [train_loss(m) for m in read_metrics(new)]
+        == [8.0, 7.0]
+        == [train_loss(m) for m in read_metrics(old)]
+    )
     out = plot_runs([new, old], tmp_path / "c.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,21 +11,30 @@ import pytest
 from olmo_scone.errors import SconeError
 from olmo_scone.train.run_state import FINISHED_FILE, RUN_FILE, fingerprint, plan_start
 
-IDENTITY = {"model": {"d_model": 64, "fgram": {"n_layers": 2}}, "seed": 7,
-            "data": {"tokens_fingerprint": "aa", "vocab_sha256": "bb"}}
+IDENTITY = {
+    "model": {"d_model": 64, "fgram": {"n_layers": 2}},
+    "seed": 7,
+    "data": {"tokens_fingerprint": "aa", "vocab_sha256": "bb"},
+}
 
 
 def cfg(folder, **kw):
-    return SimpleNamespace(**{"save_folder": str(folder), "save_overwrite": False, "load_policy": "refuse", **kw})
+    return SimpleNamespace(
+        **{"save_folder": str(folder), "save_overwrite": False, "load_policy": "refuse", **kw}
+    )
 
 
 def folder_with(tmp_path, identity=IDENTITY, finished_step=None, latest="step4"):
     f = tmp_path / "run"
     f.mkdir()
     (f / "latest").write_text(latest)
-    (f / RUN_FILE).write_text(json.dumps({"fingerprint": fingerprint(identity), "identity": identity}))
+    (f / RUN_FILE).write_text(
+        json.dumps({"fingerprint": fingerprint(identity), "identity": identity})
+    )
     if finished_step is not None:
-        (f / FINISHED_FILE).write_text(json.dumps({"step": finished_step, "fingerprint": fingerprint(identity)}))
+        (f / FINISHED_FILE).write_text(
+            json.dumps({"step": finished_step, "fingerprint": fingerprint(identity)})
+        )
     return f
 
 
@@ -47,23 +56,31 @@ def test_an_empty_folder_starts_fresh_and_resume_needs_a_checkpoint(tmp_path):
 
 def test_same_inputs(tmp_path):
     f = folder_with(tmp_path)
-    assert plan_start(cfg(f), IDENTITY, 10, resume=False).action == "resume"  # interrupted: resumes unasked
+    assert (
+        plan_start(cfg(f), IDENTITY, 10, resume=False).action == "resume"
+    )  # interrupted: resumes unasked
     (f / FINISHED_FILE).write_text(json.dumps({"step": 10}))
     p = plan_start(cfg(f), IDENTITY, 10, resume=False)
     assert p.action == "done" and "nothing to do" in p.message
     p = plan_start(cfg(f), IDENTITY, 12, resume=False)
-    assert p.action == "resume" and "max_duration raised from 10 to 12 steps: continuing from step4" in p.message
+    assert (
+        p.action == "resume"
+        and "max_duration raised from 10 to 12 steps: continuing from step4" in p.message
+    )
     with pytest.raises(SconeError, match=r"finished at step 10, past max_duration \(8 steps\)"):
         plan_start(cfg(f), IDENTITY, 8, resume=False)
     assert plan_start(cfg(f, load_policy="restart"), IDENTITY, 8, resume=False).action == "fresh"
 
 
-@pytest.mark.parametrize("path, value, named", [
-    ("data.vocab_sha256", "cc", r"data\.vocab_sha256 'bb' -> 'cc'"),
-    ("data.tokens_fingerprint", "zz", r"data\.tokens_fingerprint 'aa' -> 'zz'"),
-    ("model.fgram.n_layers", 4, r"model\.fgram\.n_layers 2 -> 4"),
-    ("seed", 8, r"seed 7 -> 8"),
-])
+@pytest.mark.parametrize(
+    "path, value, named",
+    [
+        ("data.vocab_sha256", "cc", r"data\.vocab_sha256 'bb' -> 'cc'"),
+        ("data.tokens_fingerprint", "zz", r"data\.tokens_fingerprint 'aa' -> 'zz'"),
+        ("model.fgram.n_layers", 4, r"model\.fgram\.n_layers 2 -> 4"),
+        ("seed", 8, r"seed 7 -> 8"),
+    ],
+)
 def test_other_inputs_are_refused_or_restarted(tmp_path, path, value, named):
     f = folder_with(tmp_path, finished_step=10)
     with pytest.raises(SconeError, match=named):

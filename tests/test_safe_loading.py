@@ -34,8 +34,11 @@ class _Payload:
 def _crafted_folder(root: Path, tokens_dir: Path, legacy: bool = False) -> tuple[Path, Path]:
     """A save_folder that looks like a finished baseline run whose model states are a crafted pickle."""
     folder, marker = root / "run", root / "PAYLOAD_RAN"
-    cfg = load_config(SconeTrainConfig, REPO / "configs" / "olmo" / "tiny-baseline.yaml",
-                      [f"data.tokens_dir={tokens_dir}", f"save_folder={folder}", "wandb=null", "evaluators=[]"])
+    cfg = load_config(
+        SconeTrainConfig,
+        REPO / "configs" / "olmo" / "tiny-baseline.yaml",
+        [f"data.tokens_dir={tokens_dir}", f"save_folder={folder}", "wandb=null", "evaluators=[]"],
+    )
     (folder / "step2").mkdir(parents=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     (folder / "latest").write_text("step2")
@@ -49,13 +52,30 @@ def _crafted_folder(root: Path, tokens_dir: Path, legacy: bool = False) -> tuple
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
-    return subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    env = {
+        **os.environ,
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29511",
+    }
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 ENTRY_POINTS = {
-    "export": lambda folder, tmp: ("export_embeddings.py", str(folder), "--out", str(tmp / "served")),
+    "export": lambda folder, tmp: (
+        "export_embeddings.py",
+        str(folder),
+        "--out",
+        str(tmp / "served"),
+    ),
     "evaluate": lambda folder, tmp: ("evaluate.py", str(folder), "--text", str(REPO / "README.md")),
     "generate": lambda folder, tmp: ("generate.py", str(folder), "--prompt", "Hello"),
     "train-resume": lambda folder, tmp: ("train.py", str(folder / "config.yaml"), "--resume"),
@@ -68,7 +88,9 @@ def test_crafted_checkpoint_is_refused_and_never_runs(entry, legacy, prepared, t
     folder, marker = _crafted_folder(tmp_path, prepared.root, legacy)
     proc = _run(*ENTRY_POINTS[entry](folder, tmp_path))
     assert not marker.exists(), f"{entry}: the crafted pickle ran"
-    assert_clean_error(proc, r"refused to load .*posix\.system|is truncated or is not a PyTorch checkpoint")
+    assert_clean_error(
+        proc, r"refused to load .*posix\.system|is truncated or is not a PyTorch checkpoint"
+    )
     assert not (tmp_path / "served").exists()
 
 
@@ -92,8 +114,12 @@ def test_allowlisted_types_load(tmp_path):
     from deepspeed.runtime.fp16.loss_scaler import LossScaler
     from deepspeed.runtime.zero.config import ZeroStageEnum
 
-    state = {"rng": np.random.RandomState(3).get_state(), "stage": ZeroStageEnum.optimizer_states,
-             "scaler": LossScaler(1.0), "w": torch.arange(4.0)}
+    state = {
+        "rng": np.random.RandomState(3).get_state(),
+        "stage": ZeroStageEnum.optimizer_states,
+        "scaler": LossScaler(1.0),
+        "w": torch.arange(4.0),
+    }
     path = tmp_path / "ok.pt"
     torch.save(state, path)
     check_pickle_file(path)

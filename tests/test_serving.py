@@ -22,16 +22,34 @@ def trained(prepared, tmp_path_factory):
     d = tmp_path_factory.mktemp("serving")
     tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
     (d / "t.npy").write_bytes(tokens.tobytes())
-    r = count_fgrams([TokenSource(d / "t.npy", tokens.dtype, len(tokens))], 50280, 50279, 1,
-                     CountSettings(num_fgrams=3000, min_count=3, processes=1))
+    r = count_fgrams(
+        [TokenSource(d / "t.npy", tokens.dtype, len(tokens))],
+        50280,
+        50279,
+        1,
+        CountSettings(num_fgrams=3000, min_count=3, processes=1),
+    )
     vpath = d / "fgrams.safetensors"
-    save_vocab(vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]})
+    save_vocab(
+        vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]}
+    )
     cfg = SconeTrainConfig.new()
     cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
-    cfg.model = SconeModelConfig(d_model=64, n_heads=4, n_layers=2, max_sequence_length=64, vocab_size=50280,
-                                 embedding_size=50304, eos_token_id=50279, pad_token_id=1, attention_dropout=0.0,
-                                 residual_dropout=0.0, embedding_dropout=0.0, init_device="cpu",
-                                 fgram=FgramConfig(vocab_path=str(vpath), n_layers=2))
+    cfg.model = SconeModelConfig(
+        d_model=64,
+        n_heads=4,
+        n_layers=2,
+        max_sequence_length=64,
+        vocab_size=50280,
+        embedding_size=50304,
+        eos_token_id=50279,
+        pad_token_id=1,
+        attention_dropout=0.0,
+        residual_dropout=0.0,
+        embedding_dropout=0.0,
+        init_device="cpu",
+        fgram=FgramConfig(vocab_path=str(vpath), n_layers=2),
+    )
     cfg.save(d / "config.yaml")
     torch.manual_seed(0)
     model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(vpath)).eval()
@@ -62,17 +80,23 @@ def test_table_gather_into_buffer_equals_rows(trained, mode, dtype):
     cfg, model, d, batch = trained
     out = d / f"artifact-gather-{dtype}"
     if not out.exists():
-        export_model(model, cfg, d / "config.yaml", out, dtype=dtype, shard_gb=0.0001, batch_size=512)
+        export_model(
+            model, cfg, d / "config.yaml", out, dtype=dtype, shard_gb=0.0001, batch_size=512
+        )
     m = json.loads((out / "manifest.json").read_text())
     assert len(m["shards"]) > 2
-    full = torch.cat([dequantize(read_shard(out / s["file"])[0], dtype).float() for s in m["shards"]])
+    full = torch.cat(
+        [dequantize(read_shard(out / s["file"])[0], dtype).float() for s in m["shards"]]
+    )
     table = FgramTable(out, mode)
     rows = np.random.default_rng(0).integers(0, m["rows"], 500)
     buf = torch.empty((len(rows), m["d_model"]), dtype=table.transfer_dtype)
     got = table.gather(rows, out=buf)
     assert got.data_ptr() == buf.data_ptr()
     torch.testing.assert_close(got.float(), full[torch.from_numpy(rows)], rtol=0, atol=0)
-    torch.testing.assert_close(table[torch.from_numpy(rows[:7])], full[torch.from_numpy(rows[:7])], rtol=0, atol=0)
+    torch.testing.assert_close(
+        table[torch.from_numpy(rows[:7])], full[torch.from_numpy(rows[:7])], rtol=0, atol=0
+    )
     with pytest.raises(SconeError, match="out of range"):
         table.gather(np.array([m["rows"]]))
 
@@ -94,7 +118,11 @@ def test_prefetching_evaluation_equals_plain(trained):
     b = perplexity(served, chunks, batch_size=3, prefetch=False)
     with torch.no_grad():
         logits = model(batch, match=True).logits
-    ref = float(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)))
+    ref = float(
+        torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+        )
+    )
     assert a["tokens"] == b["tokens"] == 8 * 63
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
     assert a["perplexity"] == pytest.approx(math.exp(ref), rel=1e-5)
@@ -102,9 +130,11 @@ def test_prefetching_evaluation_equals_plain(trained):
 
 def test_quantized_tables_change_perplexity_little(trained):
     cfg, model, d, batch = trained
+
     def ppl(logits):
         lf = logits[:, :-1].reshape(-1, logits.shape[-1])
         return float(torch.exp(torch.nn.functional.cross_entropy(lf, batch[:, 1:].reshape(-1))))
+
     with torch.no_grad():
         ref = ppl(model(batch, match=True).logits)
     for dtype, tol in [("bf16", 0.01), ("int8", 0.01), ("int4", 0.05)]:
@@ -176,25 +206,67 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = tmp_path / "baseline"
-    proc = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=1", f"--master_port={port}",
-                           str(repo / "scripts" / "train.py"), str(repo / "configs" / "olmo" / "tiny-baseline.yaml"),
-                           f"data.tokens_dir={prepared.root}", f"save_folder={base}", "max_duration=2", "wandb=null",
-                           "evaluators=[]", "global_train_batch_size=4", "device_train_microbatch_size=4"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc_per_node=1",
+            f"--master_port={port}",
+            str(repo / "scripts" / "train.py"),
+            str(repo / "configs" / "olmo" / "tiny-baseline.yaml"),
+            f"data.tokens_dir={prepared.root}",
+            f"save_folder={base}",
+            "max_duration=2",
+            "wandb=null",
+            "evaluators=[]",
+            "global_train_batch_size=4",
+            "device_train_microbatch_size=4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     got = {}
     for target in (art, base):
         for table in ("ram", "mmap"):
-            ev = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(target), "--table", table,
-                                 "--tokens", str(prepared.root), "--max-batches", "2", "--json"],
-                                capture_output=True, text=True, timeout=300)
+            ev = subprocess.run(
+                [
+                    sys.executable,
+                    str(repo / "scripts" / "evaluate.py"),
+                    str(target),
+                    "--table",
+                    table,
+                    "--tokens",
+                    str(prepared.root),
+                    "--max-batches",
+                    "2",
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert ev.returncode == 0, ev.stderr[-2000:]
             r = json.loads(ev.stdout.strip().splitlines()[-1])
             seq = 64 if target == art else 128  # the test model's context; tiny-baseline.yaml's
             assert r["tokens"] == 16 * (seq - 1) and 1 < r["perplexity"] < 1e6
             got[(target.name, table)] = r["perplexity"]
-        gen = subprocess.run([sys.executable, str(repo / "scripts" / "generate.py"), str(target), "--prompt", "The nation",
-                              "--prompt", "We the people of", "--max-new-tokens", "5"], capture_output=True, text=True, timeout=300)
+        gen = subprocess.run(
+            [
+                sys.executable,
+                str(repo / "scripts" / "generate.py"),
+                str(target),
+                "--prompt",
+                "The nation",
+                "--prompt",
+                "We the people of",
+                "--max-new-tokens",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert gen.returncode == 0, gen.stderr[-2000:]
         lines = gen.stdout.strip().splitlines()
         assert lines[-2].startswith("The nation") and lines[-1].startswith("We the people of")
@@ -206,24 +278,48 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
 
     for name in (art.name, base.name):
         assert got[(name, "ram")] == pytest.approx(got[(name, "mmap")], rel=1e-6)
-    chunks = torch.from_numpy(chunks_from_tokens(token_streams(str(prepared.root), "valid"), 128)[:16])
+    chunks = torch.from_numpy(
+        chunks_from_tokens(token_streams(str(prepared.root), "valid"), 128)[:16]
+    )
     _, plain = load_trained_model(base)
     with torch.no_grad():
         logits = plain(chunks).logits
-    ref = float(torch.exp(torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), chunks[:, 1:].reshape(-1))))
+    ref = float(
+        torch.exp(
+            torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), chunks[:, 1:].reshape(-1)
+            )
+        )
+    )
     assert got[(base.name, "ram")] == pytest.approx(ref, rel=1e-5)
-    rows = evaluate_models({"baseline": base, "SCONE": art}, prepared.root, max_new_tokens=4, max_batches=1)
+    rows = evaluate_models(
+        {"baseline": base, "SCONE": art}, prepared.root, max_new_tokens=4, max_batches=1
+    )
     assert rows[0]["perplexity"] == pytest.approx(got[(base.name, "mmap")], rel=1e-6)
     assert rows[1]["perplexity"] == pytest.approx(got[(art.name, "mmap")], rel=1e-6)
     assert rows[1]["fgrams"] == 3000 and rows[0]["fgrams"] == 0 and rows[1]["table_gb"] > 0
     # A_fgram is not resident: the artifact's resident parameters are exactly the main model's
-    main_only = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("fgram_model."))
+    main_only = sum(
+        p.numel() for n, p in model.named_parameters() if not n.startswith("fgram_model.")
+    )
     assert rows[1]["resident_params"] == main_only < sum(p.numel() for p in model.parameters())
     text = render(rows)
     assert "baseline" in text and "SCONE" in text and "3,000 x bf16" in text
-    assert "continuations (temperature 0.8, top-k 40, seed 0):" in text  # seeded sampling, said in the report
-    bad = subprocess.run([sys.executable, str(repo / "scripts" / "evaluate.py"), str(tmp_path / "nothing"), "--tokens", "x"],
-                         capture_output=True, text=True, timeout=300)
+    assert (
+        "continuations (temperature 0.8, top-k 40, seed 0):" in text
+    )  # seeded sampling, said in the report
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "scripts" / "evaluate.py"),
+            str(tmp_path / "nothing"),
+            "--tokens",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "neither a serving artifact" in bad.stderr
 
 
@@ -244,7 +340,9 @@ def test_evaluate_refuses_token_files_of_another_tokenizer(trained, prepared, tm
     spec = resolve_tokenizer("allenai_dolma2")
     m["tokenizer"].update(name=spec.name, sha256=spec.sha256)
     (other / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(SconeError, match="tokenized with allenai_dolma2, not allenai_gpt-neox-olmo-dolma-v1_5"):
+    with pytest.raises(
+        SconeError, match="tokenized with allenai_dolma2, not allenai_gpt-neox-olmo-dolma-v1_5"
+    ):
         evaluate_main([str(art), "--tokens", str(other), "--max-batches", "1"])
     assert evaluate_main([str(art), "--tokens", str(prepared.root), "--max-batches", "1"]) == 0
 
@@ -260,12 +358,28 @@ def test_the_artifact_carries_the_matchers_index(trained, prepared, mode):
     out = d / f"artifact-index-{mode}"
     export_model(model, cfg, d / "config.yaml", out, dtype="bf16", batch_size=512)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["format_version"] == 2 and set(m["matcher"]["files"]) == {"index_keys", "index_values", "node_row", "lengths"}
+    assert m["format_version"] == 2 and set(m["matcher"]["files"]) == {
+        "index_keys",
+        "index_values",
+        "node_row",
+        "lengths",
+    }
     served = ServedModel(out, mode=mode)
-    arrays = [served.matcher.index.keys, served.matcher.index.values, served.matcher.node_row, served.matcher.lengths]
-    assert all(isinstance(a.base, np.memmap) for a in arrays) == (mode == "mmap")  # views of the mapping, not copies
+    arrays = [
+        served.matcher.index.keys,
+        served.matcher.index.values,
+        served.matcher.node_row,
+        served.matcher.lengths,
+    ]
+    assert all(isinstance(a.base, np.memmap) for a in arrays) == (
+        mode == "mmap"
+    )  # views of the mapping, not copies
     assert served.model._vocab is None  # the vocabulary is not kept for serving
     fresh = FgramMatcher(model._vocab, cfg.model.vocab_size)
-    text = np.concatenate([np.asarray(x) for x in prepared.memmaps("valid")])[: 64 * 256].astype(np.int64).reshape(64, 256)
+    text = (
+        np.concatenate([np.asarray(x) for x in prepared.memmaps("valid")])[: 64 * 256]
+        .astype(np.int64)
+        .reshape(64, 256)
+    )
     got, want = served.matcher.match_batch(text), fresh.match_batch(text)
     assert (want >= 0).mean() > 0.2 and np.array_equal(got, want)

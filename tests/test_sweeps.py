@@ -7,7 +7,11 @@ from olmo_scone.sweeps import TINY_FGRAMS, TINY_FGRAM_LAYERS, _tiny
 
 
 def _save_folders(cmds):
-    return [next(a.split("=", 1)[1] for a in c if a.startswith("save_folder=")) for c in cmds if "scripts/train.py" in c]
+    return [
+        next(a.split("=", 1)[1] for a in c if a.startswith("save_folder="))
+        for c in cmds
+        if "scripts/train.py" in c
+    ]
 
 
 def test_the_plan_is_the_same_commands_whatever_the_folders_hold(tmp_path):
@@ -25,4 +29,6 @@ def test_the_plan_is_the_same_commands_whatever_the_folders_hold(tmp_path):
 
     layers = _tiny("layers", root, data, steps=60)
     assert len(_save_folders(layers)) == 1 + len(TINY_FGRAM_LAYERS)
-    assert sum("build_fgrams.py" in " ".join(c) for c in layers) == 1  # one vocabulary for the layer axis
+    assert (
+        sum("build_fgrams.py" in " ".join(c) for c in layers) == 1
+    )  # one vocabulary for the layer axis

@@ -53,10 +53,25 @@ def test_sidecar_rows_are_aligned_with_tokens(tagged):
 
 def test_sidecar_checks(tagged, tmp_path):
     prepared, vocab, d = tagged
-    other = save_vocab(tmp_path / "other.safetensors", vocab.tokens[:1000], vocab.lengths[:1000], vocab.counts[:1000],
-                       dict(vocab.metadata))
+    other = save_vocab(
+        tmp_path / "other.safetensors",
+        vocab.tokens[:1000],
+        vocab.lengths[:1000],
+        vocab.counts[:1000],
+        dict(vocab.metadata),
+    )
     with pytest.raises(SconeError, match="another f-gram vocabulary"):
-        TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=load_vocab(tmp_path / "other.safetensors"))
+        TrainBatches(
+            prepared.root,
+            SEQ,
+            16,
+            4,
+            1,
+            0,
+            seed=0,
+            tags_dir=d / "tags",
+            vocab=load_vocab(tmp_path / "other.safetensors"),
+        )
     del other
     with pytest.raises(SconeError, match="not an f-gram sidecar"):
         TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=tmp_path, vocab=vocab)
@@ -93,7 +108,9 @@ def test_rows_at_instance_starts_equal_in_instance_matching(tagged):
     for idx in range(tb.num_instances):
         f = int(np.searchsorted(tb.offsets, idx, side="right") - 1)
         start = (idx - int(tb.offsets[f])) * SEQ
-        raw = np.asarray(np.memmap(tb.files[f].tags, dtype=np.int32, mode="r")[start : start + vocab.max_n - 1])
+        raw = np.asarray(
+            np.memmap(tb.files[f].tags, dtype=np.int32, mode="r")[start : start + vocab.max_n - 1]
+        )
         changed += int(np.count_nonzero(raw != tb.instance(idx)["fgram_rows"][: vocab.max_n - 1]))
     assert changed > 0
 
@@ -104,7 +121,9 @@ def test_training_memory_maps_the_sidecars_index(tagged):
     prepared, vocab, d = tagged
     tb = TrainBatches(prepared.root, SEQ, 16, 4, 1, 0, seed=0, tags_dir=d / "tags", vocab=vocab)
     m = tb.matcher
-    assert all(isinstance(a.base, np.memmap) for a in (m.index.keys, m.index.values, m.node_row, m.lengths))
+    assert all(
+        isinstance(a.base, np.memmap) for a in (m.index.keys, m.index.values, m.node_row, m.lengths)
+    )
     assert m.num_fgrams == len(vocab)
 
 

@@ -36,23 +36,60 @@ def setup(prepared, tagged_vocab):
 
 
 def overrides(prepared, vpath, d, folder, steps=8, extra=()):
-    return [f"data.tokens_dir={prepared.root}", f"data.fgram_tags={d / 'tags'}", f"model.fgram.vocab_path={vpath}",
-            f"save_folder={folder}", f"max_duration={steps}", "save_interval=4", "global_train_batch_size=8",
-            "device_train_microbatch_size=2", "model.max_sequence_length=64", "scheduler.t_warmup=2", "seed=7",
-            "console_log_interval=1", "wandb=null", "evaluators=[]", *extra]
+    return [
+        f"data.tokens_dir={prepared.root}",
+        f"data.fgram_tags={d / 'tags'}",
+        f"model.fgram.vocab_path={vpath}",
+        f"save_folder={folder}",
+        f"max_duration={steps}",
+        "save_interval=4",
+        "global_train_batch_size=8",
+        "device_train_microbatch_size=2",
+        "model.max_sequence_length=64",
+        "scheduler.t_warmup=2",
+        "seed=7",
+        "console_log_interval=1",
+        "wandb=null",
+        "evaluators=[]",
+        *extra,
+    ]
 
 
 def torchrun(args, **kw):
-    cmd = [TORCHRUN, "--nproc_per_node=2", f"--master_port={_free_port()}", str(REPO / "scripts" / "train.py"),
-           str(REPO / "configs" / "olmo" / "tiny-scone.yaml"), *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+    cmd = [
+        TORCHRUN,
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        str(REPO / "scripts" / "train.py"),
+        str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
+        *args,
+    ]
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def train_single_process(args) -> subprocess.CompletedProcess:
     """scripts/train.py as one rank without torchrun (config errors must stop it before training)."""
-    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(_free_port())}
-    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), str(REPO / "configs" / "olmo" / "tiny-scone.yaml"), *args]
+    env = {
+        **os.environ,
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+    }
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "train.py"),
+        str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -62,7 +99,11 @@ def _descendants(pid: int) -> list[int]:
     while todo:
         p = todo.pop()
         for task in Path(f"/proc/{p}/task").glob("*"):
-            kids = [int(c) for c in (task / "children").read_text().split()] if (task / "children").exists() else []
+            kids = (
+                [int(c) for c in (task / "children").read_text().split()]
+                if (task / "children").exists()
+                else []
+            )
             out.extend(kids)
             todo.extend(kids)
     return out
@@ -92,13 +133,27 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
     ref = losses(full)
     assert sorted(ref) == list(range(1, 9))
     assert ref[8] < ref[1] - 0.05  # loss falls
-    assert (full / "step4").is_dir() and (full / "step8").is_dir() and (full / "latest").read_text() == "step8"
+    assert (
+        (full / "step4").is_dir()
+        and (full / "step8").is_dir()
+        and (full / "latest").read_text() == "step8"
+    )
     # ZeRO-1: each rank's file holds its own half of the optimizer state, not all of it
-    parts = [torch.load(full / "step8" / f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt", weights_only=False) for r in (0, 1)]
-    sizes = [sum(t.numel() for t in part["optimizer_state_dict"]["single_partition_of_fp32_groups"]) for part in parts]
+    parts = [
+        torch.load(
+            full / "step8" / f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt", weights_only=False
+        )
+        for r in (0, 1)
+    ]
+    sizes = [
+        sum(t.numel() for t in part["optimizer_state_dict"]["single_partition_of_fp32_groups"])
+        for part in parts
+    ]
     model_states = torch.load(full / "step8" / "mp_rank_00_model_states.pt", weights_only=False)
     total = sum(t.numel() for t in model_states["module"].values() if t.is_floating_point())
-    assert abs(sizes[0] - sizes[1]) <= 2 and abs(sum(sizes) - total) <= 2 * len(sizes) * 2  # padding
+    assert (
+        abs(sizes[0] - sizes[1]) <= 2 and abs(sum(sizes) - total) <= 2 * len(sizes) * 2
+    )  # padding
 
     # the same run; once step 4 is saved, a second launch into the folder is refused (the lock names
     # the running rank 0), then the torchrun agent alone is killed: its ranks must die with it
@@ -114,13 +169,19 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
         os.kill(pid, signal.SIGSTOP)
     racing = train_single_process(overrides(prepared, vpath, d, cut, extra=["--resume"]))
     assert_clean_error(racing, r"save_folder .*cut is being written by pid \d+ on ")
-    os.kill(p.pid, signal.SIGKILL)  # the agent only, not its process group; its ranks are still stopped
+    os.kill(
+        p.pid, signal.SIGKILL
+    )  # the agent only, not its process group; its ranks are still stopped
     p.wait()
     deadline = time.time() + 30
     while any(_alive(pid) for pid in ranks):
-        assert time.time() < deadline, f"ranks outlived their torchrun agent: {[r for r in ranks if _alive(r)]}"
+        assert time.time() < deadline, (
+            f"ranks outlived their torchrun agent: {[r for r in ranks if _alive(r)]}"
+        )
         time.sleep(0.1)
-    p = torchrun(overrides(prepared, vpath, d, cut))  # an interrupted run resumes: no --resume needed
+    p = torchrun(
+        overrides(prepared, vpath, d, cut)
+    )  # an interrupted run resumes: no --resume needed
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
     assert "resuming" in out and "from step4" in out
@@ -129,12 +190,21 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
         assert got[step] == pytest.approx(ref[step], rel=1e-5), (step, got[step], ref[step])
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["model.fgram.not_a_key=1"], r"not_a_key"),
-    (["model.fgram.vocab_path=/nope.safetensors"], r"f-gram vocabulary not found: /nope\.safetensors"),
-    (["data.fgram_tags=/nope-tags"], r"data\.fgram_tags not found"),
-    (["device_train_microbatch_size=3"], r"must be a multiple of device_train_microbatch_size \(3\)"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["model.fgram.not_a_key=1"], r"not_a_key"),
+        (
+            ["model.fgram.vocab_path=/nope.safetensors"],
+            r"f-gram vocabulary not found: /nope\.safetensors",
+        ),
+        (["data.fgram_tags=/nope-tags"], r"data\.fgram_tags not found"),
+        (
+            ["device_train_microbatch_size=3"],
+            r"must be a multiple of device_train_microbatch_size \(3\)",
+        ),
+    ],
+)
 def test_bad_configs_stop_before_training(setup, tmp_path, extra, message):
     prepared, vpath, d = setup
     proc = train_single_process(overrides(prepared, vpath, d, tmp_path / "run") + extra)
@@ -143,7 +213,11 @@ def test_bad_configs_stop_before_training(setup, tmp_path, extra, message):
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_the_trainer_owns_run_state(setup, tmp_path):
@@ -151,25 +225,39 @@ def test_the_trainer_owns_run_state(setup, tmp_path):
     refused (or, under load_policy=restart, start over); a folder without run.json is refused."""
     prepared, vpath, d = setup
     folder = tmp_path / "run"
+
     def run(steps, *extra):
         return train_single_process(overrides(prepared, vpath, d, folder, steps=steps, extra=extra))
+
     proc = run(2)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     finished = json.loads((folder / "finished.json").read_text())
-    assert finished["step"] == 2 and finished["fingerprint"] == json.loads((folder / "run.json").read_text())["fingerprint"]
+    assert (
+        finished["step"] == 2
+        and finished["fingerprint"] == json.loads((folder / "run.json").read_text())["fingerprint"]
+    )
 
     before = _snapshot(folder)
-    proc = run(2, "wandb=null", "console_log_interval=5")  # logging settings are not the run's identity
-    assert proc.returncode == 0 and "already finished step 2 of this run: nothing to do" in proc.stdout
+    proc = run(
+        2, "wandb=null", "console_log_interval=5"
+    )  # logging settings are not the run's identity
+    assert (
+        proc.returncode == 0 and "already finished step 2 of this run: nothing to do" in proc.stdout
+    )
     assert _snapshot(folder) == before  # nothing re-saved, nothing rewritten
 
     proc = run(3)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "max_duration raised from 2 to 3 steps: continuing from step2" in proc.stdout
-    assert sorted(losses(folder)) == [1, 2, 3] and json.loads((folder / "finished.json").read_text())["step"] == 3
+    assert (
+        sorted(losses(folder)) == [1, 2, 3]
+        and json.loads((folder / "finished.json").read_text())["step"] == 3
+    )
 
     assert_clean_error(run(3, "seed=8"), r"holds a run made from other inputs \(seed 7 -> 8\)")
-    assert_clean_error(run(3, "optimizer.learning_rate=0.1"), r"optimizer\.learning_rate .* -> 0\.1")
+    assert_clean_error(
+        run(3, "optimizer.learning_rate=0.1"), r"optimizer\.learning_rate .* -> 0\.1"
+    )
     assert_clean_error(run(2), r"finished at step 3, past max_duration \(2 steps\)")
     proc = run(2, "seed=8", "load_policy=restart")
     assert proc.returncode == 0 and "starting over (load_policy=restart)" in proc.stdout
@@ -177,9 +265,15 @@ def test_the_trainer_owns_run_state(setup, tmp_path):
 
     (folder / "run.json").unlink()  # a folder from before run.json (or another tool's checkpoint)
     assert_clean_error(run(2), r"records no run\.json")
-    assert_clean_error(run(2, "load_policy=sometimes"), r"load_policy 'sometimes': expected one of refuse, restart")
+    assert_clean_error(
+        run(2, "load_policy=sometimes"), r"load_policy 'sometimes': expected one of refuse, restart"
+    )
     proc = run(2, "save_overwrite=true")
-    assert proc.returncode == 0 and (folder / "run.json").is_file() and (folder / "latest").read_text() == "step2"
+    assert (
+        proc.returncode == 0
+        and (folder / "run.json").is_file()
+        and (folder / "latest").read_text() == "step2"
+    )
 
 
 def test_sidecar_from_another_vocabulary_is_refused(setup, tmp_path):
@@ -196,7 +290,9 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     prepared, vpath, d = setup
     folder = tmp_path / "run"
     args = overrides(prepared, vpath, d, folder, steps=2) + [
-        "eval_interval=2", "wandb.project=olmo-scone-test", "wandb.group=tests",
+        "eval_interval=2",
+        "wandb.project=olmo-scone-test",
+        "wandb.group=tests",
         "evaluators=[{label: valid, type: lm, subset_num_batches: 2}, {label: piqa, type: downstream, subset_num_batches: 2}]",
     ]
     args = [a for a in args if a not in ("wandb=null", "evaluators=[]")]
@@ -206,7 +302,10 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     assert p.returncode == 0, out
     last = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["step"] == 2 and last["tokens"] == 2 * 8 * 64
-    assert 1 < last["eval/valid/Perplexity"] < 60000 and 0 <= last["eval/downstream/piqa_len_norm"] <= 1
+    assert (
+        1 < last["eval/valid/Perplexity"] < 60000
+        and 0 <= last["eval/downstream/piqa_len_norm"] <= 1
+    )
     # OLMo's metric names, so runs overlay with OLMo's on a dashboard; SCONE's own under scone/
     assert last["throughput/device/tokens_per_second"] > 0 and last["System/Peak RSS (MB)"] > 0
     assert last["train/Perplexity"] == pytest.approx(math.exp(last["train/CrossEntropyLoss"]))
@@ -224,8 +323,16 @@ def test_save_num_checkpoints_to_keep_prunes_old_checkpoints(setup, tmp_path):
 
     prepared, vpath, d = setup
     folder = tmp_path / "run"
-    proc = train_single_process(overrides(prepared, vpath, d, folder, steps=5,
-                                          extra=["save_interval=1", "save_num_checkpoints_to_keep=2"]))
+    proc = train_single_process(
+        overrides(
+            prepared,
+            vpath,
+            d,
+            folder,
+            steps=5,
+            extra=["save_interval=1", "save_num_checkpoints_to_keep=2"],
+        )
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert sorted(p.name for p in folder.glob("step*")) == ["step4", "step5"]
     assert (folder / "latest").read_text() == "step5"

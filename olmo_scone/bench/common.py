@@ -63,19 +63,38 @@ def prepared_real_text(cache: Path) -> "TokenManifest":  # noqa: F821
 def table(rows: List[List[Any]], header: List[str]) -> str:
     cols = [header] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
+
     def line(r):
         return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cols[1:]])
+
+    return "\n".join(
+        [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        + [line(r) for r in cols[1:]]
+    )
 
 
-def build_vocab(paths, dtype, vocab, eos, pad, num, min_count, out: Path, memory_gb: float, meta: Optional[Dict] = None) -> Dict:
+def build_vocab(
+    paths,
+    dtype,
+    vocab,
+    eos,
+    pad,
+    num,
+    min_count,
+    out: Path,
+    memory_gb: float,
+    meta: Optional[Dict] = None,
+) -> Dict:
     """Count the top ``num`` f-grams of ``paths`` and save them to ``out`` (the benchmarks' vocabularies)."""
     import numpy as np
 
     from ..fgrams.counting import CountSettings, TokenSource, count_fgrams
     from ..fgrams.vocab import save_vocab
 
-    srcs = [TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0]) for p in paths]
+    srcs = [
+        TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0])
+        for p in paths
+    ]
     r = count_fgrams(srcs, vocab, eos, pad, CountSettings(5, num, min_count, 0, memory_gb))
     save_vocab(out, r.tokens, r.lengths, r.counts, {"min_count": min_count, **(meta or {})})
     return {"fgrams": len(r.counts), "stats": r.stats}

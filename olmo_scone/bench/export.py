@@ -42,17 +42,37 @@ def _export_rate(config: str, vocab_path: str, rows: int, threads: int, batch_si
     flops_per_row = a.training_fwd_flops_per_token - a.inference_fwd_flops_per_token
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        export_model(model, cfg, None, Path(d) / "out", dtype="bf16", batch_size=batch_size, source="bench")
+        export_model(
+            model, cfg, None, Path(d) / "out", dtype="bf16", batch_size=batch_size, source="bench"
+        )
         dt = time.perf_counter() - t0
-    return {"rows": len(v), "seconds": dt, "rows_per_s": len(v) / dt, "gflops_per_row": flops_per_row / 1e9,
-            "gflop_per_s": len(v) * flops_per_row / dt / 1e9, "fgram_params": a.fgram_model_params}
+    return {
+        "rows": len(v),
+        "seconds": dt,
+        "rows_per_s": len(v) / dt,
+        "gflops_per_row": flops_per_row / 1e9,
+        "gflop_per_s": len(v) * flops_per_row / dt / 1e9,
+        "fgram_params": a.fgram_model_params,
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="benchmark_export.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--vocab", required=True, help="an f-gram vocabulary of real f-grams (build_fgrams.py)")
-    p.add_argument("--configs", nargs="+", default=["configs/olmo/tiny-scone.yaml", "configs/olmo/scone-gpt2-128m-1m.yaml"])
-    p.add_argument("--rows", nargs="+", type=positive_int, default=[20000, 2000], help="rows per config (same order)")
+    p.add_argument(
+        "--vocab", required=True, help="an f-gram vocabulary of real f-grams (build_fgrams.py)"
+    )
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=["configs/olmo/tiny-scone.yaml", "configs/olmo/scone-gpt2-128m-1m.yaml"],
+    )
+    p.add_argument(
+        "--rows",
+        nargs="+",
+        type=positive_int,
+        default=[20000, 2000],
+        help="rows per config (same order)",
+    )
     p.add_argument("--threads", nargs="+", type=positive_int, default=[1, 2])
     p.add_argument("--batch-size", type=positive_int, default=1024)
     a = p.parse_args(argv)
@@ -61,7 +81,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for config, rows in zip(a.configs, a.rows + a.rows[-1:] * len(a.configs)):
         for t in a.threads:
             r = isolated(_export_rate, config, a.vocab, rows, t, a.batch_size)["result"]
-            out.append([Path(config).stem, f"{r['fgram_params'] / 1e6:.1f}M", t, f"{r['rows']:,}", f"{r['seconds']:.2f}",
-                        f"{r['rows_per_s']:,.0f}", f"{r['gflops_per_row']:.3f}", f"{r['gflop_per_s']:.1f}"])
-    print(table(out, ["config", "A_fgram params", "threads", "rows", "s", "rows/s", "GFLOP/row", "achieved GFLOP/s"]))
+            out.append(
+                [
+                    Path(config).stem,
+                    f"{r['fgram_params'] / 1e6:.1f}M",
+                    t,
+                    f"{r['rows']:,}",
+                    f"{r['seconds']:.2f}",
+                    f"{r['rows_per_s']:,.0f}",
+                    f"{r['gflops_per_row']:.3f}",
+                    f"{r['gflop_per_s']:.1f}",
+                ]
+            )
+    print(
+        table(
+            out,
+            [
+                "config",
+                "A_fgram params",
+                "threads",
+                "rows",
+                "s",
+                "rows/s",
+                "GFLOP/row",
+                "achieved GFLOP/s",
+            ],
+        )
+    )
     return 0

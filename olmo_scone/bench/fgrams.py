@@ -36,10 +36,15 @@ def _streams(paths: List[str], dtype: str, limit: Optional[int] = None) -> List[
     return out
 
 
-def run_ours(paths, dtype, vocab, eos, pad, num, min_count, processes, memory_gb, ray: bool = False) -> Dict:
+def run_ours(
+    paths, dtype, vocab, eos, pad, num, min_count, processes, memory_gb, ray: bool = False
+) -> Dict:
     """``count_fgrams`` on local worker processes, or (``ray``) on a local Ray runtime with as many CPUs;
     the runtime's start is timed apart from the count."""
-    srcs = [TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0]) for p in paths]
+    srcs = [
+        TokenSource(Path(p), np.dtype(dtype), np.memmap(p, dtype=dtype, mode="r").shape[0])
+        for p in paths
+    ]
     settings = CountSettings(5, num, min_count, processes, memory_gb)
     executor, start_s = None, 0.0
     if ray:
@@ -56,10 +61,18 @@ def run_ours(paths, dtype, vocab, eos, pad, num, min_count, processes, memory_gb
         if executor is not None:
             executor.close()
     st = r.stats
-    return {"tokens": st["corpus_tokens"], "fgrams": len(r.counts), "frequent": st["frequent_ngrams"],
-            "count_s": count_s, "start_s": start_s, "stats": st,
-            "top": [tuple(map(int, t[:n])) for t, n in zip(r.tokens[:1000], r.lengths[:1000])],
-            "all": {tuple(map(int, t[:n])): int(c) for t, n, c in zip(r.tokens, r.lengths, r.counts)} if len(r.counts) < num else None}
+    return {
+        "tokens": st["corpus_tokens"],
+        "fgrams": len(r.counts),
+        "frequent": st["frequent_ngrams"],
+        "count_s": count_s,
+        "start_s": start_s,
+        "stats": st,
+        "top": [tuple(map(int, t[:n])) for t, n in zip(r.tokens[:1000], r.lengths[:1000])],
+        "all": {tuple(map(int, t[:n])): int(c) for t, n, c in zip(r.tokens, r.lengths, r.counts)}
+        if len(r.counts) < num
+        else None,
+    }
 
 
 def run_packed_unique(paths, dtype, vocab, eos, pad, num, min_count) -> Dict:
@@ -102,12 +115,22 @@ def run_packed_unique(paths, dtype, vocab, eos, pad, num, min_count) -> Dict:
         rows_all.append(rows)
         counts_all.append(c[keep])
         lengths_all.append(np.full(len(rows), n))
-    rows, counts, lengths = np.concatenate(rows_all), np.concatenate(counts_all), np.concatenate(lengths_all)
+    rows, counts, lengths = (
+        np.concatenate(rows_all),
+        np.concatenate(counts_all),
+        np.concatenate(lengths_all),
+    )
     order = np.lexsort([rows[:, j] for j in range(4, -1, -1)] + [lengths, -counts])[:num]
     count_s = time.perf_counter() - t_start
     grams = [tuple(int(x) for x in r[:n]) for r, n in zip(rows, lengths)]
-    return {"tokens": len(tokens), "fgrams": len(order), "frequent": len(grams), "count_s": count_s,
-            "top": [grams[i] for i in order[:1000]], "all": dict(zip(grams, map(int, counts)))}
+    return {
+        "tokens": len(tokens),
+        "fgrams": len(order),
+        "frequent": len(grams),
+        "count_s": count_s,
+        "top": [grams[i] for i in order[:1000]],
+        "all": dict(zip(grams, map(int, counts))),
+    }
 
 
 def _memory_rows(title: str, runs) -> str:
@@ -117,9 +140,22 @@ def _memory_rows(title: str, runs) -> str:
         st = r["result"]["stats"]
         name = f"{name} (S = {r['result']['fgrams']:,})" if "fgrams" in r["result"] else name
         w = sorted(st["worker_peak_rss_gb"].values(), reverse=True)
-        rows.append([name, f"{st['corpus_tokens']:,}", f"{st['driver_peak_rss_gb']:.2f}", len(w),
-                     ", ".join(f"{x:.2f}" for x in w[:6]) + (" ..." if len(w) > 6 else "")])
-    return f"### Peak RSS, {title}\n" + table(rows, ["executor", "tokens", "driver GB", "workers", "worker peak GB (largest first)"]) + "\n"
+        rows.append(
+            [
+                name,
+                f"{st['corpus_tokens']:,}",
+                f"{st['driver_peak_rss_gb']:.2f}",
+                len(w),
+                ", ".join(f"{x:.2f}" for x in w[:6]) + (" ..." if len(w) > 6 else ""),
+            ]
+        )
+    return (
+        f"### Peak RSS, {title}\n"
+        + table(
+            rows, ["executor", "tokens", "driver GB", "workers", "worker peak GB (largest first)"]
+        )
+        + "\n"
+    )
 
 
 def run_naive(paths, dtype, eos, pad, num, min_count, limit) -> Dict:
@@ -127,10 +163,16 @@ def run_naive(paths, dtype, eos, pad, num, min_count, limit) -> Dict:
 
     streams = _streams(paths, dtype, limit)
     top = top_fgrams(count_all_ngrams(streams, 5, eos, pad), num, min_count)
-    return {"tokens": sum(len(s) for s in streams), "fgrams": len(top), "top": [g for g, _ in top[:1000]]}
+    return {
+        "tokens": sum(len(s) for s in streams),
+        "fgrams": len(top),
+        "top": [g for g, _ in top[:1000]],
+    }
 
 
-def run_matching(vocab_path: str, paths: List[str], dtype: str, vocab_size: int, repeats: int = 3) -> Dict:
+def run_matching(
+    vocab_path: str, paths: List[str], dtype: str, vocab_size: int, repeats: int = 3
+) -> Dict:
     from ..fgrams.matching import FgramMatcher
     from ..fgrams.vocab import load_vocab
 
@@ -144,18 +186,37 @@ def run_matching(vocab_path: str, paths: List[str], dtype: str, vocab_size: int,
         t0 = time.perf_counter()
         rows, _ = m.match(tokens)
         best = min(best, time.perf_counter() - t0)
-    return {"S": len(v), "positions": len(tokens), "seconds": best, "build_s": build,
-            "matched": float((rows >= 0).mean()), "nodes": m.num_nodes}
+    return {
+        "S": len(v),
+        "positions": len(tokens),
+        "seconds": best,
+        "build_s": build,
+        "matched": float((rows >= 0).mean()),
+        "nodes": m.num_nodes,
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="benchmark_fgrams.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--cache", type=Path, default=REPO / "runs" / "bench", help="where corpora and vocabularies go")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=REPO / "runs" / "bench",
+        help="where corpora and vocabularies go",
+    )
     p.add_argument("--num-fgrams", type=int, default=1_000_000)
-    p.add_argument("--naive-tokens", type=int, default=1_000_000, help="corpus prefix for the naive Counter")
+    p.add_argument(
+        "--naive-tokens", type=int, default=1_000_000, help="corpus prefix for the naive Counter"
+    )
     p.add_argument("--memory-gb", type=float, default=8.0)
-    p.add_argument("--processes", type=int, default=2, help="worker processes (local) and CPUs (Ray)")
-    p.add_argument("--scale", action="store_true", help="also the >=100M-token / 10M-f-gram build and S=10M matching")
+    p.add_argument(
+        "--processes", type=int, default=2, help="worker processes (local) and CPUs (Ray)"
+    )
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="also the >=100M-token / 10M-f-gram build and S=10M matching",
+    )
     p.add_argument("--scale-tokens", type=int, default=100_000_000)
     a = p.parse_args(argv)
 
@@ -165,31 +226,64 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     paths = [str(f) for f in m.token_files("train")]
     n_tok = m.num_tokens("train")
     print(f"# f-gram benchmark  ({machine()})")
-    print(f"corpus: {n_tok:,} tokens of real text ({', '.join(s['name'] for s in m.data['sources'])})\n")
+    print(
+        f"corpus: {n_tok:,} tokens of real text ({', '.join(s['name'] for s in m.data['sources'])})\n"
+    )
 
     ours = isolated(run_ours, paths, dtype, V, eos, pad, a.num_fgrams, 5, a.processes, a.memory_gb)
-    on_ray = isolated(run_ours, paths, dtype, V, eos, pad, a.num_fgrams, 5, a.processes, a.memory_gb, True)
+    on_ray = isolated(
+        run_ours, paths, dtype, V, eos, pad, a.num_fgrams, 5, a.processes, a.memory_gb, True
+    )
     base = isolated(run_packed_unique, paths, dtype, V, eos, pad, a.num_fgrams, 5)
     naive = isolated(run_naive, paths, dtype, eos, pad, a.num_fgrams, 5, a.naive_tokens)
-    assert on_ray["result"]["all"] == ours["result"]["all"], "the Ray path disagrees with the local path"
-    assert ours["result"]["top"] == base["result"]["top"], "the packed-key baseline disagrees with ours"
+    assert on_ray["result"]["all"] == ours["result"]["all"], (
+        "the Ray path disagrees with the local path"
+    )
+    assert ours["result"]["top"] == base["result"]["top"], (
+        "the packed-key baseline disagrees with ours"
+    )
     exact = ours["result"]["all"] is not None and base["result"]["all"] == ours["result"]["all"]
     rows = []
     ours_tps = ours["result"]["tokens"] / ours["result"]["count_s"]
-    for name, r, secs in [("ours, local processes", ours, ours["result"]["count_s"]),
-                          ("ours, local Ray runtime", on_ray, on_ray["result"]["count_s"]),
-                          ("numpy packed uint64 key + np.unique per n", base, base["result"]["count_s"]),
-                          ("naive Counter", naive, naive["seconds"])]:
+    for name, r, secs in [
+        ("ours, local processes", ours, ours["result"]["count_s"]),
+        ("ours, local Ray runtime", on_ray, on_ray["result"]["count_s"]),
+        ("numpy packed uint64 key + np.unique per n", base, base["result"]["count_s"]),
+        ("naive Counter", naive, naive["seconds"]),
+    ]:
         tps = r["result"]["tokens"] / secs
-        peak = r["result"]["stats"]["peak_rss_gb"] if "stats" in r["result"] else r["peak_rss_gb"]  # Ray's workers: not our children
-        rows.append([name, f"{r['result']['tokens']:,}", f"{secs:.1f}", f"{tps / 1e6:.2f}", f"{ours_tps / tps:.2f}x",
-                     f"{peak:.2f}"])
-    print("## Counting, K = 5, min count 5, S = {:,}, {} worker processes".format(a.num_fgrams, a.processes))
-    print(table(rows, ["implementation", "tokens", "seconds", "M tokens/s", "ours (local) is", "peak RSS GB"]))
-    print(f"(f-grams kept: {ours['result']['fgrams']:,} of {ours['result']['frequent']:,} n-grams seen >= 5 times; "
-          f"top 1000 identical across implementations; local and Ray vocabularies identical; the packed-key "
-          f"baseline's survivors (5-gram keys wrap mod 2**64) {'equal' if exact else 'DIFFER from'} the exact counts)")
-    print(f"(seconds exclude process start, the baseline's conversion of its result to Python tuples for the checks, and, for Ray, the runtime's start: {on_ray['result']['start_s']:.1f} s)\n")
+        peak = (
+            r["result"]["stats"]["peak_rss_gb"] if "stats" in r["result"] else r["peak_rss_gb"]
+        )  # Ray's workers: not our children
+        rows.append(
+            [
+                name,
+                f"{r['result']['tokens']:,}",
+                f"{secs:.1f}",
+                f"{tps / 1e6:.2f}",
+                f"{ours_tps / tps:.2f}x",
+                f"{peak:.2f}",
+            ]
+        )
+    print(
+        "## Counting, K = 5, min count 5, S = {:,}, {} worker processes".format(
+            a.num_fgrams, a.processes
+        )
+    )
+    print(
+        table(
+            rows,
+            ["implementation", "tokens", "seconds", "M tokens/s", "ours (local) is", "peak RSS GB"],
+        )
+    )
+    print(
+        f"(f-grams kept: {ours['result']['fgrams']:,} of {ours['result']['frequent']:,} n-grams seen >= 5 times; "
+        f"top 1000 identical across implementations; local and Ray vocabularies identical; the packed-key "
+        f"baseline's survivors (5-gram keys wrap mod 2**64) {'equal' if exact else 'DIFFER from'} the exact counts)"
+    )
+    print(
+        f"(seconds exclude process start, the baseline's conversion of its result to Python tuples for the checks, and, for Ray, the runtime's start: {on_ray['result']['start_s']:.1f} s)\n"
+    )
     print(_memory_rows("12.6M-token counts", [("local", ours), ("ray", on_ray)]))
 
     # Matching: a 1M vocabulary needs min count 2 on a corpus of this size.
@@ -204,32 +298,86 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         big_tokens = sum(np.memmap(p, dtype=dtype, mode="r").shape[0] for p in big)
         v10m = a.cache / "vocab-10m.safetensors"
         r = isolated(build_vocab, big, dtype, V, eos, pad, 10_000_000, 5, v10m, a.memory_gb)
-        big_ray = isolated(run_ours, big, dtype, V, eos, pad, 10_000_000, 5, a.processes, a.memory_gb, True)
+        big_ray = isolated(
+            run_ours, big, dtype, V, eos, pad, 10_000_000, 5, a.processes, a.memory_gb, True
+        )
         from ..fgrams.vocab import load_vocab
 
         v = load_vocab(v10m)
         top_local = [tuple(map(int, t[:n])) for t, n in zip(v.tokens[:1000], v.lengths[:1000])]
-        assert big_ray["result"]["fgrams"] == r["result"]["fgrams"] and big_ray["result"]["top"] == top_local
+        assert (
+            big_ray["result"]["fgrams"] == r["result"]["fgrams"]
+            and big_ray["result"]["top"] == top_local
+        )
         st = r["result"]["stats"]
         print(f"corpus: the real text above repeated to {big_tokens:,} tokens ({len(big)} files)")
-        print(f"built {r['result']['fgrams']:,} f-grams ({st['frequent_ngrams']:,} n-grams seen >= 5 times) in "
-              f"{r['seconds']:.1f} s = {big_tokens / r['seconds'] / 1e6:.2f}M tokens/s; peak RSS {r['peak_rss_gb']:.2f} GB "
-              f"(budget --memory-gb {a.memory_gb}); {st['partitions']} partition(s), {st['chunks']} chunks")
-        print("passes: " + "; ".join(f"n={q['n']}: {q['candidates']:,} candidates -> {q['frequent']:,} kept ({q['seconds']} s)"
-                                     for q in st["passes"]) + "\n")
+        print(
+            f"built {r['result']['fgrams']:,} f-grams ({st['frequent_ngrams']:,} n-grams seen >= 5 times) in "
+            f"{r['seconds']:.1f} s = {big_tokens / r['seconds'] / 1e6:.2f}M tokens/s; peak RSS {r['peak_rss_gb']:.2f} GB "
+            f"(budget --memory-gb {a.memory_gb}); {st['partitions']} partition(s), {st['chunks']} chunks"
+        )
+        print(
+            "passes: "
+            + "; ".join(
+                f"n={q['n']}: {q['candidates']:,} candidates -> {q['frequent']:,} kept ({q['seconds']} s)"
+                for q in st["passes"]
+            )
+            + "\n"
+        )
         rt = big_ray["result"]
-        print(f"the same build on a local Ray runtime: {rt['count_s']:.1f} s = {big_tokens / rt['count_s'] / 1e6:.2f}M tokens/s "
-              f"(runtime start {rt['start_s']:.1f} s apart); same f-grams (top 1000 checked)\n")
-        print(_memory_rows("100M-token counts, S = 10M", [("local", {"result": {"stats": st}, "peak_rss_gb": r["peak_rss_gb"]}), ("ray", big_ray)]))
+        print(
+            f"the same build on a local Ray runtime: {rt['count_s']:.1f} s = {big_tokens / rt['count_s'] / 1e6:.2f}M tokens/s "
+            f"(runtime start {rt['start_s']:.1f} s apart); same f-grams (top 1000 checked)\n"
+        )
+        print(
+            _memory_rows(
+                "100M-token counts, S = 10M",
+                [
+                    ("local", {"result": {"stats": st}, "peak_rss_gb": r["peak_rss_gb"]}),
+                    ("ray", big_ray),
+                ],
+            )
+        )
         # the driver holds the S winners it writes, never per-token data: at equal S its memory does not
         # grow with the corpus
-        same_s = isolated(run_ours, big, dtype, V, eos, pad, a.num_fgrams, 5, a.processes, a.memory_gb, True)
-        print(_memory_rows(f"S = {a.num_fgrams:,} on both corpora (Ray)", [("ray, 12.6M tokens", on_ray), ("ray, 100M tokens", same_s)]))
+        same_s = isolated(
+            run_ours, big, dtype, V, eos, pad, a.num_fgrams, 5, a.processes, a.memory_gb, True
+        )
+        print(
+            _memory_rows(
+                f"S = {a.num_fgrams:,} on both corpora (Ray)",
+                [("ray, 12.6M tokens", on_ray), ("ray, 100M tokens", same_s)],
+            )
+        )
         vocabs.append(("10M (repeated corpus)", v10m))
     for name, path in vocabs:
         r = isolated(run_matching, str(path), paths, dtype, V)["result"]
-        match_rows.append([name, f"{r['S']:,}", f"{r['nodes']:,}", f"{r['positions']:,}", f"{r['seconds']:.2f}",
-                           f"{r['positions'] / r['seconds'] / 1e6:.2f}", f"{r['matched']:.1%}", f"{r['build_s']:.1f}"])
+        match_rows.append(
+            [
+                name,
+                f"{r['S']:,}",
+                f"{r['nodes']:,}",
+                f"{r['positions']:,}",
+                f"{r['seconds']:.2f}",
+                f"{r['positions'] / r['seconds'] / 1e6:.2f}",
+                f"{r['matched']:.1%}",
+                f"{r['build_s']:.1f}",
+            ]
+        )
     print("## Matching on CPU (numpy, one process; best of 3)")
-    print(table(match_rows, ["vocabulary", "S", "trie nodes", "positions", "seconds", "M positions/s", "matched", "index build s"]))
+    print(
+        table(
+            match_rows,
+            [
+                "vocabulary",
+                "S",
+                "trie nodes",
+                "positions",
+                "seconds",
+                "M positions/s",
+                "matched",
+                "index build s",
+            ],
+        )
+    )
     return 0

@@ -60,8 +60,11 @@ def build(folder: Path, num: int) -> Dict:
     t_build = time.time() - t0
     folder.mkdir(parents=True, exist_ok=True)
     meta = m.save(folder)
-    meta.update(build_s=round(t_build, 1), save_s=round(time.time() - t0 - t_build, 1),
-                bytes=sum((folder / f["file"]).stat().st_size for f in meta["files"].values()))
+    meta.update(
+        build_s=round(t_build, 1),
+        save_s=round(time.time() - t0 - t_build, 1),
+        bytes=sum((folder / f["file"]).stat().st_size for f in meta["files"].values()),
+    )
     (folder / "index.json").write_text(json.dumps(meta))
     return meta
 
@@ -83,7 +86,10 @@ def _queries(n: int, num: int, seqs: int, seed: int) -> List[np.ndarray]:
         w = rng.integers(0, V, size=(seqs, K), dtype=np.int64)
         hit = rng.random(seqs) < 0.5
         keys = _pair_key(rng.integers(0, num, size=int(hit.sum())).astype(np.uint64))
-        w[hit, -2], w[hit, -1] = (keys // np.uint64(V)).astype(np.int64), (keys % np.uint64(V)).astype(np.int64)
+        w[hit, -2], w[hit, -1] = (
+            (keys // np.uint64(V)).astype(np.int64),
+            (keys % np.uint64(V)).astype(np.int64),
+        )
         out.append(w)
     return out
 
@@ -115,9 +121,18 @@ def measure(folder: str, mode: str, lookups: int) -> Dict:
     rss_after = _rss_gb()
     warm = _timed(m, queries)
     hits = float(np.mean([(m.match_batch(q)[:, -1] >= 0).mean() for q in queries[:500]]))
-    out = {"mode": mode, "open_s": open_s, "rss_before": rss0, "rss_open": rss_open, "rss_after": rss_after,
-           "cold_median": float(np.median(cold)), "cold_p99": float(np.percentile(cold, 99)),
-           "warm_median": float(np.median(warm)), "warm_p99": float(np.percentile(warm, 99)), "hits": hits}
+    out = {
+        "mode": mode,
+        "open_s": open_s,
+        "rss_before": rss0,
+        "rss_open": rss_open,
+        "rss_after": rss_after,
+        "cold_median": float(np.median(cold)),
+        "cold_p99": float(np.percentile(cold, 99)),
+        "warm_median": float(np.median(warm)),
+        "warm_p99": float(np.percentile(warm, 99)),
+        "hits": hits,
+    }
     for s, q in many.items():
         _timed(m, q)  # touch its pages once
         out[f"warm_median_{s}"] = float(np.median(_timed(m, q)))
@@ -127,7 +142,12 @@ def measure(folder: str, mode: str, lookups: int) -> Dict:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="benchmark_index.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=Path("/tmp/olmo-scone-index-bench"), help="where the index is built (kept)")
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/olmo-scone-index-bench"),
+        help="where the index is built (kept)",
+    )
     p.add_argument("--fgrams", type=positive_int, default=100_000_000)
     p.add_argument("--lookups", type=positive_int, default=10_000)
     a = p.parse_args(argv)
@@ -137,15 +157,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         meta = json.loads((folder / "index.json").read_text())
     else:
         meta = isolated(build, folder, a.fgrams)["result"]
-    print(f"index of {a.fgrams:,} f-grams: {meta['bytes'] / 1e9:.2f} GB on disk (built in {meta['build_s']} s, "
-          f"saved in {meta['save_s']} s)")
+    print(
+        f"index of {a.fgrams:,} f-grams: {meta['bytes'] / 1e9:.2f} GB on disk (built in {meta['build_s']} s, "
+        f"saved in {meta['save_s']} s)"
+    )
     rows = []
     for mode in ("ram", "mmap", "ram", "mmap"):  # two rounds, alternating
         r = isolated(measure, str(folder), mode, a.lookups)["result"]
-        rows.append([mode, f"{r['open_s']:.2f}", f"{r['rss_open']:.2f}", f"{r['rss_after']:.2f}",
-                     f"{r['cold_median']:.3f} / {r['cold_p99']:.3f}", f"{r['warm_median']:.3f} / {r['warm_p99']:.3f}",
-                     f"{r['warm_median_16']:.3f}", f"{r['warm_median_64']:.3f}", f"{r['hits']:.0%}"])
-    print(table(rows, ["index", "open s", "RSS GB opened", f"RSS GB after {a.lookups:,} lookups",
-                       "1 seq cold ms (median / p99)", "1 seq warm ms (median / p99)", "16 seqs warm ms",
-                       "64 seqs warm ms", "last position matched"]))
+        rows.append(
+            [
+                mode,
+                f"{r['open_s']:.2f}",
+                f"{r['rss_open']:.2f}",
+                f"{r['rss_after']:.2f}",
+                f"{r['cold_median']:.3f} / {r['cold_p99']:.3f}",
+                f"{r['warm_median']:.3f} / {r['warm_p99']:.3f}",
+                f"{r['warm_median_16']:.3f}",
+                f"{r['warm_median_64']:.3f}",
+                f"{r['hits']:.0%}",
+            ]
+        )
+    print(
+        table(
+            rows,
+            [
+                "index",
+                "open s",
+                "RSS GB opened",
+                f"RSS GB after {a.lookups:,} lookups",
+                "1 seq cold ms (median / p99)",
+                "1 seq warm ms (median / p99)",
+                "16 seqs warm ms",
+                "64 seqs warm ms",
+                "last position matched",
+            ],
+        )
+    )
     return 0

@@ -30,7 +30,9 @@ from ..errors import ArgumentParser, positive_int
 from .common import machine, prepared_real_text, table
 
 
-def measure_unique(manifest, vocab, sizes: List[int], batches: List[int], seq: int, repeats: int, seed: int) -> List[Dict]:
+def measure_unique(
+    manifest, vocab, sizes: List[int], batches: List[int], seq: int, repeats: int, seed: int
+) -> List[Dict]:
     from ..fgrams.matching import FgramMatcher
     from ..fgrams.vocab import FgramVocab
 
@@ -40,7 +42,9 @@ def measure_unique(manifest, vocab, sizes: List[int], batches: List[int], seq: i
     rng = np.random.default_rng(seed)
     out = []
     for s in sizes:
-        top = FgramVocab(vocab.tokens[:s], vocab.lengths[:s], vocab.counts[:s], {})  # the top-S prefix (rank order)
+        top = FgramVocab(
+            vocab.tokens[:s], vocab.lengths[:s], vocab.counts[:s], {}
+        )  # the top-S prefix (rank order)
         matcher = FgramMatcher(top, int(manifest.tokenizer["vocab_size"]))
         for b in batches:
             if b > n_inst:
@@ -51,7 +55,9 @@ def measure_unique(manifest, vocab, sizes: List[int], batches: List[int], seq: i
                 hit = rows[rows >= 0]
                 u.append(len(np.unique(hit)))
                 m.append(len(hit))
-            out.append({"S": s, "B": b, "N": b * seq, "U": float(np.mean(u)), "matched": float(np.mean(m))})
+            out.append(
+                {"S": s, "B": b, "N": b * seq, "U": float(np.mean(u)), "matched": float(np.mean(m))}
+            )
     return out
 
 
@@ -94,7 +100,7 @@ def extrapolated_unique(alpha: float, n: float, s: int, matched: float) -> float
     edges = np.unique(np.geomspace(1, s + 1, 20000).astype(np.int64))
     width = (edges[1:] - edges[:-1]).astype(np.float64)
     mid = np.sqrt(edges[:-1] * edges[1:].astype(np.float64))
-    shape = mid ** -alpha
+    shape = mid**-alpha
     p = matched * shape / np.sum(width * shape)
     return float(min(np.sum(width * -np.expm1(-n * p)), matched * n))
 
@@ -111,24 +117,50 @@ def flops_ratio(config: str, u: float, n: float) -> Dict:
     return {"expected": 1 + u * per_fgram / (n * main), "bound": 1 + per_fgram / main}
 
 
-def batch_builder_ms(manifest_root: Path, vocab_path: Path, tags: Path, seq: int, micro: int, per_rank: int) -> Dict:
+def batch_builder_ms(
+    manifest_root: Path, vocab_path: Path, tags: Path, seq: int, micro: int, per_rank: int
+) -> Dict:
     from ..fgrams.vocab import load_vocab
     from ..train.data import TrainBatches
 
-    tb = TrainBatches(manifest_root, seq, per_rank, micro, 1, 0, seed=0, tags_dir=tags, vocab=load_vocab(vocab_path))
+    tb = TrainBatches(
+        manifest_root,
+        seq,
+        per_rank,
+        micro,
+        1,
+        0,
+        seed=0,
+        tags_dir=tags,
+        vocab=load_vocab(vocab_path),
+    )
     tb.micro_batches(0)  # matcher built, memmaps open
     t = time.perf_counter()
     steps = 20
     for s in range(1, steps + 1):
         tb.micro_batches(s)
     ms = (time.perf_counter() - t) * 1e3 / steps
-    return {"ms_per_step": ms, "tokens": per_rank * seq, "us_per_token": ms * 1e3 / (per_rank * seq)}
+    return {
+        "ms_per_step": ms,
+        "tokens": per_rank * seq,
+        "us_per_token": ms * 1e3 / (per_rank * seq),
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="benchmark_unique_fgrams.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=Path("/tmp/olmo-scone-unique-bench"), help="token files and vocabulary (kept)")
-    p.add_argument("--sizes", nargs="+", type=positive_int, default=[1_000, 3_000, 10_000, 30_000, 100_000, 300_000])
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/olmo-scone-unique-bench"),
+        help="token files and vocabulary (kept)",
+    )
+    p.add_argument(
+        "--sizes",
+        nargs="+",
+        type=positive_int,
+        default=[1_000, 3_000, 10_000, 30_000, 100_000, 300_000],
+    )
     p.add_argument("--batches", nargs="+", type=positive_int, default=[1, 4, 16, 64, 256, 1024])
     p.add_argument("--seq", type=positive_int, default=2048)
     p.add_argument("--repeats", type=positive_int, default=3)
@@ -141,29 +173,74 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     vpath = a.work / f"fgrams-{max(a.sizes)}.safetensors"
     tok = manifest.tokenizer
     if not vpath.is_file():
-        build_vocab([str(x) for x in manifest.token_files("train")], manifest.dtype.name, tok["vocab_size"],
-                    tok["eos_token_id"], tok["pad_token_id"], max(a.sizes), 5, vpath, 8.0,
-                    {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]})
+        build_vocab(
+            [str(x) for x in manifest.token_files("train")],
+            manifest.dtype.name,
+            tok["vocab_size"],
+            tok["eos_token_id"],
+            tok["pad_token_id"],
+            max(a.sizes),
+            5,
+            vpath,
+            8.0,
+            {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]},
+        )
     vocab = load_vocab(vpath, verify=False, tokenizer_sha256=tok["sha256"])
     sizes = [s for s in a.sizes if s <= len(vocab)]
-    print(f"corpus: {manifest.num_tokens('train'):,} train tokens; vocabulary: {len(vocab):,} f-grams (count >= 5)")
+    print(
+        f"corpus: {manifest.num_tokens('train'):,} train tokens; vocabulary: {len(vocab):,} f-grams (count >= 5)"
+    )
     points = measure_unique(manifest, vocab, sizes, a.batches, a.seq, a.repeats, seed=0)
-    print(table([[f"{p['S']:,}", p["B"], f"{p['N']:,}", f"{p['matched']:,.0f}", f"{p['U']:,.0f}", f"{p['U'] / p['N']:.4f}"]
-                 for p in points], ["S", "sequences", "tokens N", "matched positions", "unique f-grams U", "U / N"]))
+    print(
+        table(
+            [
+                [
+                    f"{p['S']:,}",
+                    p["B"],
+                    f"{p['N']:,}",
+                    f"{p['matched']:,.0f}",
+                    f"{p['U']:,.0f}",
+                    f"{p['U'] / p['N']:.4f}",
+                ]
+                for p in points
+            ],
+            ["S", "sequences", "tokens N", "matched positions", "unique f-grams U", "U / N"],
+        )
+    )
     rates = match_rates(manifest, vocab, sizes)
     worst = max(abs(occupancy(rates[p["S"]], p["N"]) / p["U"] - 1) for p in points)
-    print(table([[f"{p['S']:,}", p["B"], f"{p['U']:,.0f}", f"{occupancy(rates[p['S']], p['N']):,.0f}"] for p in points
-                 if p["B"] in (1, 16, 256, 1024)], ["S", "sequences", "U measured", "U occupancy model"]))
+    print(
+        table(
+            [
+                [
+                    f"{p['S']:,}",
+                    p["B"],
+                    f"{p['U']:,.0f}",
+                    f"{occupancy(rates[p['S']], p['N']):,.0f}",
+                ]
+                for p in points
+                if p["B"] in (1, 16, 256, 1024)
+            ],
+            ["S", "sequences", "U measured", "U occupancy model"],
+        )
+    )
     big = [p for p in points if p["B"] >= 64]
     worst_big = max(abs(occupancy(rates[p["S"]], p["N"]) / p["U"] - 1) for p in big)
-    print(f"occupancy model vs the measured points: largest relative error {worst_big:.1%} over the {len(big)} with "
-          f">= 64 sequences a batch, {worst:.1%} over all {len(points)} (within one document f-grams repeat, so small "
-          "batches hold fewer distinct ones than independent draws would)")
+    print(
+        f"occupancy model vs the measured points: largest relative error {worst_big:.1%} over the {len(big)} with "
+        f">= 64 sequences a batch, {worst:.1%} over all {len(points)} (within one document f-grams repeat, so small "
+        "batches hold fewer distinct ones than independent draws would)"
+    )
     frac = {s: float(r.sum()) for s, r in rates.items()}
-    print("matched fraction of positions by S: " + ", ".join(f"{s:,}: {f:.3f}" for s, f in frac.items()))
+    print(
+        "matched fraction of positions by S: "
+        + ", ".join(f"{s:,}: {f:.3f}" for s, f in frac.items())
+    )
     z = zipf_fit(rates[max(sizes)], lo=1000)
-    print(f"Zipf tail of the {max(sizes):,}-f-gram vocabulary's match rates (ranks >= 1,000): "
-          f"p_r = {z['A']:.3g} * r^-{z['alpha']:.3f}")
+    print(
+        f"Zipf tail of the {max(sizes):,}-f-gram vocabulary's match rates (ranks >= 1,000): "
+        f"p_r = {z['A']:.3g} * r^-{z['alpha']:.3f}"
+    )
     n_paper = 2048 * 2048
     rows = []
     for s in (10_000_000, 100_000_000, 1_000_000_000):
@@ -172,9 +249,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lo, hi = (extrapolated_unique(z["alpha"], n_paper, s, m) for m in (frac[max(sizes)], 1.0))
         for cfg in ("configs/olmo/scone-1b-10m-a0.6b.yaml", "configs/olmo/scone-1b-10m-a1.8b.yaml"):
             r_lo, r_hi = flops_ratio(cfg, lo, n_paper), flops_ratio(cfg, hi, n_paper)
-            rows.append([f"{s:,}", Path(cfg).stem.split("-")[-1], f"{lo:,.0f} - {hi:,.0f}",
-                         f"{lo / n_paper:.2f} - {hi / n_paper:.2f}", f"{r_lo['expected']:.2f}x - {r_hi['expected']:.2f}x",
-                         f"{r_hi['bound']:.2f}x"])
+            rows.append(
+                [
+                    f"{s:,}",
+                    Path(cfg).stem.split("-")[-1],
+                    f"{lo:,.0f} - {hi:,.0f}",
+                    f"{lo / n_paper:.2f} - {hi / n_paper:.2f}",
+                    f"{r_lo['expected']:.2f}x - {r_hi['expected']:.2f}x",
+                    f"{r_hi['bound']:.2f}x",
+                ]
+            )
     tags = a.work / f"tags-{len(vocab)}"
     if not (tags / "fgram_tags.json").is_file():
         from ..data.sources import open_token_files
@@ -183,9 +267,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tag_token_files(open_token_files(str(manifest.root), "train"), vocab, vpath, tags)
     for seq, micro, per_rank in ((128, 16, 16), (a.seq, 4, 8)):
         r = batch_builder_ms(manifest.root, vpath, tags, seq, micro, per_rank)
-        print(f"host-side batch building (S = {len(vocab):,}, {per_rank} x {seq} tokens a rank a step): "
-              f"{r['ms_per_step']:.1f} ms a step, {r['us_per_token']:.2f} us a token")
-    print(f"\nextrapolated to the paper's batch (2048 x 2048 = {n_paper:,} tokens), OLMo-1B main model:")
-    print(table(rows, ["S", "A_fgram", f"U (model; matched fraction {frac[max(sizes)]:.2f} - 1)", "U / N",
-                       "training FLOPs vs baseline (expected)", "(bound: no sharing)"]))
+        print(
+            f"host-side batch building (S = {len(vocab):,}, {per_rank} x {seq} tokens a rank a step): "
+            f"{r['ms_per_step']:.1f} ms a step, {r['us_per_token']:.2f} us a token"
+        )
+    print(
+        f"\nextrapolated to the paper's batch (2048 x 2048 = {n_paper:,} tokens), OLMo-1B main model:"
+    )
+    print(
+        table(
+            rows,
+            [
+                "S",
+                "A_fgram",
+                f"U (model; matched fraction {frac[max(sizes)]:.2f} - 1)",
+                "U / N",
+                "training FLOPs vs baseline (expected)",
+                "(bound: no sharing)",
+            ],
+        )
+    )
     return 0

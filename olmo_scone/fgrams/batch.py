@@ -36,7 +36,9 @@ class FgramBatch:
         return int(self.rows.shape[0])
 
     def to(self, device, non_blocking: bool = False) -> "FgramBatch":
-        return FgramBatch(*(t.to(device, non_blocking=non_blocking) for t in dataclasses.astuple(self)))
+        return FgramBatch(
+            *(t.to(device, non_blocking=non_blocking) for t in dataclasses.astuple(self))
+        )
 
 
 def per_sequence_bytes(seq_len: int, max_n: int) -> int:
@@ -53,9 +55,13 @@ def fgram_batch(rows, vocab: FgramVocab) -> FgramBatch:
     uniq, inverse = np.unique(r[matched], return_inverse=True)
     tokens = np.maximum(np.asarray(vocab.tokens[uniq]), 0).astype(np.int64)
     lengths = np.asarray(vocab.lengths[uniq]).astype(np.int64)
-    return FgramBatch(torch.from_numpy(uniq), torch.from_numpy(tokens.reshape(len(uniq), vocab.max_n)),
-                      torch.from_numpy(lengths), torch.from_numpy(matched),
-                      torch.from_numpy(inverse.reshape(-1).astype(np.int64)))
+    return FgramBatch(
+        torch.from_numpy(uniq),
+        torch.from_numpy(tokens.reshape(len(uniq), vocab.max_n)),
+        torch.from_numpy(lengths),
+        torch.from_numpy(matched),
+        torch.from_numpy(inverse.reshape(-1).astype(np.int64)),
+    )
 
 
 def rows_in_instance(rows: np.ndarray, tokens: np.ndarray, matcher, max_n: int) -> np.ndarray:
@@ -72,4 +78,3 @@ def rows_in_instance(rows: np.ndarray, tokens: np.ndarray, matcher, max_n: int) 
     head, _ = matcher.match(np.asarray(tokens[:k]))
     out[:k] = head
     return out
-

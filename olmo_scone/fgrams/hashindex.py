@@ -40,7 +40,9 @@ class HashIndex:
         return (1 << self.bits) - 1
 
     @classmethod
-    def build(cls, keys: np.ndarray, values: np.ndarray | None = None, load: float = 0.25) -> "HashIndex":
+    def build(
+        cls, keys: np.ndarray, values: np.ndarray | None = None, load: float = 0.25
+    ) -> "HashIndex":
         """Index unique ``keys`` (any order); ``values`` default to ``arange(len(keys))``."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         if values is None:
@@ -137,7 +139,9 @@ class TorchHashIndex:
         """
         import torch
 
-        golden = torch.tensor(np.int64(GOLDEN.view(np.int64)), dtype=torch.int64, device=queries.device)
+        golden = torch.tensor(
+            np.int64(GOLDEN.view(np.int64)), dtype=torch.int64, device=queries.device
+        )
         mask = (1 << self.bits) - 1
         slot = ((queries * golden) >> (64 - self.bits)) & mask
         out = torch.full_like(queries, -1)

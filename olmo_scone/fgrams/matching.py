@@ -29,8 +29,12 @@ from .hashindex import HashIndex
 from .vocab import FgramVocab
 
 #: the arrays of a saved matcher: attribute -> (file, dtype)
-MATCHER_FILES = {"index_keys": ("index-keys.npy", np.uint64), "index_values": ("index-values.npy", np.int64),
-                 "node_row": ("node-row.npy", np.int64), "lengths": ("lengths.npy", np.int8)}
+MATCHER_FILES = {
+    "index_keys": ("index-keys.npy", np.uint64),
+    "index_values": ("index-values.npy", np.int64),
+    "node_row": ("node-row.npy", np.int64),
+    "lengths": ("lengths.npy", np.int8),
+}
 
 
 class FgramMatcher:
@@ -73,8 +77,12 @@ class FgramMatcher:
 
     # ---- on disk -----------------------------------------------------------------------
     def _arrays(self) -> Dict[str, np.ndarray]:
-        return {"index_keys": self.index.keys, "index_values": self.index.values, "node_row": self.node_row,
-                "lengths": self.lengths}
+        return {
+            "index_keys": self.index.keys,
+            "index_values": self.index.values,
+            "node_row": self.node_row,
+            "lengths": self.lengths,
+        }
 
     def save(self, folder: Path) -> Dict:
         """Write the arrays (atomically, one file each) into ``folder``; returns what a manifest
@@ -87,12 +95,24 @@ class FgramMatcher:
             fname, dtype = MATCHER_FILES[name]
             with atomic_file(folder / fname) as f:
                 np.save(f, np.ascontiguousarray(arr, dtype=dtype), allow_pickle=False)
-            files[name] = {"file": fname, "length": int(len(arr)), "sha256": sha256_file(folder / fname)}
-        return {"vocab_size": self.vocab_size, "max_n": self.max_n, "num_fgrams": self.num_fgrams,
-                "bits": self.index.bits, "max_probe": self.index.max_probe, "files": files}
+            files[name] = {
+                "file": fname,
+                "length": int(len(arr)),
+                "sha256": sha256_file(folder / fname),
+            }
+        return {
+            "vocab_size": self.vocab_size,
+            "max_n": self.max_n,
+            "num_fgrams": self.num_fgrams,
+            "bits": self.index.bits,
+            "max_probe": self.index.max_probe,
+            "files": files,
+        }
 
     @classmethod
-    def load(cls, folder: Path, meta: Dict, mmap: bool = False, verify: bool = True) -> "FgramMatcher":
+    def load(
+        cls, folder: Path, meta: Dict, mmap: bool = False, verify: bool = True
+    ) -> "FgramMatcher":
         """A saved matcher, in RAM or memory-mapped (``mmap``: nothing is read up front; lookups
         fault in the pages they probe). ``verify`` checks each file's sha256 (reads it once);
         sizes and dtypes are always checked."""
@@ -106,20 +126,39 @@ class FgramMatcher:
             if not path.is_file():
                 fail(f"matcher index file missing: {path}")
             if verify and sha256_file(path) != entry["sha256"]:
-                fail(f"{path} does not match the sha256 in the manifest: it is corrupt (re-export the artifact)")
+                fail(
+                    f"{path} does not match the sha256 in the manifest: it is corrupt (re-export the artifact)"
+                )
             try:
                 arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             except (ValueError, OSError, EOFError) as e:
-                fail(f"{path} is unreadable ({e}); it is truncated or corrupt: re-export the artifact")
+                fail(
+                    f"{path} is unreadable ({e}); it is truncated or corrupt: re-export the artifact"
+                )
             if arr.dtype != dtype or arr.shape != (int(entry["length"]),):
-                fail(f"{path} holds {arr.dtype}{list(arr.shape)}, the manifest lists {np.dtype(dtype)}[{entry['length']}]")
-            if mmap and name.startswith("index_") and hasattr(arr, "_mmap") and hasattr(_mmap, "MADV_RANDOM"):
-                arr._mmap.madvise(_mmap.MADV_RANDOM)  # probes are random: readahead would only waste I/O
+                fail(
+                    f"{path} holds {arr.dtype}{list(arr.shape)}, the manifest lists {np.dtype(dtype)}[{entry['length']}]"
+                )
+            if (
+                mmap
+                and name.startswith("index_")
+                and hasattr(arr, "_mmap")
+                and hasattr(_mmap, "MADV_RANDOM")
+            ):
+                arr._mmap.madvise(
+                    _mmap.MADV_RANDOM
+                )  # probes are random: readahead would only waste I/O
             # a plain ndarray over the same mapping: np.memmap's subclass hooks cost ~50% per lookup
             arrays[name] = arr.view(np.ndarray) if mmap else arr
         self = cls.__new__(cls)
-        self.vocab_size, self.max_n, self.num_fgrams = int(meta["vocab_size"]), int(meta["max_n"]), int(meta["num_fgrams"])
-        self.index = HashIndex(arrays["index_keys"], arrays["index_values"], int(meta["bits"]), int(meta["max_probe"]))
+        self.vocab_size, self.max_n, self.num_fgrams = (
+            int(meta["vocab_size"]),
+            int(meta["max_n"]),
+            int(meta["num_fgrams"]),
+        )
+        self.index = HashIndex(
+            arrays["index_keys"], arrays["index_values"], int(meta["bits"]), int(meta["max_probe"])
+        )
         self.node_row, self.lengths = arrays["node_row"], arrays["lengths"]
         return self
 
@@ -172,11 +211,15 @@ class FgramMatcher:
             return best
         V = self.vocab_size
         node = np.full((B, T), -1, dtype=np.int64)
-        node[:, 1:] = self.index.lookup((t[:, :-1] * V + t[:, 1:]).astype(np.uint64).ravel()).reshape(B, T - 1)
+        node[:, 1:] = self.index.lookup(
+            (t[:, :-1] * V + t[:, 1:]).astype(np.uint64).ravel()
+        ).reshape(B, T - 1)
         for n in range(2, self.max_n + 1):
             if n > 2:
                 prev = node[:, :-1]
-                child = self.index.lookup(((V + np.maximum(prev, 0)) * V + t[:, 1:]).astype(np.uint64).ravel())
+                child = self.index.lookup(
+                    ((V + np.maximum(prev, 0)) * V + t[:, 1:]).astype(np.uint64).ravel()
+                )
                 node = np.full((B, T), -1, dtype=np.int64)
                 node[:, 1:] = np.where(prev >= 0, child.reshape(B, T - 1), -1)
             r = np.where(node >= 0, self.node_row[np.maximum(node, 0)], -1)

@@ -54,8 +54,14 @@ def tag_file(matcher: FgramMatcher, path: str, dtype: str, length: int, dest: Pa
     return matched
 
 
-def tag_token_files(files: TokenFiles, vocab: FgramVocab, vocab_path: Path, out: Path, overwrite: bool = False,
-                    ray_address: Optional[str] = None) -> Dict:
+def tag_token_files(
+    files: TokenFiles,
+    vocab: FgramVocab,
+    vocab_path: Path,
+    out: Path,
+    overwrite: bool = False,
+    ray_address: Optional[str] = None,
+) -> Dict:
     """Tag every file of ``files``: here, one file after another, or (``ray_address``) one Ray task
     per file, writing into ``out`` (which every node must then reach at the same path)."""
     vocab.check_tokenizer(files.tokenizer["sha256"], what="the token files")
@@ -66,13 +72,29 @@ def tag_token_files(files: TokenFiles, vocab: FgramVocab, vocab_path: Path, out:
     matcher = FgramMatcher(vocab, int(files.tokenizer["vocab_size"]))
     t0 = time.time()
     with atomic_directory(out, overwrite=out.exists()) as tmp:
-        jobs = [(str(Path(f.path).resolve()), f.dtype.name, int(f.length), tmp / f"{f.relpath}.fgram.npy") for f in files.files]
+        jobs = [
+            (
+                str(Path(f.path).resolve()),
+                f.dtype.name,
+                int(f.length),
+                tmp / f"{f.relpath}.fgram.npy",
+            )
+            for f in files.files
+        ]
         if ray_address is None:
             matched = _tag_here(matcher, jobs, files.num_tokens)
         else:
             matched = _tag_on_ray(ray_address, matcher, jobs)
-        entries = [{"split": f.split, "tokens": f.relpath, "path": f"{f.relpath}.fgram.npy",
-                    "positions": int(f.length), "matched": m} for f, m in zip(files.files, matched)]
+        entries = [
+            {
+                "split": f.split,
+                "tokens": f.relpath,
+                "path": f"{f.relpath}.fgram.npy",
+                "positions": int(f.length),
+                "matched": m,
+            }
+            for f, m in zip(files.files, matched)
+        ]
         total = sum(e["positions"] for e in entries)
         meta = {
             "format": TAGS_FORMAT,
@@ -124,14 +146,18 @@ def _tag_task(matcher: FgramMatcher, path: str, dtype: str, length: int, dest: P
     except FileNotFoundError as e:
         import socket
 
-        fail(f"cannot read or write {e.filename} on node {socket.gethostname()}: every node must see --tokens "
-             "and --out at the same paths (shared storage)")
+        fail(
+            f"cannot read or write {e.filename} on node {socket.gethostname()}: every node must see --tokens "
+            "and --out at the same paths (shared storage)"
+        )
 
 
 def load_tags_manifest(out: Path) -> Dict:
     p = Path(out) / TAGS_MANIFEST
     if not p.is_file():
-        fail(f"{out} is not an f-gram sidecar (no {TAGS_MANIFEST}); make one with scripts/tag_fgrams.py")
+        fail(
+            f"{out} is not an f-gram sidecar (no {TAGS_MANIFEST}); make one with scripts/tag_fgrams.py"
+        )
     meta = json.loads(p.read_text())
     if meta.get("format") != TAGS_FORMAT:
         fail(f"{p}: not an {TAGS_FORMAT} manifest")

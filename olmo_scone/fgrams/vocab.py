@@ -70,7 +70,13 @@ def content_sha256(tokens: np.ndarray, lengths: np.ndarray, counts: np.ndarray) 
     return h.hexdigest()
 
 
-def save_vocab(path: str | Path, tokens: np.ndarray, lengths: np.ndarray, counts: np.ndarray, meta: Dict[str, object]) -> str:
+def save_vocab(
+    path: str | Path,
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    counts: np.ndarray,
+    meta: Dict[str, object],
+) -> str:
     """Write the vocabulary atomically; returns its content sha256."""
     from ..safetensors_bytes import safetensors_bytes
 
@@ -79,15 +85,24 @@ def save_vocab(path: str | Path, tokens: np.ndarray, lengths: np.ndarray, counts
     counts = np.ascontiguousarray(counts, dtype=np.int64)
     digest = content_sha256(tokens, lengths, counts)
     metadata = {k: str(v) for k, v in meta.items()}
-    metadata.update(format=FORMAT, format_version=FORMAT_VERSION, max_n=str(tokens.shape[1]),
-                    size=str(len(tokens)), sha256=digest)
-    data = safetensors_bytes({"tokens": tokens, "lengths": lengths, "counts": counts}, metadata)  # same content, same bytes
+    metadata.update(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        max_n=str(tokens.shape[1]),
+        size=str(len(tokens)),
+        sha256=digest,
+    )
+    data = safetensors_bytes(
+        {"tokens": tokens, "lengths": lengths, "counts": counts}, metadata
+    )  # same content, same bytes
     with atomic_file(path, "wb") as f:
         f.write(data)
     return digest
 
 
-def load_vocab(path: str | Path, tokenizer_sha256: Optional[str] = None, verify: bool = True) -> FgramVocab:
+def load_vocab(
+    path: str | Path, tokenizer_sha256: Optional[str] = None, verify: bool = True
+) -> FgramVocab:
     """Open and validate a vocabulary file (optionally against a tokenizer's sha256)."""
     from safetensors import SafetensorError
     from safetensors.numpy import safe_open
@@ -102,7 +117,9 @@ def load_vocab(path: str | Path, tokenizer_sha256: Optional[str] = None, verify:
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
         fail(f"{path} is not a readable safetensors file ({e}); is it truncated?")
     if meta.get("format") != FORMAT:
-        fail(f"{path} is not an f-gram vocabulary (format {meta.get('format')!r}, expected {FORMAT!r})")
+        fail(
+            f"{path} is not an f-gram vocabulary (format {meta.get('format')!r}, expected {FORMAT!r})"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
         fail(f"{path}: unsupported vocabulary format version {meta.get('format_version')}")
     missing = {"tokens", "lengths", "counts"} - set(arrays)

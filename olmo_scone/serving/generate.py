@@ -13,7 +13,9 @@ from typing import Dict, List, Optional
 import torch
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator) -> torch.Tensor:
+def _sample(
+    logits: torch.Tensor, temperature: float, top_k: int, top_p: float, gen: torch.Generator
+) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature
@@ -23,7 +25,9 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, 
     if top_p < 1.0:
         sorted_logits, idx = torch.sort(logits, descending=True, dim=-1)
         probs = torch.softmax(sorted_logits, dim=-1)
-        drop = probs.cumsum(dim=-1) - probs > top_p  # keep the smallest prefix whose mass reaches top_p
+        drop = (
+            probs.cumsum(dim=-1) - probs > top_p
+        )  # keep the smallest prefix whose mass reaches top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
     probs = torch.softmax(logits, dim=-1)
@@ -31,8 +35,17 @@ def _sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, 
 
 
 @torch.no_grad()
-def generate(served, prompts: List[List[int]], max_new_tokens: int, temperature: float = 0.0, top_k: int = 0,
-             top_p: float = 1.0, eos_token_id: Optional[int] = None, seed: int = 0, use_cache: bool = True) -> List[List[int]]:
+def generate(
+    served,
+    prompts: List[List[int]],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_token_id: Optional[int] = None,
+    seed: int = 0,
+    use_cache: bool = True,
+) -> List[List[int]]:
     """Continuations (token ids, without the prompt) of every prompt, in the prompts' order."""
     gen = torch.Generator().manual_seed(seed)
     by_len: Dict[int, List[int]] = {}
@@ -44,7 +57,9 @@ def generate(served, prompts: List[List[int]], max_new_tokens: int, temperature:
         if n + max_new_tokens > max_len:
             from ..errors import fail
 
-            fail(f"prompt of {n} tokens + {max_new_tokens} new tokens exceeds the model's context ({max_len})")
+            fail(
+                f"prompt of {n} tokens + {max_new_tokens} new tokens exceeds the model's context ({max_len})"
+            )
         seqs = torch.tensor([prompts[i] for i in idxs], dtype=torch.long)
         past = None
         done = torch.zeros(len(idxs), dtype=torch.bool)
@@ -52,7 +67,9 @@ def generate(served, prompts: List[List[int]], max_new_tokens: int, temperature:
             if use_cache and past is not None:
                 logits, past = served.step(seqs, past)
             else:
-                logits, past = served.step(seqs, None) if use_cache else (served.logits(seqs)[:, -1], None)
+                logits, past = (
+                    served.step(seqs, None) if use_cache else (served.logits(seqs)[:, -1], None)
+                )
             nxt = _sample(logits, temperature, top_k, top_p, gen).cpu()
             if eos_token_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)

@@ -35,8 +35,14 @@ class PreparedBatch:
 
 
 class ServedModel:
-    def __init__(self, artifact: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True,
-                 tokenizer_sha256: Optional[str] = None):
+    def __init__(
+        self,
+        artifact: str | Path,
+        mode: str = "ram",
+        device: str = "cpu",
+        verify: bool = True,
+        tokenizer_sha256: Optional[str] = None,
+    ):
         """Open a serving artifact. ``mode`` places the table *and* the matcher's index: in RAM, or
         memory-mapped from disk (then opening reads neither; lookups fault in what they touch).
         The vocabulary itself is not kept: serving needs only the index built from it."""
@@ -48,24 +54,40 @@ class ServedModel:
         cfg = load_config(SconeTrainConfig, root / "config.yaml")
         _check_vocabulary(root, m, verify)
         if tokenizer_sha256 is not None and m["tokenizer_sha256"] != tokenizer_sha256:
-            fail(f"{root}: the table was built for tokenizer sha256 {str(m['tokenizer_sha256'])[:12]}, the data uses {tokenizer_sha256[:12]}")
+            fail(
+                f"{root}: the table was built for tokenizer sha256 {str(m['tokenizer_sha256'])[:12]}, the data uses {tokenizer_sha256[:12]}"
+            )
         if int(m["d_model"]) != cfg.model.d_model:
-            fail(f"{root}: table d_model {m['d_model']} does not match the model's {cfg.model.d_model}")
+            fail(
+                f"{root}: table d_model {m['d_model']} does not match the model's {cfg.model.d_model}"
+            )
         if not m.get("matcher"):
-            fail(f"{root}/manifest.json lists no matcher index: a table-only artifact cannot be served")
-        matcher = FgramMatcher.load(root / m["matcher"]["folder"], m["matcher"], mmap=(mode == "mmap"), verify=verify)
+            fail(
+                f"{root}/manifest.json lists no matcher index: a table-only artifact cannot be served"
+            )
+        matcher = FgramMatcher.load(
+            root / m["matcher"]["folder"], m["matcher"], mmap=(mode == "mmap"), verify=verify
+        )
         if matcher.num_fgrams != int(m["rows"]) or matcher.vocab_size != cfg.model.vocab_size:
-            fail(f"{root}: the matcher's index ({matcher.num_fgrams} f-grams, vocab {matcher.vocab_size}) does not fit "
-                 f"the table ({m['rows']} rows) and model (vocab {cfg.model.vocab_size})")
+            fail(
+                f"{root}: the matcher's index ({matcher.num_fgrams} f-grams, vocab {matcher.vocab_size}) does not fit "
+                f"the table ({m['rows']} rows) and model (vocab {cfg.model.vocab_size})"
+            )
         cfg.model.init_device = device
         cfg.model.fgram.vocab_path = None
         cfg.model.fgram.num_fgrams = int(m["rows"])
         model = SconeOLMo(cfg.model)
         state = _load_main_model(root, m)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("fgram_model.") and k != "transformer.ff_out.weight"]
+        missing = [
+            k
+            for k in missing
+            if not k.startswith("fgram_model.") and k != "transformer.ff_out.weight"
+        ]
         if missing or unexpected:
-            fail(f"{root}/{m['model_file']} does not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            fail(
+                f"{root}/{m['model_file']} does not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
         self._attach(model, cfg, device, FgramTable(root, mode, verify), matcher=matcher)
 
     @classmethod
@@ -75,22 +97,33 @@ class ServedModel:
 
         cfg, model = load_trained_model(save_folder, device=device)
         if model.fgram_model is not None:
-            fail(f"{save_folder} is a SCONE checkpoint: export it first (scripts/export_embeddings.py) and serve the artifact")
+            fail(
+                f"{save_folder} is a SCONE checkpoint: export it first (scripts/export_embeddings.py) and serve the artifact"
+            )
         return cls.wrap(model, cfg, device)
 
     @classmethod
-    def wrap(cls, model, cfg, device: str = "cpu", table: Optional[FgramTable] = None, vocab=None) -> "ServedModel":
+    def wrap(
+        cls, model, cfg, device: str = "cpu", table: Optional[FgramTable] = None, vocab=None
+    ) -> "ServedModel":
         """Serve an in-memory main model, with a table + vocabulary (SCONE) or without (baseline)."""
         self = cls.__new__(cls)
         self._attach(model, cfg, device, table, vocab)
         return self
 
-    def _attach(self, model, cfg, device: str, table: Optional[FgramTable], vocab=None, matcher=None) -> None:
+    def _attach(
+        self, model, cfg, device: str, table: Optional[FgramTable], vocab=None, matcher=None
+    ) -> None:
         """The one place a served model is put together: A_fgram dropped, host matcher (given, or
         built from ``vocab``), CUDA copy stream."""
         from ..fgrams.matching import FgramMatcher
 
-        self.model, self.cfg, self.device, self.table = model.eval(), cfg, torch.device(device), table
+        self.model, self.cfg, self.device, self.table = (
+            model.eval(),
+            cfg,
+            torch.device(device),
+            table,
+        )
         if matcher is None and table is not None:
             matcher = FgramMatcher(vocab, cfg.model.vocab_size)
         self.matcher = matcher
@@ -101,7 +134,9 @@ class ServedModel:
         self._copy_stream = torch.cuda.Stream(self.device) if cuda else None
 
     # ---- host side: match, gather, copy (can run ahead of the model) -----------------
-    def prepare(self, input_ids: torch.Tensor, context: Optional[torch.Tensor] = None) -> PreparedBatch:
+    def prepare(
+        self, input_ids: torch.Tensor, context: Optional[torch.Tensor] = None
+    ) -> PreparedBatch:
         """Everything the model needs for ``input_ids`` ``[B, T]``, already on (or on its way to) the device.
 
         ``context`` (``[B, T']`` ending with ``input_ids``) is what the f-grams are matched on; a
@@ -118,7 +153,11 @@ class ServedModel:
             hit = rows >= 0
             if hit.any():
                 uniq, inv = np.unique(rows[hit], return_inverse=True)
-                buf = torch.empty((len(uniq), self.table.d_model), dtype=self.table.transfer_dtype, pin_memory=self._pin)
+                buf = torch.empty(
+                    (len(uniq), self.table.d_model),
+                    dtype=self.table.transfer_dtype,
+                    pin_memory=self._pin,
+                )
                 emb = self.table.gather(uniq, out=buf)
                 matched, inverse = torch.from_numpy(hit), torch.from_numpy(inv.reshape(-1))
         with ctx:
@@ -150,7 +189,9 @@ class ServedModel:
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.forward_prepared(self.prepare(input_ids)).logits
 
-    def iter_logits(self, batches: Iterable[torch.Tensor], prefetch: bool = True) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    def iter_logits(
+        self, batches: Iterable[torch.Tensor], prefetch: bool = True
+    ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """``(input_ids, logits)`` per batch; with ``prefetch`` a host thread matches, gathers and
         copies batch i+1 while the model computes batch i (evaluation, prefill of many prompts)."""
         it = iter(batches)
@@ -200,7 +241,9 @@ def _check_vocabulary(root: Path, m: dict, verify: bool) -> None:
     except (SafetensorError, OSError, ValueError) as e:
         fail(f"{path} is not a readable safetensors file ({e}); is it truncated?")
     if recorded != m["vocab_sha256"]:
-        fail(f"{root}: the f-gram vocabulary does not match the table's (sha256 {str(recorded)[:12]} vs {str(m['vocab_sha256'])[:12]})")
+        fail(
+            f"{root}: the f-gram vocabulary does not match the table's (sha256 {str(recorded)[:12]} vs {str(m['vocab_sha256'])[:12]})"
+        )
     if verify:
         load_vocab(path, verify=True)  # content against its recorded sha256
 
@@ -214,23 +257,31 @@ def _load_main_model(root: Path, m: dict) -> dict:
     from ..atomic import sha256_file
 
     if "model_file" not in m or "model_sha256" not in m:
-        fail(f"{root}/manifest.json lists no main model (model_file, model_sha256): a table-only artifact cannot be served")
+        fail(
+            f"{root}/manifest.json lists no main model (model_file, model_sha256): a table-only artifact cannot be served"
+        )
     path = root / m["model_file"]
     if not path.is_file():
         fail(f"main model missing: {path}")
     if sha256_file(path) != m["model_sha256"]:
-        fail(f"{path} does not match the sha256 in the manifest: it is corrupt or from another export (re-export it)")
+        fail(
+            f"{path} does not match the sha256 in the manifest: it is corrupt or from another export (re-export it)"
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         fail(f"{path} is unreadable ({e}); re-export it")
 
 
-def load_served(path: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True) -> ServedModel:
+def load_served(
+    path: str | Path, mode: str = "ram", device: str = "cpu", verify: bool = True
+) -> ServedModel:
     """A serving artifact (exported SCONE model) or a baseline checkpoint, behind one interface."""
     p = Path(path)
     if (p / "manifest.json").is_file():
         return ServedModel(p, mode=mode, device=device, verify=verify)
     if (p / "config.yaml").is_file():
         return ServedModel.from_checkpoint(p, device=device)
-    fail(f"{p} is neither a serving artifact (manifest.json) nor a training save_folder (config.yaml)")
+    fail(
+        f"{p} is neither a serving artifact (manifest.json) nor a training save_folder (config.yaml)"
+    )

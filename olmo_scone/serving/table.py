@@ -20,7 +20,15 @@ import numpy as np
 import torch
 
 from ..errors import fail
-from .table_format import ARTIFACT_FORMAT, ARTIFACT_VERSION, DTYPES, FLOAT_DTYPES, FORMAT, dequantize, read_shard
+from .table_format import (
+    ARTIFACT_FORMAT,
+    ARTIFACT_VERSION,
+    DTYPES,
+    FLOAT_DTYPES,
+    FORMAT,
+    dequantize,
+    read_shard,
+)
 
 _NP = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I8": np.int8, "U8": np.uint8}
 
@@ -35,9 +43,13 @@ def _mmap_tensors(path: Path) -> Dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         lo, hi = info["data_offsets"]
-        arr = np.memmap(path, dtype=_NP[info["dtype"]], mode="r", offset=8 + n + lo, shape=tuple(info["shape"]))
+        arr = np.memmap(
+            path, dtype=_NP[info["dtype"]], mode="r", offset=8 + n + lo, shape=tuple(info["shape"])
+        )
         if hasattr(arr._mmap, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-            arr._mmap.madvise(mmap.MADV_RANDOM)  # lookups are random: readahead would only waste I/O and cache
+            arr._mmap.madvise(
+                mmap.MADV_RANDOM
+            )  # lookups are random: readahead would only waste I/O and cache
         out[name] = arr
     return out
 
@@ -61,7 +73,13 @@ class FgramTable:
 
     device = torch.device("cpu")
 
-    def __init__(self, artifact: str | Path, mode: str = "ram", verify: bool = True, willneed_rows: int = 1024):
+    def __init__(
+        self,
+        artifact: str | Path,
+        mode: str = "ram",
+        verify: bool = True,
+        willneed_rows: int = 1024,
+    ):
         """``willneed_rows``: mmap gathers of at most this many rows first ask the kernel to read
         all their pages in parallel (0: plain page faults, one after another)."""
         self.willneed_rows = willneed_rows
@@ -70,7 +88,12 @@ class FgramTable:
         self.root = Path(artifact)
         self.manifest = load_artifact_manifest(self.root)
         m = self.manifest
-        self.dtype, self.mode, self.d_model, self.rows = m["dtype"], mode, int(m["d_model"]), int(m["rows"])
+        self.dtype, self.mode, self.d_model, self.rows = (
+            m["dtype"],
+            mode,
+            int(m["d_model"]),
+            int(m["rows"]),
+        )
         self.starts: List[int] = []
         self.shards: List[Dict] = []
         expect = 0
@@ -78,7 +101,9 @@ class FgramTable:
             path = self.root / s["file"]
             if not path.is_file():
                 fail(f"table shard missing: {path}")
-            check_shard_header(path, s, self.dtype, self.d_model)  # always: sizes and header, even with --no-verify
+            check_shard_header(
+                path, s, self.dtype, self.d_model
+            )  # always: sizes and header, even with --no-verify
             if verify or mode == "ram":
                 tensors, meta = read_shard(path, verify=verify)
                 if verify and meta["sha256"] != s["sha256"]:
@@ -87,7 +112,10 @@ class FgramTable:
                 fail(f"{self.root}: shards do not cover the table contiguously at row {expect}")
             expect = int(s["row_stop"])
             if mode == "ram":
-                t = {k: v.pin_memory() if torch.cuda.is_available() else v for k, v in tensors.items()}
+                t = {
+                    k: v.pin_memory() if torch.cuda.is_available() else v
+                    for k, v in tensors.items()
+                }
             else:
                 t = _mmap_tensors(path)
             self.starts.append(int(s["row_start"]))
@@ -171,7 +199,9 @@ def table_disk_bytes(root: Path, manifest: Optional[Dict] = None) -> int:
 def load_artifact_manifest(root: Path) -> Dict:
     p = Path(root) / "manifest.json"
     if not p.is_file():
-        fail(f"{root} is not a serving artifact (no manifest.json); make one with scripts/export_embeddings.py")
+        fail(
+            f"{root} is not a serving artifact (no manifest.json); make one with scripts/export_embeddings.py"
+        )
     try:
         m = json.loads(p.read_text("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
@@ -179,8 +209,10 @@ def load_artifact_manifest(root: Path) -> Dict:
     if not isinstance(m, dict) or m.get("format") != ARTIFACT_FORMAT:
         fail(f"{p}: not an olmo-scone serving artifact")
     if m.get("format_version") != ARTIFACT_VERSION:
-        fail(f"{p}: serving artifact format version {m.get('format_version')}, this olmo-scone reads version "
-             f"{ARTIFACT_VERSION}: re-export it (scripts/export_embeddings.py SAVE_FOLDER --out DIR --overwrite)")
+        fail(
+            f"{p}: serving artifact format version {m.get('format_version')}, this olmo-scone reads version "
+            f"{ARTIFACT_VERSION}: re-export it (scripts/export_embeddings.py SAVE_FOLDER --out DIR --overwrite)"
+        )
     missing = [k for k in ("dtype", "d_model", "rows", "shards") if k not in m]
     if missing:
         fail(f"{p}: missing {', '.join(missing)}; the artifact is corrupt: re-export it")
@@ -192,7 +224,9 @@ def load_artifact_manifest(root: Path) -> Dict:
 def _expected_tensors(dtype: str, rows: int, d_model: int) -> Dict[str, tuple]:
     """safetensors dtype and shape of each tensor of a shard of ``rows`` rows (table_format.py)."""
     if dtype in FLOAT_DTYPES:
-        return {"embeddings": ({"fp32": "F32", "bf16": "BF16", "fp16": "F16"}[dtype], [rows, d_model])}
+        return {
+            "embeddings": ({"fp32": "F32", "bf16": "BF16", "fp16": "F16"}[dtype], [rows, d_model])
+        }
     q = ("I8", [rows, d_model]) if dtype == "int8" else ("U8", [rows, d_model // 2])
     return {"q": q, "scale": ("F32", [rows])}
 
@@ -212,14 +246,26 @@ def check_shard_header(path: Path, entry: Dict, dtype: str, d_model: int) -> Non
         fail(f"table shard {path} is unreadable ({e}); it is truncated or corrupt")
     meta = header.pop("__metadata__", {}) or {}
     lo, hi = int(entry["row_start"]), int(entry["row_stop"])
-    got = (meta.get("format"), meta.get("dtype"), meta.get("row_start"), meta.get("row_stop"), meta.get("d_model"))
+    got = (
+        meta.get("format"),
+        meta.get("dtype"),
+        meta.get("row_start"),
+        meta.get("row_stop"),
+        meta.get("d_model"),
+    )
     if got != (FORMAT, dtype, str(lo), str(hi), str(d_model)):
-        fail(f"table shard {path} is not the one the manifest lists (it holds {got[1]} rows {got[2]}..{got[3]} "
-             f"of d_model {got[4]}; the manifest: {dtype} rows {lo}..{hi} of d_model {d_model})")
+        fail(
+            f"table shard {path} is not the one the manifest lists (it holds {got[1]} rows {got[2]}..{got[3]} "
+            f"of d_model {got[4]}; the manifest: {dtype} rows {lo}..{hi} of d_model {d_model})"
+        )
     want = _expected_tensors(dtype, hi - lo, d_model)
     have = {k: (v.get("dtype"), v.get("shape")) for k, v in header.items()}
     if have != {k: (t, list(sh)) for k, (t, sh) in want.items()}:
-        fail(f"table shard {path}: tensors {have} do not match a {dtype} table of {hi - lo} rows x {d_model}")
+        fail(
+            f"table shard {path}: tensors {have} do not match a {dtype} table of {hi - lo} rows x {d_model}"
+        )
     end = max((v["data_offsets"][1] for v in header.values()), default=0)
     if size != 8 + n + end:
-        fail(f"table shard {path} is {size:,} bytes, its header needs {8 + n + end:,}: it is truncated or corrupt")
+        fail(
+            f"table shard {path} is {size:,} bytes, its header needs {8 + n + end:,}: it is truncated or corrupt"
+        )

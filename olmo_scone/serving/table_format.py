@@ -70,18 +70,38 @@ def tensors_sha256(tensors: Dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].contiguous()
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+        h.update(
+            t.view(torch.uint8).numpy().tobytes()
+            if t.dtype != torch.bfloat16
+            else t.view(torch.int16).numpy().tobytes()
+        )
     return h.hexdigest()
 
 
-def write_shard(path: Path, tensors: Dict[str, torch.Tensor], dtype: str, row_start: int, row_stop: int, d_model: int) -> str:
+def write_shard(
+    path: Path,
+    tensors: Dict[str, torch.Tensor],
+    dtype: str,
+    row_start: int,
+    row_stop: int,
+    d_model: int,
+) -> str:
     from ..atomic import atomic_write_bytes
     from ..safetensors_bytes import safetensors_bytes
 
     digest = tensors_sha256(tensors)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "dtype": dtype, "row_start": str(row_start),
-            "row_stop": str(row_stop), "d_model": str(d_model), "sha256": digest}
-    atomic_write_bytes(path, safetensors_bytes(tensors, meta))  # same rows, same bytes, whoever writes them
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "dtype": dtype,
+        "row_start": str(row_start),
+        "row_stop": str(row_stop),
+        "d_model": str(d_model),
+        "sha256": digest,
+    }
+    atomic_write_bytes(
+        path, safetensors_bytes(tensors, meta)
+    )  # same rows, same bytes, whoever writes them
     return digest
 
 

@@ -64,8 +64,14 @@ def _allowed_objects() -> tuple:
         except (ImportError, AttributeError):  # numpy 2 has numpy._core; DeepSpeed may drop a class
             pass
     if hasattr(np, "dtypes"):
-        objs.extend((getattr(np.dtypes, n), f"numpy.dtypes.{n}") for n in dir(np.dtypes) if n.endswith("DType"))
-    if not hasattr(np, "core") or not hasattr(np.core, "multiarray"):  # pragma: no cover - numpy 2 layout
+        objs.extend(
+            (getattr(np.dtypes, n), f"numpy.dtypes.{n}")
+            for n in dir(np.dtypes)
+            if n.endswith("DType")
+        )
+    if not hasattr(np, "core") or not hasattr(
+        np.core, "multiarray"
+    ):  # pragma: no cover - numpy 2 layout
         objs.append((np._core.multiarray._reconstruct, "numpy._core.multiarray._reconstruct"))
     return tuple(objs)
 
@@ -75,9 +81,11 @@ def _allowed_names() -> set:
 
 
 def _refusal(path: Path, names: List[str]) -> str:
-    return (f"refused to load {path}: its pickle references {', '.join(names[:3])}, which a checkpoint of this "
-            "trainer never holds (it could run code when loaded); only tensors and the types listed in "
-            "docs/training.md#safe-checkpoint-loading are read")
+    return (
+        f"refused to load {path}: its pickle references {', '.join(names[:3])}, which a checkpoint of this "
+        "trainer never holds (it could run code when loaded); only tensors and the types listed in "
+        "docs/training.md#safe-checkpoint-loading are read"
+    )
 
 
 def check_pickle_file(path: Path) -> None:
@@ -85,8 +93,17 @@ def check_pickle_file(path: Path) -> None:
     outside the allowlist. Reads only the pickle's opcodes: nothing in it runs."""
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except (zipfile.BadZipFile, RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError) as e:
-        fail(f"{path} is truncated or is not a PyTorch checkpoint ({type(e).__name__}); re-copy it or save it again")
+    except (
+        zipfile.BadZipFile,
+        RuntimeError,
+        ValueError,
+        EOFError,
+        OSError,
+        pickle.UnpicklingError,
+    ) as e:
+        fail(
+            f"{path} is truncated or is not a PyTorch checkpoint ({type(e).__name__}); re-copy it or save it again"
+        )
     bad = sorted(set(unsafe) - _allowed_names())
     if bad:
         fail(_refusal(path, bad))
@@ -113,13 +130,17 @@ def check_checkpoint(save_folder: str | Path, tag: Optional[str] = None) -> str:
     tag = checkpoint_tag(save_folder, tag)
     files = sorted((Path(save_folder) / tag).glob("*.pt"))
     if not any(f.name.endswith("_model_states.pt") for f in files):
-        fail(f"{Path(save_folder) / tag} holds no *_model_states.pt: not a DeepSpeed checkpoint, or a partial copy")
+        fail(
+            f"{Path(save_folder) / tag} holds no *_model_states.pt: not a DeepSpeed checkpoint, or a partial copy"
+        )
     for f in files:
         check_pickle_file(f)
     return tag
 
 
-def _restricted_load(original, f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs):
+def _restricted_load(
+    original, f, map_location=None, pickle_module=None, *, weights_only=None, **kwargs
+):
     """``torch.load`` as DeepSpeed calls it, but always restricted to tensors and the allowlist."""
     with torch.serialization.safe_globals(list(_allowed_objects())):
         try:
@@ -169,5 +190,7 @@ def load_trained_model(save_folder: str | Path, tag: Optional[str] = None, devic
     model = SconeOLMo(cfg.model)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        fail(f"checkpoint in {folder} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        fail(
+            f"checkpoint in {folder} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     return cfg, model.eval()

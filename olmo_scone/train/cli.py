@@ -27,10 +27,16 @@ def split_args(argv: Sequence[str]) -> Tuple[List[str], bool]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     import sys
 
-    p = ArgumentParser(prog="train.py", description="Train a SCONE or baseline OLMo model with DeepSpeed ZeRO.")
+    p = ArgumentParser(
+        prog="train.py", description="Train a SCONE or baseline OLMo model with DeepSpeed ZeRO."
+    )
     p.add_argument("config", help="YAML config (configs/olmo/*.yaml)")
     p.add_argument("overrides", nargs="*", help="OLMo-style key=value (or --key=value) overrides")
-    p.add_argument("--resume", action="store_true", help="continue from save_folder/latest (same as load_path=latest)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from save_folder/latest (same as load_path=latest)",
+    )
     args, resume = split_args(list(sys.argv[1:] if argv is None else argv))
     a = p.parse_args(args + (["--resume"] if resume else []))
     cfg = load_config(SconeTrainConfig, a.config, a.overrides)

@@ -38,15 +38,21 @@ class _File:
     instances: int
 
 
-def check_sidecar(manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optional[str]) -> Dict[str, Path]:
+def check_sidecar(
+    manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optional[str]
+) -> Dict[str, Path]:
     """The sidecar file of every train token file, after checking the sidecar belongs to them."""
     meta = load_tags_manifest(tags_dir)
     if meta.get("tokens_fingerprint") != manifest.data["fingerprint"]:
-        fail(f"f-gram sidecar {tags_dir} was made from other token files than {manifest.root} "
-             "(fingerprints differ); re-run scripts/tag_fgrams.py on these token files")
+        fail(
+            f"f-gram sidecar {tags_dir} was made from other token files than {manifest.root} "
+            "(fingerprints differ); re-run scripts/tag_fgrams.py on these token files"
+        )
     if vocab_sha256 is not None and meta.get("vocab_sha256") != vocab_sha256:
-        fail(f"f-gram sidecar {tags_dir} was made with another f-gram vocabulary (sha256 "
-             f"{str(meta.get('vocab_sha256'))[:12]}, model's {vocab_sha256[:12]}); re-run scripts/tag_fgrams.py")
+        fail(
+            f"f-gram sidecar {tags_dir} was made with another f-gram vocabulary (sha256 "
+            f"{str(meta.get('vocab_sha256'))[:12]}, model's {vocab_sha256[:12]}); re-run scripts/tag_fgrams.py"
+        )
     by_tokens = {e["tokens"]: e for e in meta["files"]}
     out = {}
     for f in manifest.split("train")["files"]:
@@ -55,32 +61,56 @@ def check_sidecar(manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optiona
             fail(f"f-gram sidecar {tags_dir} has no entry for token file {f['path']}")
         p = Path(tags_dir) / e["path"]
         if not p.is_file() or p.stat().st_size != 4 * f["tokens"] or e["positions"] != f["tokens"]:
-            fail(f"f-gram sidecar file {p} is missing or does not have one entry per token of {f['path']}")
+            fail(
+                f"f-gram sidecar file {p} is missing or does not have one entry per token of {f['path']}"
+            )
         out[f["path"]] = p
     return out
 
 
 class TrainBatches:
-    def __init__(self, tokens_dir: str | Path, seq_len: int, global_batch: int, micro_batch: int, world_size: int,
-                 rank: int, seed: int, tags_dir: Optional[str | Path] = None, vocab: Optional[FgramVocab] = None):
+    def __init__(
+        self,
+        tokens_dir: str | Path,
+        seq_len: int,
+        global_batch: int,
+        micro_batch: int,
+        world_size: int,
+        rank: int,
+        seed: int,
+        tags_dir: Optional[str | Path] = None,
+        vocab: Optional[FgramVocab] = None,
+    ):
         if global_batch % (micro_batch * world_size):
-            fail(f"global_train_batch_size {global_batch} is not a multiple of device_train_microbatch_size "
-                 f"{micro_batch} x world size {world_size}")
+            fail(
+                f"global_train_batch_size {global_batch} is not a multiple of device_train_microbatch_size "
+                f"{micro_batch} x world size {world_size}"
+            )
         self.manifest = load_manifest(tokens_dir)
         self.seq_len, self.global_batch, self.micro_batch = seq_len, global_batch, micro_batch
         self.world_size, self.rank, self.seed = world_size, rank, seed
         if (tags_dir is None) != (vocab is None):
-            fail("a SCONE model's batches need both the f-gram sidecar (data.fgram_tags) and its vocabulary")
-        tags = check_sidecar(self.manifest, Path(tags_dir), vocab.sha256) if tags_dir is not None else {}
+            fail(
+                "a SCONE model's batches need both the f-gram sidecar (data.fgram_tags) and its vocabulary"
+            )
+        tags = (
+            check_sidecar(self.manifest, Path(tags_dir), vocab.sha256)
+            if tags_dir is not None
+            else {}
+        )
         self.vocab, self.tags_dir = vocab, Path(tags_dir) if tags_dir is not None else None
         self._matcher = None
         self.files: List[_File] = []
         for f in self.manifest.split("train")["files"]:
-            self.files.append(_File(self.manifest.root / f["path"], tags.get(f["path"]), f["tokens"] // seq_len))
+            self.files.append(
+                _File(self.manifest.root / f["path"], tags.get(f["path"]), f["tokens"] // seq_len)
+            )
         self.offsets = np.cumsum([0] + [f.instances for f in self.files])
         if self.num_instances < global_batch:
-            fail(f"{tokens_dir} holds {self.num_instances} instances of {seq_len} tokens, fewer than one global batch "
-                 f"({global_batch})")
+            fail(
+                f"{tokens_dir} holds {self.num_instances} instances of {seq_len} tokens, fewer than one global batch "
+                f"({global_batch})"
+            )
         self._perm_epoch = -1
         self._perm = np.zeros(0, np.int64)
         self._mm: Dict[Path, np.memmap] = {}
@@ -114,10 +144,16 @@ class TrainBatches:
     def instance(self, index: int) -> Dict[str, np.ndarray]:
         f = int(np.searchsorted(self.offsets, index, side="right") - 1)
         start = (index - int(self.offsets[f])) * self.seq_len
-        item = {"input_ids": self._read(self.files[f].tokens, self.manifest.dtype, start).astype(np.int64)}
+        item = {
+            "input_ids": self._read(self.files[f].tokens, self.manifest.dtype, start).astype(
+                np.int64
+            )
+        }
         if self.files[f].tags is not None:
             rows = self._read(self.files[f].tags, np.int32, start).astype(np.int64)
-            item["fgram_rows"] = rows_in_instance(rows, item["input_ids"], self.matcher, self.vocab.max_n)
+            item["fgram_rows"] = rows_in_instance(
+                rows, item["input_ids"], self.matcher, self.vocab.max_n
+            )
         return item
 
     @property
@@ -131,9 +167,13 @@ class TrainBatches:
 
             saved = load_tags_manifest(self.tags_dir).get("matcher")
             if saved:
-                self._matcher = FgramMatcher.load(self.tags_dir / saved["folder"], saved, mmap=True, verify=False)
+                self._matcher = FgramMatcher.load(
+                    self.tags_dir / saved["folder"], saved, mmap=True, verify=False
+                )
                 if self._matcher.num_fgrams != len(self.vocab):
-                    fail(f"{self.tags_dir}: the saved matcher index has {self._matcher.num_fgrams} f-grams, the vocabulary {len(self.vocab)}")
+                    fail(
+                        f"{self.tags_dir}: the saved matcher index has {self._matcher.num_fgrams} f-grams, the vocabulary {len(self.vocab)}"
+                    )
             else:
                 self._matcher = FgramMatcher(self.vocab, int(self.manifest.tokenizer["vocab_size"]))
         return self._matcher
@@ -146,7 +186,9 @@ class TrainBatches:
         for i in range(0, per_rank, self.micro_batch):
             items = [self.instance(int(j)) for j in mine[i : i + self.micro_batch]]
             mb = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
-            if self.vocab is not None:  # what A_fgram needs for this micro-batch, built here on the host
+            if (
+                self.vocab is not None
+            ):  # what A_fgram needs for this micro-batch, built here on the host
                 mb["fgram_batch"] = fgram_batch(mb["fgram_rows"], self.vocab)
             out.append(mb)
         return out

@@ -32,7 +32,9 @@ def _merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
 OWNED = {
     ("train_batch_size",): "global_train_batch_size",
     ("train_micro_batch_size_per_gpu",): "device_train_microbatch_size",
-    ("gradient_accumulation_steps",): "global_train_batch_size / (device_train_microbatch_size x world size)",
+    (
+        "gradient_accumulation_steps",
+    ): "global_train_batch_size / (device_train_microbatch_size x world size)",
     ("gradient_clipping",): "max_grad_norm",
     ("zero_optimization", "stage"): "deepspeed.zero_stage",
     ("bf16", "enabled"): "precision",
@@ -55,13 +57,17 @@ def check_user_config(derived: Dict[str, Any], user: Dict[str, Any], source: Pat
     """A user JSON may add DeepSpeed settings, not silently override the YAML's."""
     for key in ("optimizer", "scheduler"):
         if key in user:
-            fail(f"{source} sets DeepSpeed's {key!r}: this trainer builds OLMo's {key} from the YAML "
-                 f"({'optimizer.*' if key == 'optimizer' else 'scheduler.*'}); remove it there")
+            fail(
+                f"{source} sets DeepSpeed's {key!r}: this trainer builds OLMo's {key} from the YAML "
+                f"({'optimizer.*' if key == 'optimizer' else 'scheduler.*'}); remove it there"
+            )
     for path, yaml_key in OWNED.items():
         mine, theirs = _get(derived, path), _get(user, path)
         if theirs is not _MISSING and theirs != mine:
-            fail(f"{source} sets {'.'.join(path)} = {theirs!r} but the YAML gives {mine!r} ({yaml_key}): change "
-                 "the YAML instead, or remove the key from the JSON")
+            fail(
+                f"{source} sets {'.'.join(path)} = {theirs!r} but the YAML gives {mine!r} ({yaml_key}): change "
+                "the YAML instead, or remove the key from the JSON"
+            )
 
 
 def deepspeed_config(cfg: SconeTrainConfig, world_size: int) -> Dict[str, Any]:
@@ -70,13 +76,17 @@ def deepspeed_config(cfg: SconeTrainConfig, world_size: int) -> Dict[str, Any]:
             fail(f"{key} must be a positive integer, got {getattr(cfg, key)!r}")
     micro, glob = cfg.device_train_microbatch_size, cfg.global_train_batch_size
     if glob % (micro * world_size):
-        fail(f"global_train_batch_size ({glob}) must be a multiple of device_train_microbatch_size ({micro}) "
-             f"x world size ({world_size})")
+        fail(
+            f"global_train_batch_size ({glob}) must be a multiple of device_train_microbatch_size ({micro}) "
+            f"x world size ({world_size})"
+        )
     if cfg.precision not in (None, "fp32", "amp_bf16", "amp_fp16"):
         fail(f"precision {cfg.precision!r}: use fp32, amp_bf16 or amp_fp16")
     ds = cfg.deepspeed
     if ds.zero_stage not in (0, 1, 2):
-        fail(f"deepspeed.zero_stage {ds.zero_stage}: this trainer supports 0, 1 and 2 (the paper uses 1)")
+        fail(
+            f"deepspeed.zero_stage {ds.zero_stage}: this trainer supports 0, 1 and 2 (the paper uses 1)"
+        )
     out: Dict[str, Any] = {
         "train_batch_size": glob,
         "train_micro_batch_size_per_gpu": micro,

@@ -50,37 +50,72 @@ def _downstream(cfg: SconeTrainConfig, ev, tokenizer, device: torch.device):
     if ev.label not in label_to_task_map:
         from ..errors import fail
 
-        fail(f"unknown downstream task {ev.label!r}; OLMo knows: {', '.join(sorted(label_to_task_map))}")
+        fail(
+            f"unknown downstream task {ev.label!r}; OLMo knows: {', '.join(sorted(label_to_task_map))}"
+        )
     task_class, kwargs = label_to_task_map[ev.label], {}
     if isinstance(task_class, tuple):
         task_class, kwargs = task_class
     dataset = task_class(tokenizer=tokenizer, **kwargs)
-    if dataset.model_ctx_len != cfg.model.max_sequence_length:  # the task classes do not pass it through
+    if (
+        dataset.model_ctx_len != cfg.model.max_sequence_length
+    ):  # the task classes do not pass it through
         dataset.model_ctx_len = cfg.model.max_sequence_length
         dataset.samples = []
         dataset.prep_examples()
-    sampler = DistributedSampler(dataset, drop_last=ev.data.drop_last, shuffle=False, num_replicas=get_world_size(),
-                                 rank=get_global_rank(), seed=cfg.seed)
-    loader = DataLoader(dataset, batch_size=ev.device_eval_batch_size or cfg.device_eval_batch_size,
-                        collate_fn=dataset.collate_fn, num_workers=ev.data.num_workers, sampler=sampler)
-    return Evaluator(label=ev.label, type=ev.type, eval_loader=loader,
-                     eval_metric=ICLMetric(metric_type=dataset.metric_type).to(device),
-                     subset_num_batches=ev.subset_num_batches)
+    sampler = DistributedSampler(
+        dataset,
+        drop_last=ev.data.drop_last,
+        shuffle=False,
+        num_replicas=get_world_size(),
+        rank=get_global_rank(),
+        seed=cfg.seed,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=ev.device_eval_batch_size or cfg.device_eval_batch_size,
+        collate_fn=dataset.collate_fn,
+        num_workers=ev.data.num_workers,
+        sampler=sampler,
+    )
+    return Evaluator(
+        label=ev.label,
+        type=ev.type,
+        eval_loader=loader,
+        eval_metric=ICLMetric(metric_type=dataset.metric_type).to(device),
+        subset_num_batches=ev.subset_num_batches,
+    )
 
 
 @torch.no_grad()
-def run_evaluators(model, evaluators: List, device: torch.device, autocast_dtype=None) -> Dict[str, float]:
+def run_evaluators(
+    model, evaluators: List, device: torch.device, autocast_dtype=None
+) -> Dict[str, float]:
     was_training = model.training
     model.eval()
     out: Dict[str, float] = {}
     for ev in evaluators:
         ev.reset_metrics()
         for i, batch in enumerate(ev.eval_loader):
-            if ev.subset_num_batches is not None and ev.subset_num_batches > 0 and i >= ev.subset_num_batches:
+            if (
+                ev.subset_num_batches is not None
+                and ev.subset_num_batches > 0
+                and i >= ev.subset_num_batches
+            ):
                 break
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            with torch.autocast(device.type, enabled=autocast_dtype is not None, dtype=autocast_dtype or torch.float32):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), match=True).logits
+            batch = {
+                k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+            }
+            with torch.autocast(
+                device.type,
+                enabled=autocast_dtype is not None,
+                dtype=autocast_dtype or torch.float32,
+            ):
+                logits = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch.get("attention_mask"),
+                    match=True,
+                ).logits
             labels = batch["input_ids"].clone()
             if batch.get("label_mask") is not None:
                 labels.masked_fill_(~batch["label_mask"], -100)
@@ -88,7 +123,9 @@ def run_evaluators(model, evaluators: List, device: torch.device, autocast_dtype
                 labels.masked_fill_(batch["attention_mask"] == 0.0, -100)
             labels = labels[..., 1:]
             lf = logits[..., :-1, :].float()
-            ce = F.cross_entropy(lf.reshape(-1, lf.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="none")
+            ce = F.cross_entropy(
+                lf.reshape(-1, lf.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="none"
+            )
             ev.update_metrics(batch, ce.view(labels.shape).mean(dim=-1), logits.float())
         out.update({k: float(v) for k, v in ev.compute_metrics().items()})
     model.train(was_training)

@@ -15,21 +15,55 @@ from ..errors import fail
 
 #: keys (or prefixes ending in ".") this trainer implements
 HONOURED: Tuple[str, ...] = (
-    "run_name", "seed", "model.", "tokenizer.identifier",
-    "optimizer.name", "optimizer.learning_rate", "optimizer.weight_decay", "optimizer.betas", "optimizer.eps",
-    "optimizer.decay_norm_and_bias", "optimizer.decay_embeddings", "optimizer.no_decay_norm_and_bias",
-    "scheduler.name", "scheduler.t_warmup", "scheduler.t_max", "scheduler.alpha_f", "scheduler.warmup_min_lr",
-    "data.tokens_dir", "data.fgram_tags",
-    "save_folder", "save_interval", "save_overwrite", "save_num_checkpoints_to_keep", "load_path", "load_policy",
-    "max_duration", "global_train_batch_size", "device_train_microbatch_size", "device_eval_batch_size",
-    "precision", "max_grad_norm", "activation_checkpointing",
-    "wandb.project", "wandb.entity", "wandb.group", "wandb.name", "wandb.tags",
-    "evaluators", "eval_interval", "console_log_interval", "deepspeed.",
+    "run_name",
+    "seed",
+    "model.",
+    "tokenizer.identifier",
+    "optimizer.name",
+    "optimizer.learning_rate",
+    "optimizer.weight_decay",
+    "optimizer.betas",
+    "optimizer.eps",
+    "optimizer.decay_norm_and_bias",
+    "optimizer.decay_embeddings",
+    "optimizer.no_decay_norm_and_bias",
+    "scheduler.name",
+    "scheduler.t_warmup",
+    "scheduler.t_max",
+    "scheduler.alpha_f",
+    "scheduler.warmup_min_lr",
+    "data.tokens_dir",
+    "data.fgram_tags",
+    "save_folder",
+    "save_interval",
+    "save_overwrite",
+    "save_num_checkpoints_to_keep",
+    "load_path",
+    "load_policy",
+    "max_duration",
+    "global_train_batch_size",
+    "device_train_microbatch_size",
+    "device_eval_batch_size",
+    "precision",
+    "max_grad_norm",
+    "activation_checkpointing",
+    "wandb.project",
+    "wandb.entity",
+    "wandb.group",
+    "wandb.name",
+    "wandb.tags",
+    "evaluators",
+    "eval_interval",
+    "console_log_interval",
+    "deepspeed.",
 )
 
 #: honoured keys whose value is nevertheless restricted (the trainer implements one meaning)
 RESTRICTED = {
-    "load_path": (None, "latest"),  # a run's own save_folder; other checkpoints: export/serve them instead
+    "load_path": (
+        None,
+        "latest",
+    ),  # a run's own save_folder; other checkpoints: export/serve them instead
 }
 
 
@@ -64,7 +98,9 @@ def unsupported(cfg) -> List[Tuple[str, Any, Any]]:
         return OmegaConf.to_container(OmegaConf.structured(c), resolve=False, enum_to_str=True)
 
     reference = SconeTrainConfig.new()
-    reference.wandb = WandbConfig()  # unset by default; when set, its own defaults are what OLMo means
+    reference.wandb = (
+        WandbConfig()
+    )  # unset by default; when set, its own defaults are what OLMo means
     mine, default = plain(cfg), plain(reference)
     out = []
     for key, value in _leaves(mine):
@@ -72,7 +108,9 @@ def unsupported(cfg) -> List[Tuple[str, Any, Any]]:
             out.append((key, value, RESTRICTED[key]))
             continue
         section = _unset_section(key, default)
-        if section is not None:  # a section OLMo leaves unset (compile, ddp, ...): report it once, whole
+        if (
+            section is not None
+        ):  # a section OLMo leaves unset (compile, ddp, ...): report it once, whole
             if not _honoured(section) and all(k != section for k, _, _ in out):
                 out.append((section, _lookup(mine, section), None))
         elif not _honoured(key) and value is not None and value != _lookup(default, key):
@@ -94,5 +132,7 @@ def refuse_unsupported(cfg) -> None:
     if bad:
         shown = "; ".join(f"{k} = {v!r} (OLMo's default: {d!r})" for k, v, d in bad[:3])
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        fail(f"this DeepSpeed trainer does not implement {shown}{more}: remove them, or set them to OLMo's "
-             "default (docs/training.md lists the keys it honours)")
+        fail(
+            f"this DeepSpeed trainer does not implement {shown}{more}: remove them, or set them to OLMo's "
+            "default (docs/training.md lists the keys it honours)"
+        )

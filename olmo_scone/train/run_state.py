@@ -55,7 +55,9 @@ def run_identity(cfg, data_fingerprint: str, vocab_sha256: Optional[str]) -> Dic
     fgram = model.get("fgram") or {}
     fgram.pop("vocab_path", None)  # the vocabulary counts by content (vocab_sha256), not by path
     ds = plain(cfg.deepspeed)
-    ds.pop("config_path", None)  # its content reaches the fingerprint through the settings it must agree with
+    ds.pop(
+        "config_path", None
+    )  # its content reaches the fingerprint through the settings it must agree with
     identity = {
         "model": model,
         "optimizer": plain(cfg.optimizer),
@@ -69,7 +71,9 @@ def run_identity(cfg, data_fingerprint: str, vocab_sha256: Optional[str]) -> Dic
         "device_train_microbatch_size": cfg.device_train_microbatch_size,
         "data": {"tokens_fingerprint": data_fingerprint, "vocab_sha256": vocab_sha256},
     }
-    return json.loads(json.dumps(identity, default=str))  # as run.json will hold it (tuples become lists)
+    return json.loads(
+        json.dumps(identity, default=str)
+    )  # as run.json will hold it (tuples become lists)
 
 
 def fingerprint(identity: Dict[str, Any]) -> str:
@@ -111,20 +115,40 @@ def plan_start(cfg, identity: Dict[str, Any], max_steps: int, resume: bool) -> S
     finished = _read(folder / FINISHED_FILE)
     tag = latest.read_text().strip()
     if run is None or run.get("fingerprint") != want:
-        changed = _differences(run["identity"], identity) if run else ["(this checkpoint records no run.json)"]
+        changed = (
+            _differences(run["identity"], identity)
+            if run
+            else ["(this checkpoint records no run.json)"]
+        )
         if cfg.load_policy == "restart" and not resume:
-            return StartPlan("fresh", f"{folder} held another run ({'; '.join(changed[:3])}): starting over (load_policy=restart)")
-        fail(f"save_folder {folder} holds a run made from other inputs ({'; '.join(changed[:4])}"
-             f"{'; ...' if len(changed) > 4 else ''}): use another save_folder, or load_policy=restart to start it over")
+            return StartPlan(
+                "fresh",
+                f"{folder} held another run ({'; '.join(changed[:3])}): starting over (load_policy=restart)",
+            )
+        fail(
+            f"save_folder {folder} holds a run made from other inputs ({'; '.join(changed[:4])}"
+            f"{'; ...' if len(changed) > 4 else ''}): use another save_folder, or load_policy=restart to start it over"
+        )
     if finished is not None:
         if max_steps == finished["step"]:
-            return StartPlan("done", f"{folder} already finished step {finished['step']} of this run: nothing to do")
+            return StartPlan(
+                "done",
+                f"{folder} already finished step {finished['step']} of this run: nothing to do",
+            )
         if max_steps < finished["step"]:
             if cfg.load_policy == "restart" and not resume:
-                return StartPlan("fresh", f"{folder} finished at step {finished['step']}, past max_duration: starting over (load_policy=restart)")
-            fail(f"{folder} finished at step {finished['step']}, past max_duration ({max_steps} steps): raise "
-                 "max_duration to continue it, or use another save_folder")
-        return StartPlan("resume", f"max_duration raised from {finished['step']} to {max_steps} steps: continuing from {tag}")
+                return StartPlan(
+                    "fresh",
+                    f"{folder} finished at step {finished['step']}, past max_duration: starting over (load_policy=restart)",
+                )
+            fail(
+                f"{folder} finished at step {finished['step']}, past max_duration ({max_steps} steps): raise "
+                "max_duration to continue it, or use another save_folder"
+            )
+        return StartPlan(
+            "resume",
+            f"max_duration raised from {finished['step']} to {max_steps} steps: continuing from {tag}",
+        )
     return StartPlan("resume", f"resuming {folder} from {tag}")
 
 
@@ -135,7 +159,10 @@ def record_start(cfg, identity: Dict[str, Any]) -> None:
     folder = Path(cfg.save_folder)
     for stale in (FINISHED_FILE, "latest", "metrics.jsonl"):
         (folder / stale).unlink(missing_ok=True)
-    atomic_write_json(folder / RUN_FILE, {"fingerprint": fingerprint(identity), "identity": identity, "started": time.time()})
+    atomic_write_json(
+        folder / RUN_FILE,
+        {"fingerprint": fingerprint(identity), "identity": identity, "started": time.time()},
+    )
 
 
 def record_finish(cfg, step: int) -> None:
@@ -144,5 +171,12 @@ def record_finish(cfg, step: int) -> None:
 
     folder = Path(cfg.save_folder)
     run = _read(folder / RUN_FILE) or {}
-    atomic_write_json(folder / FINISHED_FILE, {"step": step, "max_duration": str(cfg.max_duration),
-                                               "fingerprint": run.get("fingerprint"), "finished": time.time()})
+    atomic_write_json(
+        folder / FINISHED_FILE,
+        {
+            "step": step,
+            "max_duration": str(cfg.max_duration),
+            "fingerprint": run.get("fingerprint"),
+            "finished": time.time(),
+        },
+    )

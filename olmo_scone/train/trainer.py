@@ -43,7 +43,9 @@ def max_steps(cfg: SconeTrainConfig) -> int:
         fail("max_duration in epochs is not supported; give steps or tokens (e.g. 2e11T)")
     try:
         if isinstance(d, str) and d.endswith("T"):
-            return int(float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length))
+            return int(
+                float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length)
+            )
         return int(d)
     except (TypeError, ValueError):
         fail(f"max_duration {d!r} is neither a number of steps nor tokens (e.g. 2e11T)")
@@ -63,31 +65,45 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
         fail("data.tokens_dir is not set (a directory made by scripts/prepare_data.py)")
     manifest = load_manifest(cfg.data.tokens_dir)
     if manifest.tokenizer["vocab_size"] > cfg.model.vocab_size:
-        fail(f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's {manifest.tokenizer['vocab_size']}")
+        fail(
+            f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's {manifest.tokenizer['vocab_size']}"
+        )
     vocab = None
     if cfg.model.fgram.enabled:
         cfg.model.fgram.check()
         if cfg.model.fgram.vocab_path is None:
             fail("model.fgram.vocab_path is not set")
-        vocab = load_vocab(cfg.model.fgram.vocab_path, tokenizer_sha256=manifest.tokenizer["sha256"])
+        vocab = load_vocab(
+            cfg.model.fgram.vocab_path, tokenizer_sha256=manifest.tokenizer["sha256"]
+        )
         if cfg.data.fgram_tags is None:
             fail("a SCONE model needs data.fgram_tags (the sidecar made by scripts/tag_fgrams.py)")
         if not Path(cfg.data.fgram_tags).exists():
             fail(f"data.fgram_tags not found: {cfg.data.fgram_tags}")
         check_sidecar(manifest, Path(cfg.data.fgram_tags), vocab.sha256)
     if max_steps(cfg) <= 0:
-        fail(f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, e.g. 2e11T)")
-    identity = run_identity(cfg, manifest.data["fingerprint"], vocab.sha256 if vocab is not None else None)
+        fail(
+            f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, e.g. 2e11T)"
+        )
+    identity = run_identity(
+        cfg, manifest.data["fingerprint"], vocab.sha256 if vocab is not None else None
+    )
     plan = plan_start(cfg, identity, max_steps(cfg), resume or cfg.load_path == "latest")
     if plan.resume:
         from .checkpoint import check_checkpoint
 
-        check_checkpoint(cfg.save_folder)  # truncated, missing or crafted files: one line, before any process group
+        check_checkpoint(
+            cfg.save_folder
+        )  # truncated, missing or crafted files: one line, before any process group
     return vocab, plan, identity
 
 
 def _rng_state() -> Dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def _set_rng_state(s: Dict[str, Any]) -> None:
@@ -109,12 +125,16 @@ class SconeTrainer:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         # every config/data error, and what to do with the save_folder, before any process group exists
         vocab, self.plan, self.identity = preflight(cfg, world, resume)
-        if self.plan.action == "done":  # relaunching a finished run: nothing is built, nothing written
+        if (
+            self.plan.action == "done"
+        ):  # relaunching a finished run: nothing is built, nothing written
             return
         cuda = torch.cuda.is_available()
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
+        self.device = torch.device(
+            f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu"
+        )
         if cuda:
             torch.cuda.set_device(self.device)
         ds_cfg = self.ds_config = deepspeed_config(cfg, self.world)
@@ -122,22 +142,39 @@ class SconeTrainer:
         model_cfg = cfg.model
         model_cfg.init_device = str(self.device)
         self.model = SconeOLMo(model_cfg, fgram_vocab=vocab)
-        if cfg.activation_checkpointing is not None:  # OLMo's strategies, for the main model and A_fgram alike
+        if (
+            cfg.activation_checkpointing is not None
+        ):  # OLMo's strategies, for the main model and A_fgram alike
             self.model.set_activation_checkpointing(cfg.activation_checkpointing)
             if self.model.fgram_model is not None:
                 for block in self.model.fgram_model.blocks:
                     block.set_activation_checkpointing(cfg.activation_checkpointing)
-        self.batches = TrainBatches(cfg.data.tokens_dir, model_cfg.max_sequence_length, cfg.global_train_batch_size,
-                                    cfg.device_train_microbatch_size, self.world, self.rank, cfg.seed,
-                                    tags_dir=cfg.data.fgram_tags, vocab=vocab)
+        self.batches = TrainBatches(
+            cfg.data.tokens_dir,
+            model_cfg.max_sequence_length,
+            cfg.global_train_batch_size,
+            cfg.device_train_microbatch_size,
+            self.world,
+            self.rank,
+            cfg.seed,
+            tags_dir=cfg.data.fgram_tags,
+            vocab=vocab,
+        )
         if vocab is not None:  # in-loop evaluation matches with the same (memory-mapped) index
             self.model._matcher = self.batches.matcher
         o = cfg.optimizer
         if o.name != "adamw":
             fail(f"optimizer.name {o.name!r}: this trainer runs AdamW (the paper's optimizer)")
-        optimizer = torch.optim.AdamW(get_param_groups(cfg, self.model), lr=o.learning_rate, betas=tuple(o.betas),
-                                      weight_decay=o.weight_decay, eps=o.eps)
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=self.model, optimizer=optimizer, config=ds_cfg)
+        optimizer = torch.optim.AdamW(
+            get_param_groups(cfg, self.model),
+            lr=o.learning_rate,
+            betas=tuple(o.betas),
+            weight_decay=o.weight_decay,
+            eps=o.eps,
+        )
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=self.model, optimizer=optimizer, config=ds_cfg
+        )
         self.scheduler = build_scheduler(cfg)
         self.max_steps = max_steps(cfg)
         self.step = 0
@@ -155,16 +192,25 @@ class SconeTrainer:
     def save(self) -> None:
         """DeepSpeed writes the new tag's files, then (rank 0) the ``latest`` pointer: a kill in
         between leaves ``latest`` on the previous, whole checkpoint."""
-        state = {"step": self.step, "tokens_seen": self.tokens_seen, "rng": _rng_state(), "world_size": self.world}
+        state = {
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "rng": _rng_state(),
+            "world_size": self.world,
+        }
         try:
-            self.engine.save_checkpoint(str(self.save_folder), tag=f"step{self.step}", client_state={CLIENT_STATE: state})
+            self.engine.save_checkpoint(
+                str(self.save_folder), tag=f"step{self.step}", client_state={CLIENT_STATE: state}
+            )
         except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
             if not full_disk(e, self.save_folder):
                 raise
             latest = self.save_folder / "latest"
             kept = latest.read_text().strip() if latest.is_file() else "none"
-            fail(f"no space left on device saving checkpoint step{self.step} in {self.save_folder}: 'latest' still "
-                 f"points at the last whole checkpoint ({kept}); free space, then resume")
+            fail(
+                f"no space left on device saving checkpoint step{self.step} in {self.save_folder}: 'latest' still "
+                f"points at the last whole checkpoint ({kept}); free space, then resume"
+            )
         if self.rank == 0:
             prune_checkpoints(self.save_folder, self.cfg.save_num_checkpoints_to_keep)
 
@@ -174,7 +220,9 @@ class SconeTrainer:
             fail(f"nothing to resume: {latest} does not exist")
         from .checkpoint import weights_only_loading
 
-        with weights_only_loading():  # DeepSpeed's loader would unpickle anything: see checkpoint.py
+        with (
+            weights_only_loading()
+        ):  # DeepSpeed's loader would unpickle anything: see checkpoint.py
             _, client = self.engine.load_checkpoint(str(self.save_folder))
         state = client[CLIENT_STATE]
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
@@ -204,15 +252,21 @@ class SconeTrainer:
                 fgram["micro"] += 1
             loss = self._loss(batch)
             self.engine.backward(loss)
-            with torch.no_grad():  # torch >= 2.13: ZeRO's all-gather into views trips autograd's view check otherwise
+            with (
+                torch.no_grad()
+            ):  # torch >= 2.13: ZeRO's all-gather into views trips autograd's view check otherwise
                 self.engine.step()
             losses.append(loss.detach())
         mean = torch.stack(losses).mean()
         dist.all_reduce(mean)
         self.step += 1
         self.tokens_seen += self.cfg.global_train_batch_size * self.cfg.model.max_sequence_length
-        return step_metrics(mean.item() / self.world, [g["lr"] for g in self.optimizer.param_groups],
-                            self.engine.get_global_grad_norm(), fgram)
+        return step_metrics(
+            mean.item() / self.world,
+            [g["lr"] for g in self.optimizer.param_groups],
+            self.engine.get_global_grad_norm(),
+            fgram,
+        )
 
     # ---- the loop -----------------------------------------------------------------------
     def fit(self) -> None:
@@ -227,10 +281,14 @@ class SconeTrainer:
             from ..atomic import atomic_write_json, atomic_write_text
             from omegaconf import OmegaConf
 
-            atomic_write_text(self.save_folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+            atomic_write_text(
+                self.save_folder / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg))
+            )
             # the DeepSpeed config this run really used (derived from the YAML + deepspeed.config_path)
             atomic_write_json(self.save_folder / "ds_config.json", self.ds_config)
-            if self.plan.action == "fresh":  # the old record, curve and checkpoint pointer go: none is this run's
+            if (
+                self.plan.action == "fresh"
+            ):  # the old record, curve and checkpoint pointer go: none is this run's
                 record_start(cfg, self.identity)
             else:  # resuming (perhaps a finished run whose max_duration grew): not finished until it is
                 (self.save_folder / FINISHED_FILE).unlink(missing_ok=True)
@@ -240,18 +298,39 @@ class SconeTrainer:
         while self.step < self.max_steps:
             m = self.train_step()
             now = time.time()
-            m.update({"step": self.step, "tokens": self.tokens_seen, "throughput/total_tokens": self.tokens_seen,
-                      "throughput/device/tokens_per_second": (self.tokens_seen - tokens_last) / max(now - t_last, 1e-9) / self.world,
-                      "System/Peak RSS (MB)": _max_rss_gb() * 1024})
+            m.update(
+                {
+                    "step": self.step,
+                    "tokens": self.tokens_seen,
+                    "throughput/total_tokens": self.tokens_seen,
+                    "throughput/device/tokens_per_second": (self.tokens_seen - tokens_last)
+                    / max(now - t_last, 1e-9)
+                    / self.world,
+                    "System/Peak RSS (MB)": _max_rss_gb() * 1024,
+                }
+            )
             if self.device.type == "cuda":
-                m["System/Peak GPU Memory (MB)"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-            if self.evaluators and cfg.eval_interval and (self.step % cfg.eval_interval == 0 or self.step == self.max_steps):
+                m["System/Peak GPU Memory (MB)"] = (
+                    torch.cuda.max_memory_allocated(self.device) / 2**20
+                )
+            if (
+                self.evaluators
+                and cfg.eval_interval
+                and (self.step % cfg.eval_interval == 0 or self.step == self.max_steps)
+            ):
                 m.update(self.evaluate())
             if self.rank == 0:
                 self._log(m)
-            if cfg.save_interval and self.step % cfg.save_interval == 0 and self.step < self.max_steps:
+            if (
+                cfg.save_interval
+                and self.step % cfg.save_interval == 0
+                and self.step < self.max_steps
+            ):
                 self.save()
-            t_last, tokens_last = time.time(), self.tokens_seen  # throughput counts training time only
+            t_last, tokens_last = (
+                time.time(),
+                self.tokens_seen,
+            )  # throughput counts training time only
         self.save()
         if self.rank == 0:
             record_finish(cfg, self.step)
@@ -268,12 +347,24 @@ class SconeTrainer:
         import wandb
 
         w = self.cfg.wandb
-        mode = "online" if os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "offline" else "offline"
+        mode = (
+            "online"
+            if os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "offline"
+            else "offline"
+        )
         self.save_folder.mkdir(parents=True, exist_ok=True)
-        return wandb.init(project=w.project, entity=w.entity, group=w.group, name=w.name or self.cfg.run_name,
-                          tags=w.tags, config={**self.cfg.asdict(), "deepspeed_config": self.ds_config},
-                          dir=str(self.save_folder), mode=mode,
-                          resume="allow", id=(w.name or self.cfg.run_name or "run").replace("/", "-"))
+        return wandb.init(
+            project=w.project,
+            entity=w.entity,
+            group=w.group,
+            name=w.name or self.cfg.run_name,
+            tags=w.tags,
+            config={**self.cfg.asdict(), "deepspeed_config": self.ds_config},
+            dir=str(self.save_folder),
+            mode=mode,
+            resume="allow",
+            id=(w.name or self.cfg.run_name or "run").replace("/", "-"),
+        )
 
     def _log(self, m: Dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
@@ -281,15 +372,22 @@ class SconeTrainer:
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=self.step)
         if "eval/valid/Perplexity" in m or any(k.startswith("eval/") for k in m):
-            evals = "  ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in m.items() if k.startswith("eval/"))
+            evals = "  ".join(
+                f"{k.split('/', 1)[1]} {v:.4g}" for k, v in m.items() if k.startswith("eval/")
+            )
             print(f"step {self.step}  {evals}", flush=True)
         if self.cfg.console_log_interval and self.step % self.cfg.console_log_interval == 0:
-            print(f"step {self.step}/{self.max_steps}  loss {m['train/CrossEntropyLoss']:.4f}  "
-                  f"lr {m['optim/learning_rate_group0']:.2e}  "
-                  f"{m['throughput/device/tokens_per_second'] * self.world:,.0f} tok/s", flush=True)
+            print(
+                f"step {self.step}/{self.max_steps}  loss {m['train/CrossEntropyLoss']:.4f}  "
+                f"lr {m['optim/learning_rate_group0']:.2e}  "
+                f"{m['throughput/device/tokens_per_second'] * self.world:,.0f} tok/s",
+                flush=True,
+            )
 
 
-def step_metrics(loss: float, lrs: List[float], grad_norm, fgram: Dict[str, int]) -> Dict[str, float]:
+def step_metrics(
+    loss: float, lrs: List[float], grad_norm, fgram: Dict[str, int]
+) -> Dict[str, float]:
     """One step's metrics under OLMo's names (``train/CrossEntropyLoss``, ``train/Perplexity``,
     ``optim/total_grad_norm``, ``optim/learning_rate_group<i>``), so runs overlay with OLMo's on a
     dashboard, plus SCONE's own under ``scone/`` (this rank's micro-batches: matched share of positions,
@@ -316,7 +414,10 @@ def prune_checkpoints(save_folder: Path, keep: int) -> list:
         return []
     latest = save_folder / "latest"
     pinned = latest.read_text().strip() if latest.is_file() else None
-    tags = sorted((p for p in save_folder.glob("step*") if p.is_dir() and p.name[4:].isdigit()), key=lambda p: int(p.name[4:]))
+    tags = sorted(
+        (p for p in save_folder.glob("step*") if p.is_dir() and p.name[4:].isdigit()),
+        key=lambda p: int(p.name[4:]),
+    )
     removed = []
     for p in tags[:-keep]:
         if p.name != pinned:

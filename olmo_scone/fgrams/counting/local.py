@@ -34,13 +34,18 @@ def save_object(path: Path, value: Any) -> None:
     buffers: List[pickle.PickleBuffer] = []
     head = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
-    table = struct.pack(f"<{2 * len(raws)}Q", *itertools.chain.from_iterable((0, r.nbytes) for r in raws))
+    table = struct.pack(
+        f"<{2 * len(raws)}Q", *itertools.chain.from_iterable((0, r.nbytes) for r in raws)
+    )
     start = len(_MAGIC) + 16 + len(table) + len(head)
     offsets, pos = [], -(-start // _ALIGN) * _ALIGN
     for r in raws:
         offsets.append(pos)
         pos = -(-(pos + r.nbytes) // _ALIGN) * _ALIGN
-    table = struct.pack(f"<{2 * len(raws)}Q", *itertools.chain.from_iterable((o, r.nbytes) for o, r in zip(offsets, raws)))
+    table = struct.pack(
+        f"<{2 * len(raws)}Q",
+        *itertools.chain.from_iterable((o, r.nbytes) for o, r in zip(offsets, raws)),
+    )
     with open(path, "wb") as f:
         f.write(_MAGIC + struct.pack("<QQ", len(raws), len(head)) + table + head)
         for o, r in zip(offsets, raws):
@@ -99,7 +104,9 @@ class LocalExecutor:
         self._ids = itertools.count()
         self._pool = mp.get_context("fork").Pool(processes, initializer=_init_worker)
 
-    def map(self, fn: Callable, calls: Sequence[Sequence[Any]], num_big: int = 0, desc: str = "") -> Tuple[List[List[Stored]], List[Any]]:
+    def map(
+        self, fn: Callable, calls: Sequence[Sequence[Any]], num_big: int = 0, desc: str = ""
+    ) -> Tuple[List[List[Stored]], List[Any]]:
         """Run ``fn(*args)`` for each of ``calls``; returns each call's ``num_big`` stored outputs
         and its last (small) output, in call order."""
         jobs, handles = [], []

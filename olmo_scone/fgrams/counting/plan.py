@@ -31,7 +31,9 @@ class CountSettings:
     processes: int = 0  # local worker processes (0: all cores); under Ray, the CPUs of each node
     memory_gb: float = 8.0  # one machine's budget; under Ray, each node's
     chunk_tokens: int = 1 << 20
-    work_dir: Optional[Path] = None  # local runs: where partial counts go (a temporary folder by default)
+    work_dir: Optional[Path] = (
+        None  # local runs: where partial counts go (a temporary folder by default)
+    )
 
     def validate(self) -> None:
         if self.max_n < 2:
@@ -75,7 +77,9 @@ class CountPlan:
     total_tokens: int
 
 
-def plan_count(sources: Sequence[TokenSource], s: CountSettings, cpus_per_node: int, cpus_total: int) -> CountPlan:
+def plan_count(
+    sources: Sequence[TokenSource], s: CountSettings, cpus_per_node: int, cpus_total: int
+) -> CountPlan:
     """Chunks small enough that a node's concurrent counting tasks fit its memory budget, and enough
     partitions that each node's concurrent merges fit it too (at least one partition per CPU, so the
     merge is as parallel as the count)."""
@@ -83,7 +87,9 @@ def plan_count(sources: Sequence[TokenSource], s: CountSettings, cpus_per_node: 
     if total == 0:
         fail("the token files are empty: nothing to count")
     budget = s.memory_gb * 2**30
-    chunk_tokens = int(max(1024, min(s.chunk_tokens, budget / (cpus_per_node * CHUNK_BYTES_PER_TOKEN))))
+    chunk_tokens = int(
+        max(1024, min(s.chunk_tokens, budget / (cpus_per_node * CHUNK_BYTES_PER_TOKEN)))
+    )
     merge_bytes = total * PARTIAL_BYTES_PER_ENTRY * MERGE_OVERHEAD
     need = max(float(cpus_total), cpus_per_node * merge_bytes / budget)
     partitions = 1 << max(0, math.ceil(math.log2(need)))
@@ -95,5 +101,13 @@ def _chunks(sources: Sequence[TokenSource], chunk_tokens: int) -> List[Chunk]:
     for src in sources:
         path = str(Path(src.path).resolve())
         for start in range(0, src.length, chunk_tokens):
-            out.append(Chunk(len(out), path, np.dtype(src.dtype).name, start, min(src.length, start + chunk_tokens)))
+            out.append(
+                Chunk(
+                    len(out),
+                    path,
+                    np.dtype(src.dtype).name,
+                    start,
+                    min(src.length, start + chunk_tokens),
+                )
+            )
     return out

@@ -36,7 +36,7 @@ def find_cut(groups: Counter, num: int) -> Tuple[Optional[Dict[str, int]], int]:
     """(cut, take): the group ``(count, length)`` holding the ``num``-th f-gram and how many of it
     make the top ``num``; (None, 0) when every survivor does."""
     before = 0
-    for (c, n) in sorted(groups, key=lambda g: (-g[0], g[1])):
+    for c, n in sorted(groups, key=lambda g: (-g[0], g[1])):
         size = groups[(c, n)]
         if before + size >= num:
             return {"count": c, "length": n, "key": -1}, num - before
@@ -44,7 +44,9 @@ def find_cut(groups: Counter, num: int) -> Tuple[Optional[Dict[str, int]], int]:
     return None, 0
 
 
-def rank_fgrams(tokens: np.ndarray, lengths: np.ndarray, counts: np.ndarray, num: int) -> np.ndarray:
+def rank_fgrams(
+    tokens: np.ndarray, lengths: np.ndarray, counts: np.ndarray, num: int
+) -> np.ndarray:
     """Row order of the top ``num`` by (count desc, length asc, tokens asc)."""
     if len(counts) <= num:
         cand = np.arange(len(counts))
@@ -56,7 +58,9 @@ def rank_fgrams(tokens: np.ndarray, lengths: np.ndarray, counts: np.ndarray, num
     return cand[order[:num]]
 
 
-def decode_winners(winners: Dict[int, List[Dict]], vocab_size: int, max_n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def decode_winners(
+    winners: Dict[int, List[Dict]], vocab_size: int, max_n: int
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token rows (int32 [S, K], -1 padded), lengths and counts of the winners, in rank order.
 
     A key of length n > 2 is ``id(prefix) * V + last``; the prefix is a winner of length n-1 (closure),
@@ -77,7 +81,9 @@ def decode_winners(winners: Dict[int, List[Dict]], vocab_size: int, max_n: int) 
         else:
             at = np.searchsorted(prev_ids, hi)
             if len(hi) and (at.max() >= len(prev_ids) or np.any(prev_ids[at] != hi)):
-                raise AssertionError(f"a winning {n}-gram's prefix is not among the winners of length {n - 1}")
+                raise AssertionError(
+                    f"a winning {n}-gram's prefix is not among the winners of length {n - 1}"
+                )
             rows = np.concatenate([prev_rows[at], lo[:, None]], axis=1)
         prev_ids, prev_rows = ids, rows
         padded = np.full((len(rows), max_n), -1, dtype=np.int32)
@@ -87,6 +93,10 @@ def decode_winners(winners: Dict[int, List[Dict]], vocab_size: int, max_n: int) 
         all_counts.append(counts)
     if not all_tokens:
         return np.zeros((0, max_n), np.int32), np.zeros(0, np.int8), np.zeros(0, np.int64)
-    tokens, lengths, counts = np.concatenate(all_tokens), np.concatenate(all_len), np.concatenate(all_counts)
+    tokens, lengths, counts = (
+        np.concatenate(all_tokens),
+        np.concatenate(all_len),
+        np.concatenate(all_counts),
+    )
     top = rank_fgrams(tokens, lengths, counts, len(counts))
     return tokens[top], lengths[top], counts[top]

@@ -46,12 +46,20 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: Optional[str], processes: int = 0, object_store_gb: Optional[float] = None):
+    def __init__(
+        self, address: Optional[str], processes: int = 0, object_store_gb: Optional[float] = None
+    ):
         import ray
 
         if address not in (None, "auto", "local") and not _reachable(address):
-            fail(f"--ray {address}: no Ray cluster answers there (start one with `ray start --head`, or pass --ray auto)")
-        kwargs: Dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
+            fail(
+                f"--ray {address}: no Ray cluster answers there (start one with `ray start --head`, or pass --ray auto)"
+            )
+        kwargs: Dict[str, Any] = {
+            "include_dashboard": False,
+            "logging_level": logging.WARNING,
+            "log_to_driver": False,
+        }
         if address in (None, "local"):
             kwargs.update(address="local", num_cpus=processes or os.cpu_count() or 1)
             if object_store_gb:
@@ -72,7 +80,9 @@ class RayExecutor:
         self.cpus_total = int(sum(n["Resources"]["CPU"] for n in nodes))
         self._task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_call)
 
-    def map(self, fn: Callable, calls: Sequence[Sequence[Any]], num_big: int = 0, desc: str = "") -> Tuple[List[List[Any]], List[Any]]:
+    def map(
+        self, fn: Callable, calls: Sequence[Sequence[Any]], num_big: int = 0, desc: str = ""
+    ) -> Tuple[List[List[Any]], List[Any]]:
         """Submit ``fn(*args)`` for each of ``calls`` (object refs among the args are resolved by Ray);
         wait for all; returns each call's ``num_big`` output refs and its last output's value."""
         ray = self._ray
@@ -100,9 +110,15 @@ class RayExecutor:
             if isinstance(cause, SconeError):
                 raise SconeError(str(cause)) from None
             raise
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as e:
-            fail(f"Ray task {fn.__name__} failed {MAX_RETRIES + 1} times ({type(e).__name__}): "
-                 "its workers or nodes kept dying (out of memory? see `ray status` and the raylet logs)")
+        except (
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.NodeDiedError,
+            ray.exceptions.ObjectLostError,
+        ) as e:
+            fail(
+                f"Ray task {fn.__name__} failed {MAX_RETRIES + 1} times ({type(e).__name__}): "
+                "its workers or nodes kept dying (out of memory? see `ray status` and the raylet logs)"
+            )
 
     def put(self, value: Any) -> Any:
         """``value`` in the object store, once; tasks given the ref read it there."""

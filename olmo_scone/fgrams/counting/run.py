@@ -39,8 +39,14 @@ class _Pass:
     index: Optional[object]  # handle of the published index (None when nothing survived)
 
 
-def count_fgrams(sources: Sequence[TokenSource], vocab_size: int, eos: int, pad: int, s: CountSettings,
-                 executor=None) -> FgramCounts:
+def count_fgrams(
+    sources: Sequence[TokenSource],
+    vocab_size: int,
+    eos: int,
+    pad: int,
+    s: CountSettings,
+    executor=None,
+) -> FgramCounts:
     """Count f-grams over ``sources`` (see the package docstring) with ``executor`` (local worker
     processes by default, or a :class:`~.ray_executor.RayExecutor`)."""
     s.validate()
@@ -63,7 +69,9 @@ def _fresh_work_dir(work: Path) -> Path:
 
     work = Path(work)
     if work.exists() and any(work.iterdir()):
-        fail(f"--work-dir {work} is not empty (an earlier run's counts?); give each run a fresh --work-dir")
+        fail(
+            f"--work-dir {work} is not empty (an earlier run's counts?); give each run a fresh --work-dir"
+        )
     work.mkdir(parents=True, exist_ok=True)
     return work
 
@@ -75,7 +83,9 @@ def _count(sources, vocab_size: int, eos: int, pad: int, s: CountSettings, ex) -
     passes: List[_Pass] = []
     pass_stats: List[Dict] = []
     for n in range(2, s.max_n + 1):
-        p = _run_pass(ex, plan, n, [q.index for q in passes], vocab_size, eos, pad, s, workers, pass_stats)
+        p = _run_pass(
+            ex, plan, n, [q.index for q in passes], vocab_size, eos, pad, s, workers, pass_stats
+        )
         passes.append(p)
         if p.index is None:
             break
@@ -95,7 +105,9 @@ def _count(sources, vocab_size: int, eos: int, pad: int, s: CountSettings, ex) -
         "rank_cut": cut,
         "wall_time_s": round(time.time() - t0, 2),
         "driver_peak_rss_gb": round(driver, 3),
-        "worker_peak_rss_gb": {f"{node}:{pid}": round(gb, 3) for (node, pid), gb in sorted(workers.items())},
+        "worker_peak_rss_gb": {
+            f"{node}:{pid}": round(gb, 3) for (node, pid), gb in sorted(workers.items())
+        },
     }
     stats["peak_rss_gb"] = round(max([driver, *workers.values()]), 3)
     stats["task_nodes"] = len({node for node, _ in workers})
@@ -108,8 +120,18 @@ def _note_workers(workers: Dict[tuple, float], smalls: Sequence[Dict]) -> None:
         workers[key] = max(workers.get(key, 0.0), st["peak_rss_gb"])
 
 
-def _run_pass(ex, plan: CountPlan, n: int, indexes: List, vocab_size: int, eos: int, pad: int, s: CountSettings,
-              workers: Dict, pass_stats: List[Dict]) -> _Pass:
+def _run_pass(
+    ex,
+    plan: CountPlan,
+    n: int,
+    indexes: List,
+    vocab_size: int,
+    eos: int,
+    pad: int,
+    s: CountSettings,
+    workers: Dict,
+    pass_stats: List[Dict],
+) -> _Pass:
     """Count pass ``n`` (map), merge each partition (reduce), publish the survivors' index."""
     t0 = time.time()
     P = plan.partitions
@@ -119,8 +141,12 @@ def _run_pass(ex, plan: CountPlan, n: int, indexes: List, vocab_size: int, eos: 
     t_merge = time.time()
     by_partition = [[partials[c][p] for c in range(len(partials))] for p in range(P)]
     del partials
-    merged, summaries = ex.map(merge_partition, [(s.min_count, *parts) for parts in by_partition], num_big=1,
-                               desc=f"merge n={n}" if P > 1 else "")
+    merged, summaries = ex.map(
+        merge_partition,
+        [(s.min_count, *parts) for parts in by_partition],
+        num_big=1,
+        desc=f"merge n={n}" if P > 1 else "",
+    )
     ex.free([h for parts in by_partition for h in parts])
     del by_partition
     _note_workers(workers, summaries)
@@ -132,10 +158,18 @@ def _run_pass(ex, plan: CountPlan, n: int, indexes: List, vocab_size: int, eos: 
         (index,), index_stats = ex.map(build_pass_index, [(vocab_size, *survivors)], num_big=1)
         index = index[0]
         _note_workers(workers, index_stats)
-    pass_stats.append({"n": n, "candidates": int(sum(x["candidates"] for x in chunk_stats)),
-                       "chunk_distinct": int(sum(x["distinct"] for x in chunk_stats)), "frequent": int(frequent),
-                       "seconds": round(time.time() - t0, 2), "count_s": round(t_merge - t0, 2),
-                       "merge_s": round(t_index - t_merge, 2), "index_s": round(time.time() - t_index, 2)})
+    pass_stats.append(
+        {
+            "n": n,
+            "candidates": int(sum(x["candidates"] for x in chunk_stats)),
+            "chunk_distinct": int(sum(x["distinct"] for x in chunk_stats)),
+            "frequent": int(frequent),
+            "seconds": round(time.time() - t0, 2),
+            "count_s": round(t_merge - t0, 2),
+            "merge_s": round(t_index - t_merge, 2),
+            "index_s": round(time.time() - t_index, 2),
+        }
+    )
     return _Pass(n, survivors, summaries, index)
 
 
@@ -147,14 +181,23 @@ def _rank(ex, passes: List[_Pass], num: int) -> Tuple[Dict[int, List[Dict]], Dic
         cut, info = dict(KEEP_ALL), {"kept": "all"}
     else:
         group = next(q for q in passes if q.n == cut["length"])
-        size = sum(int(x["hist_freq"][x["hist_counts"] == cut["count"]].sum()) for x in group.summaries)
+        size = sum(
+            int(x["hist_freq"][x["hist_counts"] == cut["count"]].sum()) for x in group.summaries
+        )
         if take < size:
-            ties, _ = ex.map(tie_keys, [(cut["count"], take, h) for h in group.survivors], num_big=1)
+            ties, _ = ex.map(
+                tie_keys, [(cut["count"], take, h) for h in group.survivors], num_big=1
+            )
             _, (kth,) = ex.map(kth_key, [(take, *[t[0] for t in ties])])
             cut["key"] = kth["key"]
         else:
             cut["key"] = 2**64 - 1
-        info = {"count": cut["count"], "length": cut["length"], "kept": "part" if take < size else "whole", "of_group": take}
+        info = {
+            "count": cut["count"],
+            "length": cut["length"],
+            "kept": "part" if take < size else "whole",
+            "of_group": take,
+        }
     calls, lengths = [], []
     for q in passes:
         if q.index is None:

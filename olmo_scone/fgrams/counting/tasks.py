@@ -49,11 +49,15 @@ def read_chunk(chunk: Chunk, context: int) -> Tuple[np.ndarray, int]:
     try:
         mm = np.memmap(chunk.path, dtype=np.dtype(chunk.dtype), mode="r")
     except OSError as e:
-        fail(f"cannot read token file {chunk.path} on node {socket.gethostname()}: {e.strerror or e}; "
-             "every node must see --tokens at the same path (shared storage)")
+        fail(
+            f"cannot read token file {chunk.path} on node {socket.gethostname()}: {e.strerror or e}; "
+            "every node must see --tokens at the same path (shared storage)"
+        )
     if len(mm) < chunk.end:
-        fail(f"token file {chunk.path} on node {socket.gethostname()} holds {len(mm):,} tokens, the plan "
-             f"expects {chunk.end:,}: every node must see the same --tokens")
+        fail(
+            f"token file {chunk.path} on node {socket.gethostname()} holds {len(mm):,} tokens, the plan "
+            f"expects {chunk.end:,}: every node must see the same --tokens"
+        )
     return np.asarray(mm[lo : chunk.end], dtype=np.int64), chunk.start - lo
 
 
@@ -64,7 +68,9 @@ def bigram_keys(t: np.ndarray, vocab: int, eos: int, pad: int) -> Tuple[np.ndarr
     return t[:-1] * vocab + t[1:], ok[:-1] & ok[1:]
 
 
-def surviving_ids(t: np.ndarray, vocab: int, eos: int, pad: int, indexes: List[HashIndex]) -> np.ndarray:
+def surviving_ids(
+    t: np.ndarray, vocab: int, eos: int, pad: int, indexes: List[HashIndex]
+) -> np.ndarray:
     """ids[j]: the id of the surviving n-gram ending at position j (-1: none), for the largest n the
     ``indexes`` (of passes 2, 3, ...) reach. An (n+1)-gram's key is ``id(n-prefix) * V + last``."""
     ids = np.full(len(t), -1, dtype=np.int64)
@@ -75,11 +81,15 @@ def surviving_ids(t: np.ndarray, vocab: int, eos: int, pad: int, indexes: List[H
         prev = ids
         ids = np.full(len(t), -1, dtype=np.int64)
         pos = np.flatnonzero((prev[:-1] >= 0) & (prev[1:] >= 0)) + 1
-        ids[pos] = index.lookup(prev[pos - 1].astype(np.uint64) * np.uint64(vocab) + t[pos].astype(np.uint64))
+        ids[pos] = index.lookup(
+            prev[pos - 1].astype(np.uint64) * np.uint64(vocab) + t[pos].astype(np.uint64)
+        )
     return ids
 
 
-def candidate_keys(t: np.ndarray, off: int, n: int, vocab: int, eos: int, pad: int, indexes: List[HashIndex]) -> np.ndarray:
+def candidate_keys(
+    t: np.ndarray, off: int, n: int, vocab: int, eos: int, pad: int, indexes: List[HashIndex]
+) -> np.ndarray:
     """The keys of pass ``n``'s candidates ending at positions >= ``off``: every clean pair for n = 2;
     an n-gram whose (n-1)-prefix and (n-1)-suffix both survived pass n-1 otherwise (Apriori)."""
     if n == 2:
@@ -106,7 +116,16 @@ def partition_of(keys: np.ndarray, partitions: int) -> np.ndarray:
     return _home(keys, int(math.log2(partitions)))
 
 
-def count_chunk(chunk: Chunk, n: int, vocab: int, eos: int, pad: int, context: int, partitions: int, *indexes: IndexArrays):
+def count_chunk(
+    chunk: Chunk,
+    n: int,
+    vocab: int,
+    eos: int,
+    pad: int,
+    context: int,
+    partitions: int,
+    *indexes: IndexArrays,
+):
     """Map: pass ``n``'s candidate counts in one chunk, split by hash partition. Returns one
     ``(keys, counts uint32)`` per partition, then statistics."""
     t, off = read_chunk(chunk, context)
@@ -117,7 +136,12 @@ def count_chunk(chunk: Chunk, n: int, vocab: int, eos: int, pad: int, context: i
     for p in range(partitions):
         sel = part == p
         out.append((uniq[sel], counts[sel].astype(np.uint32)))
-    stats = {"chunk": chunk.index, "candidates": int(len(keys)), "distinct": int(len(uniq)), **worker_stats()}
+    stats = {
+        "chunk": chunk.index,
+        "candidates": int(len(keys)),
+        "distinct": int(len(uniq)),
+        **worker_stats(),
+    }
     return (*out, stats)
 
 
@@ -142,8 +166,12 @@ def merge_partition(min_count: int, *partials: Arrays):
     of their counts (what the partitioned ranking cuts on) with statistics."""
     keys, counts = merge_counts(list(partials), min_count)
     values, freq = np.unique(counts, return_counts=True)
-    summary = {"size": int(len(keys)), "hist_counts": values.astype(np.int64), "hist_freq": freq.astype(np.int64),
-               **worker_stats()}
+    summary = {
+        "size": int(len(keys)),
+        "hist_counts": values.astype(np.int64),
+        "hist_freq": freq.astype(np.int64),
+        **worker_stats(),
+    }
     return (keys, counts), summary
 
 
@@ -152,11 +180,18 @@ def build_pass_index(vocab: int, *survivors: Arrays):
 
     Sorted-order ids make the next pass's keys sort like their tokens, so within one length key
     order is token order: the ranking's tie-break (tokens ascending) is a key comparison."""
-    keys = np.sort(np.concatenate([k for k, _ in survivors])) if survivors else np.zeros(0, np.uint64)
+    keys = (
+        np.sort(np.concatenate([k for k, _ in survivors])) if survivors else np.zeros(0, np.uint64)
+    )
     if len(keys) and (len(keys) - 1) * vocab + vocab - 1 >= 2**64 - 1:
-        fail(f"{len(keys):,} survivors of one pass times a vocabulary of {vocab:,} overflow 64-bit keys")
+        fail(
+            f"{len(keys):,} survivors of one pass times a vocabulary of {vocab:,} overflow 64-bit keys"
+        )
     index = HashIndex.build(keys)
-    return (index.keys, index.values, index.bits, index.max_probe), {"size": int(len(keys)), **worker_stats()}
+    return (index.keys, index.values, index.bits, index.max_probe), {
+        "size": int(len(keys)),
+        **worker_stats(),
+    }
 
 
 def tie_keys(count: int, limit: int, survivors: Arrays):
