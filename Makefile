@@ -38,9 +38,9 @@ DEMO_FGRAMS ?= 200000
 DEMO_STEPS ?= 100
 TORCHRUN := $(VENV)/bin/torchrun --nproc_per_node=2
 # The demo's training runs: the tiny configs, shortened to fit `make demo` in minutes on 2 cores.
-DEMO_TRAIN_ARGS = data.tokens_dir=$(DEMO_DIR)/data max_duration=$(DEMO_STEPS) global_train_batch_size=16 \
-	device_train_microbatch_size=8 eval_interval=20 save_interval=1000000 scheduler.t_warmup=20 \
-	"evaluators=[{label: valid, type: lm, subset_num_batches: 20}]" wandb.group=demo
+# (the recipe shared with the sweeps and the study: olmo_scone/recipes/tiny.py)
+DEMO_TRAIN_ARGS = $(shell $(PY) -m olmo_scone.recipes.tiny --steps $(DEMO_STEPS) --data $(DEMO_DIR)/data \
+	--group demo --eval-every 20 --warmup 20)
 
 # The main job: data -> f-grams -> tags -> train baseline + SCONE (2-rank DeepSpeed ZeRO-1) ->
 # export the table -> evaluate and generate through the serving runtime -> table + PNG.

@@ -155,7 +155,7 @@ def account(
 
 
 def summary_table(rows: List[Accounting]) -> str:
-    from .bench.common import table
+    from .markdown import table
 
     return table([r.row() for r in rows], HEADER)
 

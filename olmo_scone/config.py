@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import List, Optional, Type, TypeVar
 
 import yaml
-from olmo.config import BaseConfig, DataConfig, ModelConfig, TrainConfig
+from olmo.config import BaseConfig, DataConfig, ModelConfig, StrEnum, TrainConfig
 from olmo.exceptions import OLMoConfigurationError
 
 from .errors import fail
 
 C = TypeVar("C", bound=BaseConfig)
+
+
+class FgramInit(StrEnum):
+    """How ``A_fgram`` starts (see :attr:`FgramConfig.init`), an option type like OLMo's own."""
+
+    olmo = "olmo"
+    identity = "identity"
 
 
 @dataclass
@@ -50,7 +57,7 @@ class FgramConfig(BaseConfig):
     mlp_hidden_size: Optional[int] = None
     """Defaults to the main model's."""
 
-    init: str = "olmo"
+    init: FgramInit = FgramInit.olmo
     """How ``A_fgram`` starts. ``olmo``: OLMo's own init of its blocks and positions, and a final
     LayerNorm, so a replaced embedding starts as a random function of the f-gram with norm
     ~sqrt(d), far from the token embedding it replaces (norm ~0.02 sqrt(d)). ``identity``: the
@@ -58,12 +65,13 @@ class FgramConfig(BaseConfig):
     so ``A_fgram`` starts as the identity on the f-gram's last token: SCONE starts exactly as the
     baseline and learns the context from there (see docs/results.md for the comparison)."""
 
-    INITS = ("olmo", "identity")
-
     def check(self) -> None:
-        """The f-gram settings a config file can get wrong (checked before any model is built)."""
-        if self.init not in self.INITS:
-            fail(f"model.fgram.init must be 'olmo' or 'identity', got {self.init!r}")
+        """The f-gram settings a config file can get wrong (checked before any model is built;
+        a YAML value is already checked on load, a value set in Python is checked here)."""
+        if self.init not in tuple(FgramInit):
+            fail(
+                f"model.fgram.init must be one of {', '.join(map(str, FgramInit))}, got {self.init!r}"
+            )
 
     @property
     def enabled(self) -> bool:

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
-"""Write configs/olmo/*.yaml from olmo_scone/configs.py (the single source of the paper's settings)."""
+"""Write configs/olmo/*.yaml from olmo_scone/recipes/model_configs.py (the single source of the paper's settings)."""
 
 from pathlib import Path
 
 from olmo_scone.atomic import atomic_write_text
-from olmo_scone.configs import render_all, to_yaml
+from olmo_scone.recipes.model_configs import render_all, to_yaml
 
 if __name__ == "__main__":
     out = Path(__file__).resolve().parents[1] / "configs" / "olmo"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -191,7 +193,17 @@ def test_identity_init_starts_as_the_baseline_and_then_learns_context(real):
 
 
 def test_unknown_fgram_init_is_an_error():
+    """An enum like OLMo's option types: refused in YAML on load, and in Python before a model is built."""
+    from olmo_scone.config import SconeTrainConfig, load_config
     from olmo_scone.errors import SconeError
 
-    with pytest.raises(SconeError, match="fgram.init must be 'olmo' or 'identity'"):
+    with pytest.raises(SconeError, match="fgram.init must be one of olmo, identity"):
         SconeOLMo(tiny_config(init="zeros", num_fgrams=10))
+    with pytest.raises(
+        SconeError, match=r"Invalid value 'zeros', expected one of \[olmo, identity\]"
+    ):
+        load_config(
+            SconeTrainConfig,
+            Path(__file__).parents[1] / "configs/olmo/tiny-scone.yaml",
+            ["model.fgram.init=zeros"],
+        )

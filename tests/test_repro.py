@@ -15,20 +15,16 @@ from olmo_scone.accounting import account
 from olmo_scone.config import SconeTrainConfig, load_config
 from olmo_scone.errors import SconeError
 from olmo_scone.fgrams.vocab import save_vocab
-from olmo_scone.repro import (
+from olmo_scone.recipes.repro import (
     A_SWEEP_FGRAMS,
-    BEGIN,
-    END,
     all_runs,
     check_vocab_size,
-    collect,
     execution_order,
-    report,
     runs,
     select_runs,
-    splice,
     train_command,
 )
+from olmo_scone.recipes.repro_report import BEGIN, END, collect, report, splice
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -208,7 +204,7 @@ def test_report_tables_and_plots_from_finished_runs(tmp_path):
 
 
 def test_tags_from_other_token_files_are_refused(tmp_path):
-    from olmo_scone.repro import check_tags_match
+    from olmo_scone.recipes.repro import check_tags_match
 
     (tmp_path / "data").mkdir()
     (tmp_path / "tags").mkdir()

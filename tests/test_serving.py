@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,11 +60,33 @@ def trained(prepared, tmp_path_factory):
     return cfg, model, d, batch
 
 
+#: the artifacts several tests serve, each exported once per module with these settings (whichever
+#: test asks first), so no test's result depends on which ran before it
+EXPORTS = {
+    "fp32-sharded": dict(dtype="fp32", shard_gb=0.0002),
+    "bf16-many-shards": dict(dtype="bf16", shard_gb=0.0001),
+    "int8-many-shards": dict(dtype="int8", shard_gb=0.0001),
+}
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    cfg, model, d, _ = trained
+    made = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            made[name] = d / f"artifact-{name}"
+            export_model(model, cfg, d / "config.yaml", made[name], batch_size=512, **EXPORTS[name])
+        return made[name]
+
+    return get
+
+
 @pytest.mark.parametrize("mode", ["ram", "mmap"])
-def test_served_logits_equal_training_mode(trained, mode):
+def test_served_logits_equal_training_mode(trained, exported, mode):
     cfg, model, d, batch = trained
-    out = d / f"artifact-fp32-{mode}"
-    export_model(model, cfg, d / "config.yaml", out, dtype="fp32", shard_gb=0.0002, batch_size=512)
+    out = exported("fp32-sharded")
     assert len(json.loads((out / "manifest.json").read_text())["shards"]) > 1
     with torch.no_grad():
         want = model(batch, match=True).logits
@@ -72,17 +97,12 @@ def test_served_logits_equal_training_mode(trained, mode):
 
 @pytest.mark.parametrize("mode", ["ram", "mmap"])
 @pytest.mark.parametrize("dtype", ["bf16", "int8"])
-def test_table_gather_into_buffer_equals_rows(trained, mode, dtype):
+def test_table_gather_into_buffer_equals_rows(exported, mode, dtype):
     """gather() (what serving copies to the device) is the stored rows, across shard edges."""
     from olmo_scone.serving.table import FgramTable
     from olmo_scone.serving.table_format import dequantize, read_shard
 
-    cfg, model, d, batch = trained
-    out = d / f"artifact-gather-{dtype}"
-    if not out.exists():
-        export_model(
-            model, cfg, d / "config.yaml", out, dtype=dtype, shard_gb=0.0001, batch_size=512
-        )
+    out = exported(f"{dtype}-many-shards")
     m = json.loads((out / "manifest.json").read_text())
     assert len(m["shards"]) > 2
     full = torch.cat(
@@ -101,7 +121,7 @@ def test_table_gather_into_buffer_equals_rows(trained, mode, dtype):
         table.gather(np.array([m["rows"]]))
 
 
-def test_prefetching_evaluation_equals_plain(trained):
+def test_prefetching_evaluation_equals_plain(trained, exported):
     """Perplexity with the next batch matched/gathered in a background thread is the same number,
     and equals the training-mode model's."""
     import math
@@ -109,9 +129,7 @@ def test_prefetching_evaluation_equals_plain(trained):
     from olmo_scone.serving.evaluate import perplexity
 
     cfg, model, d, batch = trained
-    out = d / "artifact-fp32-ram"
-    if not out.exists():
-        export_model(model, cfg, d / "config.yaml", out, dtype="fp32", batch_size=512)
+    out = exported("fp32-sharded")
     served = ServedModel(out)
     chunks = batch.numpy()
     a = perplexity(served, chunks, batch_size=3, prefetch=True)
@@ -172,13 +190,11 @@ def test_bad_artifacts_are_refused(trained, tmp_path):
         ServedModel(out)
 
 
-def test_kv_cache_generation_equals_full_recompute(trained):
+def test_kv_cache_generation_equals_full_recompute(trained, exported):
     from olmo_scone.serving.generate import generate
 
     cfg, model, d, batch = trained
-    out = d / "artifact-gen"
-    if not out.exists():
-        export_model(model, cfg, d / "config.yaml", out, dtype="fp32", batch_size=512)
+    out = exported("fp32-sharded")
     served = ServedModel(out)
     prompts = [batch[0, :10].tolist(), batch[1, :10].tolist(), batch[2, :7].tolist()]
     cached = generate(served, prompts, max_new_tokens=12)
@@ -190,29 +206,31 @@ def test_kv_cache_generation_equals_full_recompute(trained):
     assert sampled == generate(served, prompts, 12, temperature=0.8, top_k=50, top_p=0.9, seed=1)
 
 
-def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepared, tmp_path):
-    """The same flags work on a SCONE artifact and on a baseline checkpoint (trained for 2 steps here)."""
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
+EXPORTS["bf16"] = dict(dtype="bf16")
+REPO = Path(__file__).resolve().parents[1]
 
-    repo = Path(__file__).resolve().parents[1]
-    cfg, model, d, batch = trained
-    art = d / "artifact-cli"
-    if not art.exists():
-        export_model(model, cfg, d / "config.yaml", art, dtype="bf16", batch_size=512)
+
+def _script(name: str, *args) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(REPO / "scripts" / name), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def baseline_run(prepared, tmp_path_factory) -> Path:
+    """A baseline checkpoint: tiny-baseline.yaml trained for 2 steps by the real trainer."""
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    base = tmp_path / "baseline"
+    base = tmp_path_factory.mktemp("baseline-run") / "baseline"
     proc = subprocess.run(
         [
             str(Path(sys.executable).parent / "torchrun"),
             "--nproc_per_node=1",
             f"--master_port={port}",
-            str(repo / "scripts" / "train.py"),
-            str(repo / "configs" / "olmo" / "tiny-baseline.yaml"),
+            str(REPO / "scripts" / "train.py"),
+            str(REPO / "configs" / "olmo" / "tiny-baseline.yaml"),
             f"data.tokens_dir={prepared.root}",
             f"save_folder={base}",
             "max_duration=2",
@@ -226,79 +244,97 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return base
+
+
+@pytest.fixture(scope="module")
+def script_perplexities(exported, baseline_run, prepared):
+    """evaluate.py's perplexity of a SCONE artifact and of a baseline checkpoint, table in RAM and mmap."""
+    art = exported("bf16")
     got = {}
-    for target in (art, base):
+    for kind, target, seq in (("scone", art, 64), ("baseline", baseline_run, 128)):
         for table in ("ram", "mmap"):
-            ev = subprocess.run(
-                [
-                    sys.executable,
-                    str(repo / "scripts" / "evaluate.py"),
-                    str(target),
-                    "--table",
-                    table,
-                    "--tokens",
-                    str(prepared.root),
-                    "--max-batches",
-                    "2",
-                    "--json",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
+            ev = _script(
+                "evaluate.py",
+                target,
+                "--table",
+                table,
+                "--tokens",
+                prepared.root,
+                "--max-batches",
+                2,
+                "--json",
             )
             assert ev.returncode == 0, ev.stderr[-2000:]
             r = json.loads(ev.stdout.strip().splitlines()[-1])
-            seq = 64 if target == art else 128  # the test model's context; tiny-baseline.yaml's
-            assert r["tokens"] == 16 * (seq - 1) and 1 < r["perplexity"] < 1e6
-            got[(target.name, table)] = r["perplexity"]
-        gen = subprocess.run(
-            [
-                sys.executable,
-                str(repo / "scripts" / "generate.py"),
-                str(target),
-                "--prompt",
-                "The nation",
-                "--prompt",
-                "We the people of",
-                "--max-new-tokens",
-                "5",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert gen.returncode == 0, gen.stderr[-2000:]
-        lines = gen.stdout.strip().splitlines()
-        assert lines[-2].startswith("The nation") and lines[-1].startswith("We the people of")
-    # RAM and mmap serve the same numbers; the baseline's equals a plain OLMo forward pass of the
-    # checkpoint; make demo's report (olmo_scone/demo.py) reports the very same perplexities.
-    from olmo_scone.demo import evaluate_models, render
-    from olmo_scone.train.checkpoint import load_trained_model
-    from olmo_scone.serving.evaluate import chunks_from_tokens, token_streams
+            assert (
+                r["tokens"] == 16 * (seq - 1) and 1 < r["perplexity"] < 1e6
+            )  # seq: each model's context
+            got[(kind, table)] = r["perplexity"]
+    return got
 
-    for name in (art.name, base.name):
-        assert got[(name, "ram")] == pytest.approx(got[(name, "mmap")], rel=1e-6)
+
+def test_evaluate_script_serves_ram_and_mmap_alike(script_perplexities):
+    for kind in ("scone", "baseline"):
+        assert script_perplexities[(kind, "ram")] == pytest.approx(
+            script_perplexities[(kind, "mmap")], rel=1e-6
+        )
+
+
+def test_evaluate_script_on_a_baseline_equals_a_plain_olmo_forward(
+    script_perplexities, baseline_run, prepared
+):
+    from olmo_scone.serving.evaluate import chunks_from_tokens, token_streams
+    from olmo_scone.train.checkpoint import load_trained_model
+
     chunks = torch.from_numpy(
         chunks_from_tokens(token_streams(str(prepared.root), "valid"), 128)[:16]
     )
-    _, plain = load_trained_model(base)
+    _, plain = load_trained_model(baseline_run)
     with torch.no_grad():
         logits = plain(chunks).logits
-    ref = float(
-        torch.exp(
-            torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]), chunks[:, 1:].reshape(-1)
-            )
-        )
+    lf = logits[:, :-1].reshape(-1, logits.shape[-1])
+    ref = float(torch.exp(torch.nn.functional.cross_entropy(lf, chunks[:, 1:].reshape(-1))))
+    assert script_perplexities[("baseline", "ram")] == pytest.approx(ref, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["scone", "baseline"])
+def test_generate_script_continues_each_prompt(exported, baseline_run, kind):
+    target = exported("bf16") if kind == "scone" else baseline_run
+    gen = _script(
+        "generate.py",
+        target,
+        "--prompt",
+        "The nation",
+        "--prompt",
+        "We the people of",
+        "--max-new-tokens",
+        5,
     )
-    assert got[(base.name, "ram")] == pytest.approx(ref, rel=1e-5)
+    assert gen.returncode == 0, gen.stderr[-2000:]
+    lines = gen.stdout.strip().splitlines()
+    assert lines[-2].startswith("The nation") and lines[-1].startswith("We the people of")
+
+
+def test_demo_report_gives_the_evaluate_scripts_numbers(
+    script_perplexities, exported, baseline_run, trained, prepared
+):
+    """make demo's report (olmo_scone/recipes/demo.py) reports the very perplexities evaluate.py does,
+    and counts only the main model as resident."""
+    from olmo_scone.recipes.demo import evaluate_models, render
+
+    _, model, _, _ = trained
     rows = evaluate_models(
-        {"baseline": base, "SCONE": art}, prepared.root, max_new_tokens=4, max_batches=1
+        {"baseline": baseline_run, "SCONE": exported("bf16")},
+        prepared.root,
+        max_new_tokens=4,
+        max_batches=1,
     )
-    assert rows[0]["perplexity"] == pytest.approx(got[(base.name, "mmap")], rel=1e-6)
-    assert rows[1]["perplexity"] == pytest.approx(got[(art.name, "mmap")], rel=1e-6)
+    assert rows[0]["perplexity"] == pytest.approx(
+        script_perplexities[("baseline", "mmap")], rel=1e-6
+    )
+    assert rows[1]["perplexity"] == pytest.approx(script_perplexities[("scone", "mmap")], rel=1e-6)
     assert rows[1]["fgrams"] == 3000 and rows[0]["fgrams"] == 0 and rows[1]["table_gb"] > 0
-    # A_fgram is not resident: the artifact's resident parameters are exactly the main model's
     main_only = sum(
         p.numel() for n, p in model.named_parameters() if not n.startswith("fgram_model.")
     )
@@ -308,18 +344,10 @@ def test_evaluate_and_generate_scripts_on_artifact_and_baseline(trained, prepare
     assert (
         "continuations (temperature 0.8, top-k 40, seed 0):" in text
     )  # seeded sampling, said in the report
-    bad = subprocess.run(
-        [
-            sys.executable,
-            str(repo / "scripts" / "evaluate.py"),
-            str(tmp_path / "nothing"),
-            "--tokens",
-            "x",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+
+def test_evaluate_script_on_a_missing_folder_is_one_line(tmp_path):
+    bad = _script("evaluate.py", tmp_path / "nothing", "--tokens", "x")
     assert bad.returncode == 2 and "neither a serving artifact" in bad.stderr
 
 

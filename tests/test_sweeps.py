@@ -3,7 +3,7 @@ trainer, not the sweep, decides whether a run is finished, interrupted or stale)
 
 from __future__ import annotations
 
-from olmo_scone.sweeps import TINY_FGRAMS, TINY_FGRAM_LAYERS, _tiny
+from olmo_scone.recipes.sweeps import TINY_FGRAMS, TINY_FGRAM_LAYERS, _tiny
 
 
 def _save_folders(cmds):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import platform
-import resource
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DATA = Path(os.environ.get("OLMO_SCONE_SHARED_DATA", REPO.parent / "shared" / "data"))
+from ..markdown import table  # noqa: F401  (re-exported for the benchmarks)
+from ..paths import REPO, SHARED_DATA  # noqa: F401
+from ..peak_memory import peak_rss_gb
 
 
 def _child(fn, args, q):
@@ -20,9 +20,9 @@ def _child(fn, args, q):
         t0 = time.perf_counter()
         out = fn(*args)
         wall = time.perf_counter() - t0
-        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        q.put({"ok": True, "result": out, "seconds": wall, "peak_rss_gb": max(own, kids) / 2**20})
+        q.put(
+            {"ok": True, "result": out, "seconds": wall, "peak_rss_gb": peak_rss_gb(children=True)}
+        )
     except BaseException:
         q.put({"ok": False, "error": traceback.format_exc()})
 
@@ -58,19 +58,6 @@ def prepared_real_text(cache: Path) -> "TokenManifest":  # noqa: F821
     from ..data.prepare import PrepareSettings, prepare
 
     return prepare(PrepareSettings(sources=real_text_sources(), out=cache, valid_fraction=0.01))
-
-
-def table(rows: List[List[Any]], header: List[str]) -> str:
-    cols = [header] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cols) for i in range(len(header))]
-
-    def line(r):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"
-
-    return "\n".join(
-        [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-        + [line(r) for r in cols[1:]]
-    )
 
 
 def build_vocab(

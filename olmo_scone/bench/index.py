@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -23,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ArgumentParser, positive_int
+from ..peak_memory import peak_rss_gb
 from .common import isolated, machine, table
 
 V = 50280
@@ -136,7 +136,7 @@ def measure(folder: str, mode: str, lookups: int) -> Dict:
     for s, q in many.items():
         _timed(m, q)  # touch its pages once
         out[f"warm_median_{s}"] = float(np.median(_timed(m, q)))
-    out["max_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out["max_rss"] = peak_rss_gb()
     return out
 
 

@@ -45,7 +45,7 @@ from .common import REPO, build_vocab, isolated, machine, prepared_real_text, re
 # ---- setup -------------------------------------------------------------------------------------
 def _config(work: Path, d_model: int, n_heads: int, n_layers: int, seq: int) -> Path:
     from ..config import SconeModelConfig, SconeTrainConfig
-    from ..configs import main_model_settings
+    from ..recipes.model_configs import main_model_settings
 
     cfg = SconeTrainConfig.new()
     cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"

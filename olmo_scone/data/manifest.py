@@ -3,8 +3,8 @@
 A prepared directory looks like::
 
     DIR/manifest.json
-    DIR/train/part-<p>-<i>.npy      raw memmap token ids (no .npy header: OLMo's format)
-    DIR/train/part-<p>-<i>.csv.gz   one row per document: start,end,id,src,line (dolma's)
+    DIR/train/part-<i>.npy          raw memmap token ids (no .npy header: OLMo's format)
+    DIR/train/part-<i>.csv.gz       one row per document: start,end,id,src,line (dolma's)
     DIR/valid/...                   the same for the validation split
 
 The manifest records the tokenizer (file name and sha256), dtype, token and document

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..config import SconeTrainConfig
 from ..errors import fail, full_disk
 from ..malloc import keep_large_allocations
+from ..peak_memory import peak_rss_gb
 from .data import TrainBatches
 from .ds_config import deepspeed_config
 from .run_state import FINISHED_FILE, plan_start, record_finish, record_start, run_identity
@@ -306,7 +307,7 @@ class SconeTrainer:
                     "throughput/device/tokens_per_second": (self.tokens_seen - tokens_last)
                     / max(now - t_last, 1e-9)
                     / self.world,
-                    "System/Peak RSS (MB)": _max_rss_gb() * 1024,
+                    "System/Peak RSS (MB)": peak_rss_gb() * 1024,
                 }
             )
             if self.device.type == "cuda":
@@ -424,9 +425,3 @@ def prune_checkpoints(save_folder: Path, keep: int) -> list:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p.name)
     return removed
-
-
-def _max_rss_gb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import resource
 import shutil
 import tempfile
 import time
@@ -17,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ...peak_memory import peak_rss_gb
 from .local import LocalExecutor
 from .plan import CountPlan, CountSettings, TokenSource, plan_count
 from .ranking import KEEP_ALL, decode_winners, find_cut, group_sizes
@@ -91,7 +91,7 @@ def _count(sources, vocab_size: int, eos: int, pad: int, s: CountSettings, ex) -
             break
     winners, cut = _rank(ex, passes, s.num_fgrams)
     tokens, lengths, counts = decode_winners(winners, vocab_size, s.max_n)
-    driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    driver = peak_rss_gb()
     stats = {
         "executor": ex.name,
         "nodes": ex.nodes,

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 import socket
 from typing import Dict, List, Tuple
 
 import numpy as np
 
 from ...errors import fail
+from ...peak_memory import peak_rss_gb
 from ..hashindex import HashIndex, _home
 from .plan import Chunk
 
@@ -29,8 +29,7 @@ IndexArrays = Tuple[np.ndarray, np.ndarray, int, int]  # a HashIndex: keys, valu
 
 def worker_stats() -> Dict[str, object]:
     """Which process ran a task and its peak RSS so far: the driver reports each worker's peak."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    return {"node": _node_id(), "pid": os.getpid(), "peak_rss_gb": round(peak, 4)}
+    return {"node": _node_id(), "pid": os.getpid(), "peak_rss_gb": round(peak_rss_gb(), 4)}
 
 
 def _node_id() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .errors import ArgumentParser, fail
+from ..errors import ArgumentParser, fail
 
 DEFAULT_PROMPT = "The best way to learn a new language is"
 # nanoGPT-style seeded sampling: a 100-step model's greedy continuation is one token repeated,
@@ -29,12 +29,12 @@ def evaluate_models(
     sampling: Optional[Dict] = None,
 ) -> List[Dict]:
     """One row per model: resident parameters, FLOPs/token, table size, held-out perplexity, a continuation."""
-    from .accounting import account
-    from .serving.cli import tokenizer_for, tokenizer_name
-    from .serving.evaluate import chunks_from_tokens, perplexity, token_streams
-    from .serving.generate import generate
-    from .serving.runtime import load_served
-    from .serving.table import table_disk_bytes
+    from ..accounting import account
+    from ..serving.cli import tokenizer_for, tokenizer_name
+    from ..serving.evaluate import chunks_from_tokens, perplexity, token_streams
+    from ..serving.generate import generate
+    from ..serving.runtime import load_served
+    from ..serving.table import table_disk_bytes
 
     sampling = SAMPLING if sampling is None else sampling
     rows = []
@@ -75,7 +75,7 @@ def evaluate_models(
 
 
 def render(rows: List[Dict]) -> str:
-    from .bench.common import table
+    from ..markdown import table
 
     body = [
         [
@@ -115,8 +115,8 @@ def render(rows: List[Dict]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .atomic import atomic_write_json, atomic_write_text
-    from .plotting import plot_runs
+    from ..atomic import atomic_write_json, atomic_write_text
+    from ..plotting import plot_runs
 
     p = ArgumentParser(prog="demo_report.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline", type=Path, required=True, help="the baseline's save_folder")

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import ArgumentParser, fail
+from ..errors import ArgumentParser, fail
+from .tiny import tiny_cpu
 
 TINY_FGRAMS = [25_000, 100_000, 400_000]
 TINY_FGRAM_LAYERS = [1, 2, 4]
@@ -25,17 +26,7 @@ PY = sys.executable
 
 def _tiny(axis: str, root: Path, data: Path, steps: int) -> List[List[str]]:
     train = [str(Path(PY).parent / "torchrun"), "--nproc_per_node=2", "scripts/train.py"]
-    common = [
-        f"data.tokens_dir={data}",
-        f"max_duration={steps}",
-        "global_train_batch_size=16",
-        "device_train_microbatch_size=8",
-        f"eval_interval={steps // 6}",
-        "save_interval=1000000",
-        "wandb.group=tiny-sweep",
-        "scheduler.t_warmup=10",
-        "evaluators=[{label: valid, type: lm, subset_num_batches: 20}]",
-    ]
+    common = tiny_cpu(steps, data, group="tiny-sweep", eval_every=steps // 6, warmup=10)
     # a re-run of the sweep runs every command: the trainer does nothing for a finished run and
     # resumes an interrupted one (train/run_state.py)
     cmds = [
@@ -149,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if r.returncode != 0:
                 fail(f"sweep step failed (exit {r.returncode}): {' '.join(c[:4])} ...")
     if a.scale == "tiny":
-        from .plotting import plot_runs
+        from ..plotting import plot_runs
 
         runs = sorted(d for d in root.iterdir() if (d / "metrics.jsonl").is_file())
         out = a.plot or root / "curves.png"

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import ArgumentParser
-from .accounting import account, paper_check, summary_table, to_dict
-from .config import load_model_config
+from ..errors import ArgumentParser
+from ..accounting import account, paper_check, summary_table, to_dict
+from ..config import load_model_config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

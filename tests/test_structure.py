@@ -1,0 +1,65 @@
+"""The package's layering: the library never imports the experiments (recipes/) or the benchmarks
+(bench/); module names are not one letter apart (config.py / configs.py was)."""
+
+from __future__ import annotations
+
+import ast
+from itertools import combinations
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "olmo_scone"
+UPPER = ("olmo_scone.recipes", "olmo_scone.bench")
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path):
+    """Absolute names of every module ``path`` imports (at any depth: imports inside functions too)."""
+    package = _module(path) if path.name == "__init__.py" else _module(path).rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                base = node.module or ""
+            else:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            yield base
+            yield from (f"{base}.{a.name}" for a in node.names)
+
+
+def test_the_library_does_not_import_recipes_or_benchmarks():
+    library = [p for p in PKG.rglob("*.py") if not _module(p).startswith(UPPER)]
+    assert len(library) > 30
+    offenders = sorted(
+        f"{p.relative_to(PKG.parent)} imports {name}"
+        for p in library
+        for name in _imports(p)
+        if name.startswith(UPPER)
+    )
+    assert offenders == []
+
+
+def test_the_import_walk_sees_relative_imports_inside_functions(tmp_path):
+    """The check above would pass vacuously if relative imports were resolved wrongly."""
+    demo = PKG / "recipes" / "demo.py"
+    names = set(_imports(demo))
+    assert "olmo_scone.serving.runtime" in names and "olmo_scone.markdown.table" in names
+
+
+def _one_letter_apart(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b)) == 1
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
+
+
+def test_no_two_modules_are_one_letter_apart():
+    names = {p.stem for p in PKG.rglob("*.py") if p.stem != "__init__"}
+    assert not [(a, b) for a, b in combinations(sorted(names), 2) if _one_letter_apart(a, b)]
