@@ -34,7 +34,8 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
-from .config import SconeTrainConfig
+from .safetensors_bytes import safetensors_bytes
+from .config import SconeTrainConfig, load_config
 from .errors import ArgumentParser, SconeError, fail, full_disk, positive_float, positive_int
 from .progress import progress
 from .serving.table import table_disk_bytes
@@ -112,6 +113,8 @@ def export(
     with OutputLock(out, "--out") if ranks.rank == 0 else contextlib.nullcontext():
         ranks.barrier()  # no rank writes before rank 0 holds the lock
         cfg, model = load_trained_model(save_folder, tag, ranks.device())
+        if model.fgram_model is None:  # a baseline: its Hugging Face folder (main model only)
+            return export_baseline(model, cfg, out, str(save_folder)) if ranks.rank == 0 else None
         return export_model(
             model,
             cfg,
@@ -158,6 +161,39 @@ def export_model(
         source,
         ranks=ranks,
     )
+
+
+def export_baseline(model, cfg: SconeTrainConfig, out: Path, source: str = "") -> dict:
+    """A baseline save_folder as a folder that ``transformers`` opens like a SCONE one (no table):
+    ``model.safetensors``, ``config.yaml``, the Hugging Face files (hf/folder.py), written to
+    ``OUT.partial`` and renamed into place."""
+    from omegaconf import OmegaConf
+
+    from .atomic import atomic_write_text
+    from .hf.folder import write_hf_files
+
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    state = main_model_state(model, cfg)
+    atomic_write_bytes(partial / "model.safetensors", safetensors_bytes(state, MAIN_MODEL_METADATA))
+    atomic_write_text(partial / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    write_hf_files(partial, cfg, has_table=False)
+    info = {
+        "kind": "baseline",
+        "source_checkpoint": source,
+        "model_sha256": sha256_file(partial / "model.safetensors"),
+    }
+    atomic_write_json(partial / "olmo_scone_export.json", info)  # last: the folder is whole
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return info
+
+
+#: metadata of the main model's safetensors file: ``format: pt`` is what ``transformers`` requires
+MAIN_MODEL_METADATA = {"format": "pt", "olmo_scone": "main-model"}
 
 
 def main_model_state(model, cfg: SconeTrainConfig) -> dict:
@@ -238,11 +274,8 @@ def write_artifact(
         "export_ranks": ranks.world,
     }
     if main_state is not None:
-        from .safetensors_bytes import safetensors_bytes
-
         atomic_write_bytes(
-            partial / "model.safetensors",
-            safetensors_bytes(main_state, {"format": "olmo-scone/main-model"}),
+            partial / "model.safetensors", safetensors_bytes(main_state, MAIN_MODEL_METADATA)
         )
         manifest.update(
             model_file="model.safetensors", model_sha256=sha256_file(partial / "model.safetensors")
@@ -265,6 +298,10 @@ def write_artifact(
         }
     if config_path is not None:
         shutil.copyfile(config_path, partial / "config.yaml")
+        if main_state is not None:  # what transformers' from_pretrained reads (hf/folder.py)
+            from .hf.folder import write_hf_files
+
+            write_hf_files(partial, load_config(SconeTrainConfig, config_path), has_table=True)
     manifest["export_wall_time_s"] = round(time.time() - t0, 2)
     atomic_write_json(
         partial / "manifest.json", manifest
@@ -337,6 +374,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     m = export(a.checkpoint, a.out, a.dtype, a.shard_gb, a.batch_size, a.overwrite, a.tag)
     if m is None:  # not rank 0 of a multi-rank export: rank 0 reports
+        return 0
+    if m.get("kind") == "baseline":
+        print(
+            f"{a.checkpoint} is a baseline (no f-gram table): wrote its Hugging Face folder -> {a.out}"
+        )
         return 0
     gb = table_disk_bytes(a.out, m) / 1e9
     rate = m["rows"] / max(m["export_wall_time_s"], 1e-9)

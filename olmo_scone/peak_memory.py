@@ -5,10 +5,25 @@ from __future__ import annotations
 import resource
 
 
+def _vm_hwm_kib() -> int | None:
+    """This process's own high-water RSS (Linux ``VmHWM``, KiB). Unlike ``ru_maxrss``, it restarts
+    at ``exec``: a process spawned from a large parent does not report the parent's peak as its own."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_gb(children: bool = False) -> float:
-    """This process's peak RSS in GiB (Linux reports ``ru_maxrss`` in KiB); with ``children``, the
-    largest of it and of any waited-for child process (e.g. a pool's workers)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's peak RSS in GiB; with ``children``, the largest of it and of any waited-for
+    child process (e.g. a pool's workers; ``ru_maxrss`` of children, KiB on Linux)."""
+    own = _vm_hwm_kib()
+    if own is None:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if children:
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return peak / 2**20
+        own = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    return own / 2**20

@@ -399,7 +399,7 @@ CASES = {
     "evaluate, artifact of format version 1": Case(
         evaluate_main,
         lambda a, t, s: [s, "--tokens", a.tokens],
-        r"format version 1, this olmo-scone reads version 2: re-export it",
+        r"format version 1, this olmo-scone reads versions 2, 3: re-export it",
         subject=served_with(_edit_manifest("format_version", 1)),
     ),
     "evaluate --no-verify --table mmap, truncated index": Case(

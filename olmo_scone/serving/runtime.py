@@ -46,7 +46,6 @@ class ServedModel:
         """Open a serving artifact. ``mode`` places the table *and* the matcher's index: in RAM, or
         memory-mapped from disk (then opening reads neither; lookups fault in what they touch).
         The vocabulary itself is not kept: serving needs only the index built from it."""
-        from ..fgrams.matching import FgramMatcher
         from ..model import SconeOLMo
 
         root = Path(artifact)
@@ -57,22 +56,14 @@ class ServedModel:
             fail(
                 f"{root}: the table was built for tokenizer sha256 {str(m['tokenizer_sha256'])[:12]}, the data uses {tokenizer_sha256[:12]}"
             )
-        if int(m["d_model"]) != cfg.model.d_model:
-            fail(
-                f"{root}: table d_model {m['d_model']} does not match the model's {cfg.model.d_model}"
-            )
-        if not m.get("matcher"):
-            fail(
-                f"{root}/manifest.json lists no matcher index: a table-only artifact cannot be served"
-            )
-        matcher = FgramMatcher.load(
-            root / m["matcher"]["folder"], m["matcher"], mmap=(mode == "mmap"), verify=verify
+        table, matcher = open_fgram_table(
+            root,
+            mode,
+            verify,
+            vocab_size=cfg.model.vocab_size,
+            d_model=cfg.model.d_model,
+            manifest=m,
         )
-        if matcher.num_fgrams != int(m["rows"]) or matcher.vocab_size != cfg.model.vocab_size:
-            fail(
-                f"{root}: the matcher's index ({matcher.num_fgrams} f-grams, vocab {matcher.vocab_size}) does not fit "
-                f"the table ({m['rows']} rows) and model (vocab {cfg.model.vocab_size})"
-            )
         cfg.model.init_device = device
         cfg.model.fgram.vocab_path = None
         cfg.model.fgram.num_fgrams = int(m["rows"])
@@ -88,7 +79,7 @@ class ServedModel:
             fail(
                 f"{root}/{m['model_file']} does not fit the config: missing {missing[:3]}, unexpected {unexpected[:3]}"
             )
-        self._attach(model, cfg, device, FgramTable(root, mode, verify), matcher=matcher)
+        self._attach(model, cfg, device, table, matcher=matcher)
 
     @classmethod
     def from_checkpoint(cls, save_folder: str | Path, device: str = "cpu") -> "ServedModel":
@@ -223,6 +214,36 @@ class ServedModel:
             p = self.prepare(seqs[:, -1:], context=seqs[:, -k:])
         out = self.forward_prepared(p, past=past, use_cache=True)
         return out.logits[:, -1], out.attn_key_values
+
+
+def open_fgram_table(
+    root: Path,
+    mode: str,
+    verify: bool,
+    vocab_size: int,
+    d_model: int,
+    manifest: Optional[dict] = None,
+):
+    """The artifact's table and host matcher (in RAM or memory-mapped, ``mode``), checked against
+    the model that will use them. Shared by :class:`ServedModel` and the Hugging Face class."""
+    from ..fgrams.matching import FgramMatcher
+
+    m = manifest if manifest is not None else load_artifact_manifest(root)
+    if manifest is None:
+        _check_vocabulary(root, m, verify)
+    if int(m["d_model"]) != d_model:
+        fail(f"{root}: table d_model {m['d_model']} does not match the model's {d_model}")
+    if not m.get("matcher"):
+        fail(f"{root}/manifest.json lists no matcher index: a table-only artifact cannot be served")
+    matcher = FgramMatcher.load(
+        root / m["matcher"]["folder"], m["matcher"], mmap=(mode == "mmap"), verify=verify
+    )
+    if matcher.num_fgrams != int(m["rows"]) or matcher.vocab_size != vocab_size:
+        fail(
+            f"{root}: the matcher's index ({matcher.num_fgrams} f-grams, vocab {matcher.vocab_size}) does not fit "
+            f"the table ({m['rows']} rows) and model (vocab {vocab_size})"
+        )
+    return FgramTable(root, mode, verify), matcher
 
 
 def _check_vocabulary(root: Path, m: dict, verify: bool) -> None:

@@ -22,7 +22,8 @@ import torch
 from ..errors import fail
 from .table_format import (
     ARTIFACT_FORMAT,
-    ARTIFACT_VERSION,
+    READABLE_ARTIFACT_VERSIONS,
+    part_name,
     DTYPES,
     FLOAT_DTYPES,
     FORMAT,
@@ -39,9 +40,10 @@ def _mmap_tensors(path: Path) -> Dict[str, np.ndarray]:
         (n,) = struct.unpack("<Q", f.read(8))
         header = json.loads(f.read(n))
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
+    for stored, info in header.items():
+        if stored == "__metadata__":
             continue
+        name = part_name(stored)
         lo, hi = info["data_offsets"]
         arr = np.memmap(
             path, dtype=_NP[info["dtype"]], mode="r", offset=8 + n + lo, shape=tuple(info["shape"])
@@ -208,10 +210,10 @@ def load_artifact_manifest(root: Path) -> Dict:
         fail(f"{p} is not valid JSON ({e}); the artifact is corrupt: re-export it")
     if not isinstance(m, dict) or m.get("format") != ARTIFACT_FORMAT:
         fail(f"{p}: not an olmo-scone serving artifact")
-    if m.get("format_version") != ARTIFACT_VERSION:
+    if m.get("format_version") not in READABLE_ARTIFACT_VERSIONS:
         fail(
-            f"{p}: serving artifact format version {m.get('format_version')}, this olmo-scone reads version "
-            f"{ARTIFACT_VERSION}: re-export it (scripts/export_embeddings.py SAVE_FOLDER --out DIR --overwrite)"
+            f"{p}: serving artifact format version {m.get('format_version')}, this olmo-scone reads versions "
+            f"{', '.join(map(str, READABLE_ARTIFACT_VERSIONS))}: re-export it (scripts/export_embeddings.py SAVE_FOLDER --out DIR --overwrite)"
         )
     missing = [k for k in ("dtype", "d_model", "rows", "shards") if k not in m]
     if missing:
@@ -259,7 +261,7 @@ def check_shard_header(path: Path, entry: Dict, dtype: str, d_model: int) -> Non
             f"of d_model {got[4]}; the manifest: {dtype} rows {lo}..{hi} of d_model {d_model})"
         )
     want = _expected_tensors(dtype, hi - lo, d_model)
-    have = {k: (v.get("dtype"), v.get("shape")) for k, v in header.items()}
+    have = {part_name(k): (v.get("dtype"), v.get("shape")) for k, v in header.items()}
     if have != {k: (t, list(sh)) for k, (t, sh) in want.items()}:
         fail(
             f"table shard {path}: tensors {have} do not match a {dtype} table of {hi - lo} rows x {d_model}"

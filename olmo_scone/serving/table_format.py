@@ -23,10 +23,12 @@ import torch
 from ..errors import fail
 
 FORMAT = "olmo-scone/fgram-table"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: tensor names unique across shards (stored_name)
 #: the serving artifact (manifest.json): version 2 added the matcher's index files (matcher/)
 ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
-ARTIFACT_VERSION = 2
+ARTIFACT_VERSION = 3
+#: artifact versions this code reads (2: the same files, table tensors named alike in every shard)
+READABLE_ARTIFACT_VERSIONS = (2, 3)
 DTYPES = ("fp32", "bf16", "fp16", "int8", "int4")
 FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -78,6 +80,17 @@ def tensors_sha256(tensors: Dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def stored_name(row_start: int, part: str) -> str:
+    """A table tensor's name in its shard file, unique across shards (``fgram_table.<first row>.<part>``),
+    so the shards of one table could share a safetensors index without their names colliding."""
+    return f"fgram_table.{row_start:012d}.{part}"
+
+
+def part_name(name: str) -> str:
+    """``embeddings`` / ``q`` / ``scale`` from a stored name (or an older shard's plain name)."""
+    return name.rsplit(".", 1)[-1]
+
+
 def write_shard(
     path: Path,
     tensors: Dict[str, torch.Tensor],
@@ -99,8 +112,9 @@ def write_shard(
         "d_model": str(d_model),
         "sha256": digest,
     }
+    stored = {stored_name(row_start, k): v for k, v in tensors.items()}
     atomic_write_bytes(
-        path, safetensors_bytes(tensors, meta)
+        path, safetensors_bytes(stored, meta)
     )  # same rows, same bytes, whoever writes them
     return digest
 
@@ -115,7 +129,7 @@ def read_shard(path: Path, verify: bool = True) -> Tuple[Dict[str, torch.Tensor]
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
+        tensors = {part_name(k): v for k, v in load_file(str(path)).items()}
     except (SafetensorError, OSError, ValueError) as e:
         fail(f"table shard {path} is unreadable ({e}); it is truncated or corrupt")
     if meta.get("format") != FORMAT:

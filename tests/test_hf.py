@@ -1,0 +1,196 @@
+"""Served models through Hugging Face ``transformers``: ``AutoModelForCausalLM.from_pretrained`` on an
+exported folder, against the project's own serving runtime on real text."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from olmo_scone.config import FgramConfig, SconeModelConfig, SconeTrainConfig
+from olmo_scone.export import export_model
+from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+from olmo_scone.model import SconeOLMo
+from olmo_scone.serving.generate import generate
+from olmo_scone.serving.runtime import ServedModel
+
+REPO = Path(__file__).resolve().parents[1]
+#: the project's own seeded sampling on this file's model and prompts, pinned before generation
+#: moved anywhere near transformers (regenerate: OLMO_SCONE_PIN_SAMPLING=1 pytest tests/test_hf.py)
+SAMPLING_PIN = Path(__file__).with_name("fixtures") / "hf_sampling.json"
+SAMPLING = dict(temperature=0.8, top_k=50, top_p=0.9)
+
+
+@pytest.fixture(scope="module")
+def exported(prepared, tmp_path_factory):
+    """A small SCONE model (random init, seed 0) with 3,000 real f-grams, exported with an fp32 table."""
+    d = tmp_path_factory.mktemp("hf")
+    tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
+    (d / "t.npy").write_bytes(tokens.tobytes())
+    src = [TokenSource(d / "t.npy", tokens.dtype, len(tokens))]
+    r = count_fgrams(src, 50280, 50279, 1, CountSettings(num_fgrams=3000, min_count=3, processes=1))
+    vpath = d / "fgrams.safetensors"
+    meta = {"tokenizer_sha256": prepared.tokenizer["sha256"]}
+    save_vocab(vpath, r.tokens, r.lengths, r.counts, meta)
+    cfg = SconeTrainConfig.new()
+    cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
+    cfg.model = SconeModelConfig(
+        d_model=64,
+        n_heads=4,
+        n_layers=2,
+        max_sequence_length=64,
+        vocab_size=50280,
+        embedding_size=50304,
+        eos_token_id=50279,
+        pad_token_id=1,
+        attention_dropout=0.0,
+        residual_dropout=0.0,
+        embedding_dropout=0.0,
+        init_device="cpu",
+        fgram=FgramConfig(vocab_path=str(vpath), n_layers=2),
+    )
+    cfg.save(d / "config.yaml")
+    torch.manual_seed(0)
+    model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(vpath)).eval()
+    out = d / "served"
+    export_model(model, cfg, d / "config.yaml", out, dtype="fp32", shard_gb=0.0002, batch_size=512)
+    batch = torch.from_numpy(tokens[: 4 * 64].astype(np.int64).reshape(4, 64))
+    return out, batch
+
+
+@pytest.fixture(scope="module")
+def hf_model(exported):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(exported[0]), trust_remote_code=True).eval()
+
+
+def _prompts(batch):
+    return [batch[0, :10].tolist(), batch[1, :10].tolist(), batch[2, :7].tolist()]
+
+
+def test_from_pretrained_opens_the_folder_with_the_table_memory_mapped(hf_model, exported):
+    out, _ = exported
+    assert type(hf_model).__name__ == "SconeOLMoForCausalLM"
+    assert hf_model.fgram_table.mode == "mmap" and hf_model.fgram_table.rows == 3000
+    names = [n for n, _ in hf_model.named_parameters()]
+    assert not any("fgram" in n for n in names)  # A_fgram is gone and the table is no parameter
+    main = sum(p.numel() for p in hf_model.parameters())
+    assert main == sum(p.numel() for p in ServedModel(out).model.parameters())
+    assert len(json.loads((out / "manifest.json").read_text())["shards"]) > 1
+
+
+def test_forward_logits_equal_the_served_logits(hf_model, exported):
+    out, batch = exported
+    with torch.no_grad():
+        got = hf_model(batch).logits
+    want = ServedModel(out, mode="ram").logits(batch)
+    assert (got.argmax(-1) != want.argmax(-1)).float().mean() < 1  # not a degenerate comparison
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_greedy_generate_equals_full_recompute_through_the_served_forward(hf_model, exported):
+    out, batch = exported
+    served = ServedModel(out)
+    for prompt in _prompts(batch):
+        with torch.no_grad():
+            hf = hf_model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False)
+        assert hf[0, len(prompt) :].tolist() == generate(served, [prompt], 12, use_cache=False)[0]
+
+
+def test_seeded_sampling_gives_the_projects_pinned_tokens(hf_model, exported, prepared):
+    out, batch = exported
+    prompts = _prompts(batch)
+    if os.environ.get("OLMO_SCONE_PIN_SAMPLING") == "1":
+        pinned = {
+            "data_fingerprint": prepared.data["fingerprint"],
+            "settings": SAMPLING,
+            "runs": [],
+        }
+        for seed in (0, 1, 2):
+            for p in prompts:
+                cont = generate(ServedModel(out), [p], 12, seed=seed, **SAMPLING)[0]
+                pinned["runs"].append({"seed": seed, "prompt": p, "tokens": cont})
+        SAMPLING_PIN.write_text(json.dumps(pinned, indent=1) + "\n")
+    pinned = json.loads(SAMPLING_PIN.read_text())
+    assert pinned["data_fingerprint"] == prepared.data["fingerprint"], (
+        "the pinned sampling fixture was made on other test data (../shared/data): regenerate it"
+    )
+    for run in pinned["runs"]:
+        torch.manual_seed(run["seed"])  # generate() draws from torch's default generator
+        with torch.no_grad():
+            hf = hf_model.generate(
+                torch.tensor([run["prompt"]]), max_new_tokens=12, do_sample=True, **SAMPLING
+            )
+        assert hf[0, len(run["prompt"]) :].tolist() == run["tokens"], run
+    assert len({tuple(r["tokens"]) for r in pinned["runs"]}) > 3  # the seeds do change the samples
+
+
+def test_the_tokenizer_loads_with_autotokenizer(exported):
+    from olmo.tokenizer import Tokenizer
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(exported[0]))
+    olmo = Tokenizer.from_file(
+        str(exported[0] / "tokenizer.json"), eos_token_id=50279, pad_token_id=1
+    )
+    text = "We the People of the United States, in Order to form a more perfect Union"
+    assert tok(text).input_ids == olmo.encode(text, add_special_tokens=False)
+    assert (tok.eos_token_id, tok.pad_token_id) == (50279, 1)
+
+
+def test_a_baseline_save_folder_converts_to_a_folder_that_loads_the_same_way(prepared, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from olmo_scone.train.checkpoint import load_trained_model
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = tmp_path / "baseline"
+    train = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--nproc_per_node=1",
+        f"--master_port={port}",
+        str(REPO / "scripts" / "train.py"),
+        str(REPO / "configs" / "olmo" / "tiny-baseline.yaml"),
+        f"data.tokens_dir={prepared.root}",
+        f"save_folder={base}",
+        "max_duration=2",
+        "wandb=null",
+        "evaluators=[]",
+        "global_train_batch_size=4",
+        "device_train_microbatch_size=4",
+    ]
+    proc = subprocess.run(train, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = tmp_path / "hf-baseline"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "export_embeddings.py"),
+            str(base),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and "is a baseline" in proc.stdout, proc.stderr[-2000:]
+    hf = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True).eval()
+    assert hf.fgram_table is None
+    _, plain = load_trained_model(base)
+    ids = torch.from_numpy(
+        np.asarray(prepared.memmaps("valid")[0][: 2 * 128], dtype=np.int64).reshape(2, 128)
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, plain(ids).logits, rtol=1e-5, atol=1e-5)
