@@ -342,3 +342,74 @@ def test_save_num_checkpoints_to_keep_prunes_old_checkpoints(setup, tmp_path):
     (folder / "latest").write_text("step4")
     assert prune_checkpoints(folder, 1) == ["step5", "step6"]
     assert sorted(p.name for p in folder.glob("step*")) == ["step4", "step7"]
+
+
+def test_olmo_data_paths_train_with_their_sidecar(setup, tmp_path):
+    """OLMo's data.paths (raw memmap .npy files by glob) instead of a prepare_data.py directory: the
+    tokenizer gives the dtype, the files' content gives the fingerprint the sidecar is bound to."""
+    from olmo_scone.data.sources import files_fingerprint, open_token_paths
+    from olmo_scone.fgrams.cli import tag_main
+
+    prepared, vpath, d = setup
+    glob = f"{prepared.root}/train/*.npy"
+    tags = tmp_path / "tags"
+    assert (
+        tag_main(
+            [
+                "--vocab",
+                str(vpath),
+                "--tokens",
+                glob,
+                "--tokenizer",
+                "allenai_gpt-neox-olmo-dolma-v1_5",
+                "--out",
+                str(tags),
+            ]
+        )
+        == 0
+    )
+    files = open_token_paths([glob], "allenai_gpt-neox-olmo-dolma-v1_5")
+    assert json.loads((tags / "fgram_tags.json").read_text())[
+        "tokens_fingerprint"
+    ] == files_fingerprint(files.files)
+    folder = tmp_path / "run"
+    args = overrides(prepared, vpath, d, folder, steps=2)
+    args = [a for a in args if not a.startswith(("data.tokens_dir=", "data.fgram_tags="))]
+    args.append("data.tokens_dir=null")  # the YAML names a prepared directory
+    proc = train_single_process([*args, f"data.paths=[{glob}]", f"data.fgram_tags={tags}"])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    identity = json.loads((folder / "run.json").read_text())["identity"]
+    assert identity["data"]["tokens_fingerprint"] == files.fingerprint
+    assert sorted(losses(folder)) == [1, 2]
+
+    both = train_single_process(
+        [
+            *args[:-1],
+            f"data.paths=[{glob}]",
+            f"data.tokens_dir={prepared.root}",
+            f"data.fgram_tags={tags}",
+            f"save_folder={tmp_path / 'x'}",
+        ]
+    )
+    assert_clean_error(both, r"set data\.tokens_dir or data\.paths, not both")
+    dir_tags = train_single_process(
+        [
+            *args,
+            f"data.paths=[{glob}]",
+            f"data.fgram_tags={d / 'tags'}",
+            f"save_folder={tmp_path / 'y'}",
+        ]
+    )
+    assert_clean_error(dir_tags, r"was made from other token files than \d+ token file\(s\)")
+    no_eval_data = train_single_process(
+        [
+            *args,
+            f"data.paths=[{glob}]",
+            f"data.fgram_tags={tags}",
+            f"save_folder={tmp_path / 'z'}",
+            "evaluators=[{label: v, type: lm}]",
+        ]
+    )
+    assert_clean_error(
+        no_eval_data, r"evaluator 'v' has no data: with data\.paths, give it data\.paths"
+    )

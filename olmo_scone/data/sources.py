@@ -65,13 +65,30 @@ def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] =
         return TokenFiles(files, m.tokenizer, m.data["fingerprint"], p)
     if p.is_dir():
         fail(f"{p} has no {MANIFEST_NAME}; pass a directory made by scripts/prepare_data.py or a glob of .npy files")
-    paths = sorted(Path(x) for x in glob.glob(spec)) if any(c in spec for c in "*?[") else [p]
-    paths = [x for x in paths if x.exists()]
-    if not paths:
-        fail(f"no token files at {spec}")
     if tokenizer is None:
         fail("bare token files need --tokenizer (the name they were tokenized with)")
+    return open_token_paths([spec], tokenizer, split)
+
+
+def open_token_paths(specs: List[str], tokenizer: str, split: str = "train") -> TokenFiles:
+    """OLMo's ``data.paths``: raw memmap token files (``.npy`` without a header), as local paths or
+    globs. Their dtype comes from the tokenizer; every id must be below its vocabulary size; their
+    fingerprint is a hash of every file's name, length and content, so a sidecar made for them
+    (tag_fgrams.py on the same paths) and a run trained on them can be bound to exactly these files."""
     tok = resolve_tokenizer(tokenizer)
+    paths: List[Path] = []
+    for spec in specs:
+        if "://" in str(spec):
+            fail(f"{spec}: remote token files are not read directly; copy them to local (or mounted) storage")
+        found = sorted(Path(x) for x in glob.glob(str(spec))) if any(c in str(spec) for c in "*?[") else [Path(spec)]
+        found = [x for x in found if x.is_file()]
+        if not found:
+            fail(f"no token files at {spec}")
+        paths += found
+    names = [x.name for x in paths]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[0]
+        fail(f"two token files are both named {dup}: their sidecar files would collide; rename one")
     files = []
     for x in paths:
         size = x.stat().st_size
@@ -79,7 +96,18 @@ def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] =
             fail(f"{x}: {size} bytes is not a whole number of {tok.dtype.name} tokens")
         files.append(TokenFile(x, tok.dtype, size // tok.dtype.itemsize, split, x.name))
     if sum(f.length for f in files) == 0:
-        fail(f"the token files at {spec} are empty")
+        fail(f"the token files at {', '.join(map(str, specs))} are empty")
     for f in files:
         check_token_ids(f, int(tok.vocab_size), tok.name)
-    return TokenFiles(files, tok.to_dict(), None, None)
+    return TokenFiles(files, tok.to_dict(), files_fingerprint(files), None)
+
+
+def files_fingerprint(files: List[TokenFile]) -> str:
+    """sha256 over each file's name, length and content sha256 (reads every byte once)."""
+    import hashlib
+    import json
+
+    from ..atomic import sha256_file
+
+    entries = [[f.relpath, f.length, sha256_file(f.path)] for f in files]
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()

@@ -234,6 +234,10 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
     a = p.parse_args(argv)
     vocab = load_vocab(a.vocab)
     splits = ["train", "valid"] if a.split == "all" else [a.split]
+    if not Path(
+        a.tokens
+    ).is_dir():  # bare token files (a glob, as OLMo's data.paths) have no splits
+        splits = splits[:1]
     groups = [open_token_files(a.tokens, s, a.tokenizer) for s in splits]
     files = groups[0]
     for g in groups[1:]:

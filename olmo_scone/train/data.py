@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data.manifest import TokenManifest, load_manifest
+from ..data.sources import TokenFiles, open_token_files, open_token_paths
 from ..errors import fail
 from ..fgrams.batch import fgram_batch, rows_in_instance
 from ..fgrams.tagging import load_tags_manifest
@@ -36,16 +36,43 @@ class _File:
     tokens: Path
     tags: Optional[Path]
     instances: int
+    dtype: np.dtype
+
+
+def train_token_files(cfg) -> TokenFiles:
+    """The training token files of a config: ``data.tokens_dir`` (a prepare_data.py directory, its
+    train split) or OLMo's ``data.paths`` (raw memmap files or globs; the tokenizer's dtype)."""
+    from ..serving.cli import tokenizer_name
+
+    if cfg.data.tokens_dir is not None and cfg.data.paths:
+        fail(
+            "set data.tokens_dir or data.paths, not both (override data.tokens_dir=null to train on data.paths)"
+        )
+    if cfg.data.paths:
+        return open_token_paths([str(x) for x in cfg.data.paths], tokenizer_name(cfg))
+    if cfg.data.tokens_dir is None:
+        fail(
+            "no training data: set data.tokens_dir (a directory made by scripts/prepare_data.py) or data.paths"
+        )
+    return open_token_files(str(cfg.data.tokens_dir), "train")
+
+
+def _where(files: TokenFiles) -> str:
+    return (
+        str(files.root)
+        if files.root is not None
+        else f"{len(files.files)} token file(s) ({files.files[0].path.parent})"
+    )
 
 
 def check_sidecar(
-    manifest: TokenManifest, tags_dir: Path, vocab_sha256: Optional[str]
+    files: TokenFiles, tags_dir: Path, vocab_sha256: Optional[str]
 ) -> Dict[str, Path]:
     """The sidecar file of every train token file, after checking the sidecar belongs to them."""
     meta = load_tags_manifest(tags_dir)
-    if meta.get("tokens_fingerprint") != manifest.data["fingerprint"]:
+    if meta.get("tokens_fingerprint") != files.fingerprint:
         fail(
-            f"f-gram sidecar {tags_dir} was made from other token files than {manifest.root} "
+            f"f-gram sidecar {tags_dir} was made from other token files than {_where(files)} "
             "(fingerprints differ); re-run scripts/tag_fgrams.py on these token files"
         )
     if vocab_sha256 is not None and meta.get("vocab_sha256") != vocab_sha256:
@@ -55,23 +82,23 @@ def check_sidecar(
         )
     by_tokens = {e["tokens"]: e for e in meta["files"]}
     out = {}
-    for f in manifest.split("train")["files"]:
-        e = by_tokens.get(f["path"])
+    for f in files.files:
+        e = by_tokens.get(f.relpath)
         if e is None:
-            fail(f"f-gram sidecar {tags_dir} has no entry for token file {f['path']}")
+            fail(f"f-gram sidecar {tags_dir} has no entry for token file {f.relpath}")
         p = Path(tags_dir) / e["path"]
-        if not p.is_file() or p.stat().st_size != 4 * f["tokens"] or e["positions"] != f["tokens"]:
+        if not p.is_file() or p.stat().st_size != 4 * f.length or e["positions"] != f.length:
             fail(
-                f"f-gram sidecar file {p} is missing or does not have one entry per token of {f['path']}"
+                f"f-gram sidecar file {p} is missing or does not have one entry per token of {f.relpath}"
             )
-        out[f["path"]] = p
+        out[f.relpath] = p
     return out
 
 
 class TrainBatches:
     def __init__(
         self,
-        tokens_dir: str | Path,
+        tokens: str | Path | TokenFiles,
         seq_len: int,
         global_batch: int,
         micro_batch: int,
@@ -86,7 +113,9 @@ class TrainBatches:
                 f"global_train_batch_size {global_batch} is not a multiple of device_train_microbatch_size "
                 f"{micro_batch} x world size {world_size}"
             )
-        self.manifest = load_manifest(tokens_dir)
+        self.tokens = (
+            tokens if isinstance(tokens, TokenFiles) else open_token_files(str(tokens), "train")
+        )
         self.seq_len, self.global_batch, self.micro_batch = seq_len, global_batch, micro_batch
         self.world_size, self.rank, self.seed = world_size, rank, seed
         if (tags_dir is None) != (vocab is None):
@@ -94,21 +123,17 @@ class TrainBatches:
                 "a SCONE model's batches need both the f-gram sidecar (data.fgram_tags) and its vocabulary"
             )
         tags = (
-            check_sidecar(self.manifest, Path(tags_dir), vocab.sha256)
-            if tags_dir is not None
-            else {}
+            check_sidecar(self.tokens, Path(tags_dir), vocab.sha256) if tags_dir is not None else {}
         )
         self.vocab, self.tags_dir = vocab, Path(tags_dir) if tags_dir is not None else None
         self._matcher = None
         self.files: List[_File] = []
-        for f in self.manifest.split("train")["files"]:
-            self.files.append(
-                _File(self.manifest.root / f["path"], tags.get(f["path"]), f["tokens"] // seq_len)
-            )
+        for f in self.tokens.files:
+            self.files.append(_File(f.path, tags.get(f.relpath), f.length // seq_len, f.dtype))
         self.offsets = np.cumsum([0] + [f.instances for f in self.files])
         if self.num_instances < global_batch:
             fail(
-                f"{tokens_dir} holds {self.num_instances} instances of {seq_len} tokens, fewer than one global batch "
+                f"{_where(self.tokens)} holds {self.num_instances} instances of {seq_len} tokens, fewer than one global batch "
                 f"({global_batch})"
             )
         self._perm_epoch = -1
@@ -145,7 +170,7 @@ class TrainBatches:
         f = int(np.searchsorted(self.offsets, index, side="right") - 1)
         start = (index - int(self.offsets[f])) * self.seq_len
         item = {
-            "input_ids": self._read(self.files[f].tokens, self.manifest.dtype, start).astype(
+            "input_ids": self._read(self.files[f].tokens, self.files[f].dtype, start).astype(
                 np.int64
             )
         }
@@ -175,7 +200,7 @@ class TrainBatches:
                         f"{self.tags_dir}: the saved matcher index has {self._matcher.num_fgrams} f-grams, the vocabulary {len(self.vocab)}"
                     )
             else:
-                self._matcher = FgramMatcher(self.vocab, int(self.manifest.tokenizer["vocab_size"]))
+                self._matcher = FgramMatcher(self.vocab, int(self.tokens.tokenizer["vocab_size"]))
         return self._matcher
 
     def micro_batches(self, step: int) -> List[Dict[str, torch.Tensor]]:

@@ -17,22 +17,31 @@ import torch.nn.functional as F
 
 from ..config import SconeTrainConfig
 from ..data.manifest import load_manifest
+from ..errors import fail
 
 
 def build_evaluators(cfg: SconeTrainConfig, device: torch.device) -> List:
     from olmo.eval import build_evaluator
     from olmo.tokenizer import Tokenizer
 
+    from ..data.tokenizers import resolve_tokenizer
+    from ..serving.cli import tokenizer_name
+
     cfg = copy.deepcopy(cfg)
-    manifest = load_manifest(cfg.data.tokens_dir)
     tokenizer = Tokenizer.from_train_config(cfg)
     out = []
     for ev in cfg.evaluators:
         if ev.type == "lm":
             datasets = ev.data.datasets or {}
             if not any(datasets.values()) and not ev.data.paths:
+                if cfg.data.tokens_dir is None:
+                    fail(
+                        f"evaluator {ev.label!r} has no data: with data.paths, give it data.paths or data.datasets "
+                        "(its held-out token files); only data.tokens_dir has a validation split"
+                    )
+                manifest = load_manifest(cfg.data.tokens_dir)
                 ev.data.datasets = {ev.label: [str(p) for p in manifest.token_files("valid")]}
-            ev.data.memmap_dtype = manifest.dtype.name
+            ev.data.memmap_dtype = resolve_tokenizer(tokenizer_name(cfg)).dtype.name
             out.append(build_evaluator(cfg, ev, tokenizer, device))
         else:
             out.append(_downstream(cfg, ev, tokenizer, device))

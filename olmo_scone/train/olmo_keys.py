@@ -34,6 +34,7 @@ HONOURED: Tuple[str, ...] = (
     "scheduler.warmup_min_lr",
     "data.tokens_dir",
     "data.fgram_tags",
+    "data.paths",
     "save_folder",
     "save_interval",
     "save_overwrite",

@@ -54,41 +54,35 @@ def max_steps(cfg: SconeTrainConfig) -> int:
 
 def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     """Check the config against the data before training starts, and decide what this launch does
-    with the save_folder (run_state.py); returns the f-gram vocabulary and that plan."""
-    from ..data.manifest import load_manifest
+    with the save_folder (run_state.py); returns the f-gram vocabulary, that plan, the run's
+    identity and the training token files."""
     from ..fgrams.vocab import load_vocab
-    from .data import check_sidecar
+    from .data import check_sidecar, train_token_files
     from .olmo_keys import refuse_unsupported
 
     refuse_unsupported(cfg)  # OLMo keys this trainer would otherwise ignore
     deepspeed_config(cfg, world_size)  # batch sizes, precision, ZeRO stage
-    if cfg.data.tokens_dir is None:
-        fail("data.tokens_dir is not set (a directory made by scripts/prepare_data.py)")
-    manifest = load_manifest(cfg.data.tokens_dir)
-    if manifest.tokenizer["vocab_size"] > cfg.model.vocab_size:
+    files = train_token_files(cfg)
+    if files.tokenizer["vocab_size"] > cfg.model.vocab_size:
         fail(
-            f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's {manifest.tokenizer['vocab_size']}"
+            f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's {files.tokenizer['vocab_size']}"
         )
     vocab = None
     if cfg.model.fgram.enabled:
         cfg.model.fgram.check()
         if cfg.model.fgram.vocab_path is None:
             fail("model.fgram.vocab_path is not set")
-        vocab = load_vocab(
-            cfg.model.fgram.vocab_path, tokenizer_sha256=manifest.tokenizer["sha256"]
-        )
+        vocab = load_vocab(cfg.model.fgram.vocab_path, tokenizer_sha256=files.tokenizer["sha256"])
         if cfg.data.fgram_tags is None:
             fail("a SCONE model needs data.fgram_tags (the sidecar made by scripts/tag_fgrams.py)")
         if not Path(cfg.data.fgram_tags).exists():
             fail(f"data.fgram_tags not found: {cfg.data.fgram_tags}")
-        check_sidecar(manifest, Path(cfg.data.fgram_tags), vocab.sha256)
+        check_sidecar(files, Path(cfg.data.fgram_tags), vocab.sha256)
     if max_steps(cfg) <= 0:
         fail(
             f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, e.g. 2e11T)"
         )
-    identity = run_identity(
-        cfg, manifest.data["fingerprint"], vocab.sha256 if vocab is not None else None
-    )
+    identity = run_identity(cfg, files.fingerprint, vocab.sha256 if vocab is not None else None)
     plan = plan_start(cfg, identity, max_steps(cfg), resume or cfg.load_path == "latest")
     if plan.resume:
         from .checkpoint import check_checkpoint
@@ -96,7 +90,7 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
         check_checkpoint(
             cfg.save_folder
         )  # truncated, missing or crafted files: one line, before any process group
-    return vocab, plan, identity
+    return vocab, plan, identity, files
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -125,7 +119,7 @@ class SconeTrainer:
         self.save_folder = Path(cfg.save_folder)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         # every config/data error, and what to do with the save_folder, before any process group exists
-        vocab, self.plan, self.identity = preflight(cfg, world, resume)
+        vocab, self.plan, self.identity, files = preflight(cfg, world, resume)
         if (
             self.plan.action == "done"
         ):  # relaunching a finished run: nothing is built, nothing written
@@ -151,7 +145,7 @@ class SconeTrainer:
                 for block in self.model.fgram_model.blocks:
                     block.set_activation_checkpointing(cfg.activation_checkpointing)
         self.batches = TrainBatches(
-            cfg.data.tokens_dir,
+            files,
             model_cfg.max_sequence_length,
             cfg.global_train_batch_size,
             cfg.device_train_microbatch_size,
