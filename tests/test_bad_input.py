@@ -86,6 +86,16 @@ def _edit_manifest(key, value):
     return change
 
 
+def _interrupted(change: Callable[[Path], None]) -> Callable[[Path], None]:
+    """The run as if killed before it finished (no finished.json: a relaunch resumes it), then ``change``."""
+
+    def apply(r: Path) -> None:
+        (r / "finished.json").unlink()
+        change(r)
+
+    return apply
+
+
 def _latest_to_deleted(r: Path) -> None:
     tag = (r / "latest").read_text().strip()
     shutil.rmtree(r / tag)
@@ -297,17 +307,17 @@ CASES = {
         r"does not implement load_path = '/elsewhere'",
         out=OUT,
     ),
-    "train --resume, latest names a deleted tag": Case(
+    "train --resume, interrupted run, latest names a deleted tag": Case(
         train_main,
         lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],
         r"checkpoint 'step2' does not exist",
-        subject=run_with(_latest_to_deleted),
+        subject=run_with(_interrupted(_latest_to_deleted)),
     ),
-    "train --resume, truncated model_states.pt": Case(
+    "train relaunch, interrupted run, truncated model_states.pt": Case(
         train_main,
-        lambda a, t, s: [s / "config.yaml", "--resume", f"save_folder={s}"],
+        lambda a, t, s: [s / "config.yaml", f"save_folder={s}"],
         r"mp_rank_00_model_states\.pt is truncated",
-        subject=run_with(_truncate_model_states),
+        subject=run_with(_interrupted(_truncate_model_states)),
     ),
     # export_embeddings.py
     "export --tag step999": Case(

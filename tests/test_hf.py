@@ -194,3 +194,24 @@ def test_a_baseline_save_folder_converts_to_a_folder_that_loads_the_same_way(pre
     )
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, plain(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_exporting_after_transformers_loaded_the_class_still_writes_the_folder(
+    hf_model, exported, tmp_path
+):
+    """Loading as remote code marks the class for transformers' auto classes; a later export in the
+    same process must still write our two code files and auto_map (save_pretrained would copy the
+    package's source file instead, and fail on its package-relative imports)."""
+    from olmo_scone.config import SconeTrainConfig, load_config
+    from olmo_scone.hf.folder import CODE_FILES, write_hf_files
+
+    assert hf_model is not None  # loaded first: the order this test is about
+    out, _ = exported
+    write_hf_files(tmp_path, load_config(SconeTrainConfig, out / "config.yaml"), has_table=True)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["auto_map"]["AutoModelForCausalLM"] == "modeling_olmo_scone.SconeOLMoForCausalLM"
+    assert sorted(p.name for p in tmp_path.glob("*.py")) == sorted(CODE_FILES)
+    hf_model.save_pretrained(
+        tmp_path / "resaved"
+    )  # a user's own save of the loaded model works too
+    assert (tmp_path / "resaved" / "config.json").is_file()

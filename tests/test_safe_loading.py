@@ -3,6 +3,7 @@ checkpoint refuses a crafted pickle with one line, and the pickle's payload neve
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -32,7 +33,7 @@ class _Payload:
 
 
 def _crafted_folder(root: Path, tokens_dir: Path, legacy: bool = False) -> tuple[Path, Path]:
-    """A save_folder that looks like a finished baseline run whose model states are a crafted pickle."""
+    """A save_folder that looks like an interrupted baseline run whose model states are a crafted pickle."""
     folder, marker = root / "run", root / "PAYLOAD_RAN"
     cfg = load_config(
         SconeTrainConfig,
@@ -42,6 +43,14 @@ def _crafted_folder(root: Path, tokens_dir: Path, legacy: bool = False) -> tuple
     (folder / "step2").mkdir(parents=True)
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     (folder / "latest").write_text("step2")
+    # the run record of this very config and data, so a relaunch resumes (and reads the checkpoint)
+    from olmo_scone.data.manifest import load_manifest
+    from olmo_scone.train.run_state import RUN_FILE, fingerprint, run_identity
+
+    identity = run_identity(cfg, load_manifest(tokens_dir).data["fingerprint"], None)
+    (folder / RUN_FILE).write_text(
+        json.dumps({"fingerprint": fingerprint(identity), "identity": identity})
+    )
     evil = {"module": _Payload(marker), "buffer_names": []}
     target = folder / "step2" / "mp_rank_00_model_states.pt"
     if legacy:  # the pre-zip torch.save format: a bare pickle

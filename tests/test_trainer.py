@@ -74,7 +74,9 @@ def torchrun(args, **kw):
     )
 
 
-def train_single_process(args) -> subprocess.CompletedProcess:
+def train_single_process(
+    args, config: Path = REPO / "configs" / "olmo" / "tiny-scone.yaml"
+) -> subprocess.CompletedProcess:
     """scripts/train.py as one rank without torchrun (config errors must stop it before training)."""
     env = {
         **os.environ,
@@ -87,7 +89,7 @@ def train_single_process(args) -> subprocess.CompletedProcess:
     cmd = [
         sys.executable,
         str(REPO / "scripts" / "train.py"),
-        str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
+        str(config),
         *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -245,6 +247,10 @@ def test_the_trainer_owns_run_state(setup, tmp_path):
         proc.returncode == 0 and "already finished step 2 of this run: nothing to do" in proc.stdout
     )
     assert _snapshot(folder) == before  # nothing re-saved, nothing rewritten
+    # the run's own saved config.yaml (num_fgrams filled in from the vocabulary) is the same run
+    saved = train_single_process([], config=folder / "config.yaml")
+    assert saved.returncode == 0 and "nothing to do" in saved.stdout, saved.stderr[-2000:]
+    assert _snapshot(folder) == before
 
     proc = run(3)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -65,9 +65,17 @@ def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] =
         return TokenFiles(files, m.tokenizer, m.data["fingerprint"], p)
     if p.is_dir():
         fail(f"{p} has no {MANIFEST_NAME}; pass a directory made by scripts/prepare_data.py or a glob of .npy files")
+    if not _expand(spec):
+        fail(f"no token files at {spec}")
     if tokenizer is None:
         fail("bare token files need --tokenizer (the name they were tokenized with)")
     return open_token_paths([spec], tokenizer, split)
+
+
+def _expand(spec: str) -> List[Path]:
+    """The files a path or glob names, sorted."""
+    found = sorted(Path(x) for x in glob.glob(spec)) if any(c in spec for c in "*?[") else [Path(spec)]
+    return [x for x in found if x.is_file()]
 
 
 def open_token_paths(specs: List[str], tokenizer: str, split: str = "train") -> TokenFiles:
@@ -80,8 +88,7 @@ def open_token_paths(specs: List[str], tokenizer: str, split: str = "train") -> 
     for spec in specs:
         if "://" in str(spec):
             fail(f"{spec}: remote token files are not read directly; copy them to local (or mounted) storage")
-        found = sorted(Path(x) for x in glob.glob(str(spec))) if any(c in str(spec) for c in "*?[") else [Path(spec)]
-        found = [x for x in found if x.is_file()]
+        found = _expand(str(spec))
         if not found:
             fail(f"no token files at {spec}")
         paths += found

@@ -51,7 +51,9 @@ def write_hf_files(folder: Path, cfg, has_table: bool) -> None:
         },
         **model_cfg,
     )
-    config.save_pretrained(folder)
+    # to_json_file, not save_pretrained: once transformers has loaded this class as remote code it
+    # would also copy the class's source file (and resolve its package-relative imports) into ``folder``
+    config.to_json_file(str(folder / "config.json"))
     for fname, name in CODE_FILES.items():
         atomic_write_text(folder / fname, _CODE.format(name=name))
     tok = tokenizer_for(cfg)

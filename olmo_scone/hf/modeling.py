@@ -1,5 +1,8 @@
 """A served SCONE model as a ``transformers`` ``PreTrainedModel``, built on OLMo's own ``hf_olmo``.
 
+(Absolute imports only: ``transformers`` copies this file when a loaded model is saved with
+``save_pretrained``, and cannot follow package-relative imports.)
+
 ``SconeOLMoForCausalLM`` is ``hf_olmo.OLMoForCausalLM`` (the main model, loaded by
 ``from_pretrained`` from ``model.safetensors``) with the f-gram table and the host matcher attached
 after loading: the table stays memory-mapped (or is read into RAM), never loaded whole as a
@@ -51,7 +54,7 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
         return model
 
     def attach_fgram_table(self, root: Path, mode: str = "mmap", verify: bool = True) -> None:
-        from ..serving.runtime import open_fgram_table
+        from olmo_scone.serving.runtime import open_fgram_table
 
         self.fgram_table, self.fgram_matcher = open_fgram_table(
             Path(root), mode, verify, vocab_size=self.config.vocab_size, d_model=self.config.d_model
@@ -62,7 +65,7 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
     ) -> torch.Tensor:
         """Token embeddings of ``input_ids`` ``[B, T]`` with each position that ends an f-gram (matched
         on ``context``, ``[B, T']`` ending with ``input_ids``) replaced by its table row."""
-        from ..model import replace_embeddings
+        from olmo_scone.model import replace_embeddings
 
         x = self.model.transformer.wte(input_ids)
         rows = self.fgram_matcher.match_batch(context.cpu().numpy())[:, -input_ids.shape[1] :]

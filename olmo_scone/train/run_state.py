@@ -53,7 +53,10 @@ def run_identity(cfg, data_fingerprint: str, vocab_sha256: Optional[str]) -> Dic
     model = plain(cfg.model)
     model.pop("init_device", None)  # where the weights are built, not what they are
     fgram = model.get("fgram") or {}
-    fgram.pop("vocab_path", None)  # the vocabulary counts by content (vocab_sha256), not by path
+    # the vocabulary counts by content (vocab_sha256), not by path; num_fgrams is read from it (a
+    # run's saved config.yaml holds it, the YAML it was launched from may not)
+    fgram.pop("vocab_path", None)
+    fgram.pop("num_fgrams", None)
     ds = plain(cfg.deepspeed)
     ds.pop(
         "config_path", None
