@@ -305,3 +305,86 @@ def test_an_unreachable_ray_address_is_one_clear_line(prepared, tmp_path):
         ),
         r"--work-dir is for local runs",
     )
+
+
+@pytest.mark.slow
+def test_a_worker_node_killed_mid_pass_costs_its_tasks_not_the_run(prepared, single, tmp_path):
+    """Ray re-runs the lost node's tasks (and rebuilds the outputs it held from their lineage) on the
+    node that is left: the build still writes the single-machine bytes."""
+    vocab, _ = single
+    head_dir, node_dir = (
+        tempfile.mkdtemp(prefix="rh", dir="/tmp"),
+        tempfile.mkdtemp(prefix="rn", dir="/tmp"),
+    )
+    address = f"127.0.0.1:{_free_port()}"
+    common = [
+        "--num-cpus",
+        "1",
+        "--object-store-memory",
+        str(300 * 2**20),
+        "--node-ip-address",
+        "127.0.0.1",
+        "--disable-usage-stats",
+    ]
+    try:
+        subprocess.run(
+            [
+                RAY,
+                "start",
+                "--head",
+                "--port",
+                address.split(":")[1],
+                "--temp-dir",
+                head_dir,
+                "--include-dashboard",
+                "false",
+                *common,
+            ],
+            check=True,
+            capture_output=True,
+            env=RAY_ENV,
+            timeout=120,
+        )
+        subprocess.run(
+            [RAY, "start", "--address", address, "--temp-dir", node_dir, *common],
+            check=True,
+            capture_output=True,
+            env=RAY_ENV,
+            timeout=120,
+        )
+        out = tmp_path / "v.safetensors"
+        cmd = [
+            sys.executable,
+            str(REPO / "scripts" / "build_fgrams.py"),
+            "--tokens",
+            str(prepared.root),
+            *map(str, BUILD),
+            "--ray",
+            address,
+            "--chunk-tokens",
+            "20000",
+            "--out",
+            str(out),
+        ]
+        build = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=RAY_ENV
+        )
+        deadline = time.time() + 120
+        while (
+            time.time() < deadline and build.poll() is None
+        ):  # wait until pass 3 runs: outputs exist on both nodes
+            busy = [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if (p.info["cmdline"] or [""])[0] == "ray::count_chunk"
+            ]
+            if len(busy) == 2:
+                break
+            time.sleep(0.05)
+        assert build.poll() is None, "the build ended before a node could be killed"
+        _stop_cluster([node_dir])  # the second node's raylet, object store and workers, all at once
+        stdout, stderr = build.communicate(timeout=600)
+        assert build.returncode == 0, stderr[-3000:]
+        assert out.read_bytes() == vocab.read_bytes()
+    finally:
+        _stop_cluster([head_dir, node_dir])

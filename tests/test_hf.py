@@ -215,3 +215,20 @@ def test_exporting_after_transformers_loaded_the_class_still_writes_the_folder(
         tmp_path / "resaved"
     )  # a user's own save of the loaded model works too
     assert (tmp_path / "resaved" / "config.json").is_file()
+
+
+def test_the_readme_flow_tokenizer_into_generate(hf_model, exported):
+    """README's snippet: the tokenizer's output (input_ids and attention_mask) straight into generate()."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(exported[0]))
+    inputs = tok("We the People of the United States", return_tensors="pt")
+    assert set(inputs) == {"input_ids", "attention_mask"}
+    torch.manual_seed(0)
+    out = hf_model.generate(**inputs, max_new_tokens=8, do_sample=True, top_k=40)
+    assert out.shape == (1, inputs["input_ids"].shape[1] + 8)
+    greedy = hf_model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    served = generate(
+        ServedModel(exported[0]), [inputs["input_ids"][0].tolist()], 8, use_cache=False
+    )[0]
+    assert greedy[0, inputs["input_ids"].shape[1] :].tolist() == served

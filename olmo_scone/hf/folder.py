@@ -64,6 +64,7 @@ def write_hf_files(folder: Path, cfg, has_table: bool) -> None:
         eos_token=eos,
         pad_token=pad,
         model_max_length=cfg.model.max_sequence_length,
+        model_input_names=["input_ids", "attention_mask"],  # OLMo takes no token_type_ids
     )
     hf_tok.save_pretrained(folder)
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(

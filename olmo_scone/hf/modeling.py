@@ -81,15 +81,38 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
 
     def forward(
         self,
-        input_ids=None,
-        inputs_embeds=None,
+        input_ids: Optional[torch.LongTensor] = None,
+        inputs_embeds: Optional[torch.FloatTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        attention_bias: Optional[torch.Tensor] = None,
+        past_key_values=None,
+        labels: Optional[torch.LongTensor] = None,
+        use_cache: Optional[bool] = None,
+        output_attentions: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        cache_position=None,
         fgram_context: Optional[torch.Tensor] = None,
-        **kwargs,
     ):
+        """hf_olmo's forward (its parameters spelled out: ``generate()`` checks its keyword arguments
+        against them), with matched input embeddings replaced by their table rows; ``fgram_context``
+        ([B, T'] ending with ``input_ids``) is what the f-grams are matched on (default: the input)."""
         if self.fgram_matcher is not None and input_ids is not None and inputs_embeds is None:
             context = input_ids if fgram_context is None else fgram_context
             inputs_embeds = self.fgram_input_embeddings(input_ids, context)
-        return super().forward(input_ids=input_ids, inputs_embeds=inputs_embeds, **kwargs)
+        return super().forward(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            attention_bias=attention_bias,
+            past_key_values=past_key_values,
+            labels=labels,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
+            cache_position=cache_position,
+        )
 
     def prepare_inputs_for_generation(
         self, input_ids: torch.LongTensor, past_key_values=None, **kwargs
