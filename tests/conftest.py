@@ -150,3 +150,59 @@ def art(prepared, tagged_vocab, tmp_path_factory) -> Art:
     bare = d / "dolma2-tokens.npy"
     bare.write_bytes(ids.tobytes())
     return Art(d, prepared.root, vocab, tags, run, served, bare)
+
+
+class SmallScone(NamedTuple):
+    cfg: object
+    model: object  # SconeOLMo, random init (seed 0), eval mode
+    folder: Path  # its config.yaml and vocabulary
+    batch: object  # [8, 64] real train tokens
+
+
+@pytest.fixture(scope="session")
+def small_scone(prepared, tmp_path_factory) -> SmallScone:
+    """A small SCONE model (d 64, 2 + 2 layers, context 64; random init, seed 0) with 3,000 f-grams
+    counted on the first 200K real train tokens: what the serving and Hugging Face tests export."""
+    import torch
+
+    from olmo_scone.config import FgramConfig, SconeModelConfig, SconeTrainConfig
+    from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
+    from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+    from olmo_scone.model import SconeOLMo
+
+    d = tmp_path_factory.mktemp("small-scone")
+    tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
+    (d / "t.npy").write_bytes(tokens.tobytes())
+    r = count_fgrams(
+        [TokenSource(d / "t.npy", tokens.dtype, len(tokens))],
+        50280,
+        50279,
+        1,
+        CountSettings(num_fgrams=3000, min_count=3, processes=1),
+    )
+    vpath = d / "fgrams.safetensors"
+    save_vocab(
+        vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]}
+    )
+    cfg = SconeTrainConfig.new()
+    cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
+    cfg.model = SconeModelConfig(
+        d_model=64,
+        n_heads=4,
+        n_layers=2,
+        max_sequence_length=64,
+        vocab_size=50280,
+        embedding_size=50304,
+        eos_token_id=50279,
+        pad_token_id=1,
+        attention_dropout=0.0,
+        residual_dropout=0.0,
+        embedding_dropout=0.0,
+        init_device="cpu",
+        fgram=FgramConfig(vocab_path=str(vpath), n_layers=2),
+    )
+    cfg.save(d / "config.yaml")
+    torch.manual_seed(0)
+    model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(vpath)).eval()
+    batch = torch.from_numpy(tokens[: 8 * 64].astype(np.int64).reshape(8, 64))
+    return SmallScone(cfg, model, d, batch)

@@ -138,10 +138,10 @@ def _stop_cluster(temp_dirs) -> None:
     psutil.wait_procs(victims, timeout=10)
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def _start_cluster() -> tuple[str, list[str]]:
     """A real two-node Ray cluster on this machine: a head and a worker node, one CPU each, each
-    with its own temp dir (short paths: Ray's socket names must fit 107 bytes)."""
+    with its own temp dir (short paths: Ray's socket names must fit 107 bytes). Returns the
+    address and the two temp dirs (head's first)."""
     head_dir, node_dir = (
         tempfile.mkdtemp(prefix="rh", dir="/tmp"),
         tempfile.mkdtemp(prefix="rn", dir="/tmp"),
@@ -182,9 +182,19 @@ def cluster():
             env=RAY_ENV,
             timeout=120,
         )
+    except BaseException:
+        _stop_cluster([head_dir, node_dir])
+        raise
+    return address, [head_dir, node_dir]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    address, dirs = _start_cluster()
+    try:
         yield address
     finally:
-        _stop_cluster([head_dir, node_dir])
+        _stop_cluster(dirs)
 
 
 def _count_tasks(build: subprocess.Popen, timeout: float = 120):
@@ -312,46 +322,8 @@ def test_a_worker_node_killed_mid_pass_costs_its_tasks_not_the_run(prepared, sin
     """Ray re-runs the lost node's tasks (and rebuilds the outputs it held from their lineage) on the
     node that is left: the build still writes the single-machine bytes."""
     vocab, _ = single
-    head_dir, node_dir = (
-        tempfile.mkdtemp(prefix="rh", dir="/tmp"),
-        tempfile.mkdtemp(prefix="rn", dir="/tmp"),
-    )
-    address = f"127.0.0.1:{_free_port()}"
-    common = [
-        "--num-cpus",
-        "1",
-        "--object-store-memory",
-        str(300 * 2**20),
-        "--node-ip-address",
-        "127.0.0.1",
-        "--disable-usage-stats",
-    ]
+    address, (head_dir, node_dir) = _start_cluster()
     try:
-        subprocess.run(
-            [
-                RAY,
-                "start",
-                "--head",
-                "--port",
-                address.split(":")[1],
-                "--temp-dir",
-                head_dir,
-                "--include-dashboard",
-                "false",
-                *common,
-            ],
-            check=True,
-            capture_output=True,
-            env=RAY_ENV,
-            timeout=120,
-        )
-        subprocess.run(
-            [RAY, "start", "--address", address, "--temp-dir", node_dir, *common],
-            check=True,
-            capture_output=True,
-            env=RAY_ENV,
-            timeout=120,
-        )
         out = tmp_path / "v.safetensors"
         cmd = [
             sys.executable,

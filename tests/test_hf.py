@@ -14,11 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from olmo_scone.config import FgramConfig, SconeModelConfig, SconeTrainConfig
+from olmo_scone.config import SconeTrainConfig
 from olmo_scone.export import export_model
-from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
-from olmo_scone.fgrams.vocab import load_vocab, save_vocab
-from olmo_scone.model import SconeOLMo
 from olmo_scone.serving.generate import generate
 from olmo_scone.serving.runtime import ServedModel
 
@@ -30,39 +27,11 @@ SAMPLING = dict(temperature=0.8, top_k=50, top_p=0.9)
 
 
 @pytest.fixture(scope="module")
-def exported(prepared, tmp_path_factory):
-    """A small SCONE model (random init, seed 0) with 3,000 real f-grams, exported with an fp32 table."""
-    d = tmp_path_factory.mktemp("hf")
-    tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
-    (d / "t.npy").write_bytes(tokens.tobytes())
-    src = [TokenSource(d / "t.npy", tokens.dtype, len(tokens))]
-    r = count_fgrams(src, 50280, 50279, 1, CountSettings(num_fgrams=3000, min_count=3, processes=1))
-    vpath = d / "fgrams.safetensors"
-    meta = {"tokenizer_sha256": prepared.tokenizer["sha256"]}
-    save_vocab(vpath, r.tokens, r.lengths, r.counts, meta)
-    cfg = SconeTrainConfig.new()
-    cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
-    cfg.model = SconeModelConfig(
-        d_model=64,
-        n_heads=4,
-        n_layers=2,
-        max_sequence_length=64,
-        vocab_size=50280,
-        embedding_size=50304,
-        eos_token_id=50279,
-        pad_token_id=1,
-        attention_dropout=0.0,
-        residual_dropout=0.0,
-        embedding_dropout=0.0,
-        init_device="cpu",
-        fgram=FgramConfig(vocab_path=str(vpath), n_layers=2),
-    )
-    cfg.save(d / "config.yaml")
-    torch.manual_seed(0)
-    model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(vpath)).eval()
-    out = d / "served"
+def exported(small_scone, tmp_path_factory):
+    """conftest's small SCONE model exported with an fp32 table in several shards."""
+    cfg, model, d, batch = small_scone
+    out = tmp_path_factory.mktemp("hf") / "served"
     export_model(model, cfg, d / "config.yaml", out, dtype="fp32", shard_gb=0.0002, batch_size=512)
-    batch = torch.from_numpy(tokens[: 4 * 64].astype(np.int64).reshape(4, 64))
     return out, batch
 
 
@@ -202,7 +171,7 @@ def test_exporting_after_transformers_loaded_the_class_still_writes_the_folder(
     """Loading as remote code marks the class for transformers' auto classes; a later export in the
     same process must still write our two code files and auto_map (save_pretrained would copy the
     package's source file instead, and fail on its package-relative imports)."""
-    from olmo_scone.config import SconeTrainConfig, load_config
+    from olmo_scone.config import load_config
     from olmo_scone.hf.folder import CODE_FILES, write_hf_files
 
     assert hf_model is not None  # loaded first: the order this test is about

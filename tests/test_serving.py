@@ -11,53 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from olmo_scone.config import FgramConfig, SconeModelConfig, SconeTrainConfig
 from olmo_scone.errors import SconeError
 from olmo_scone.export import export_model
-from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
-from olmo_scone.fgrams.vocab import load_vocab, save_vocab
-from olmo_scone.model import SconeOLMo
 from olmo_scone.serving.runtime import ServedModel
 
 
 @pytest.fixture(scope="module")
-def trained(prepared, tmp_path_factory):
-    d = tmp_path_factory.mktemp("serving")
-    tokens = np.concatenate([np.asarray(m) for m in prepared.memmaps("train")])[:200_000]
-    (d / "t.npy").write_bytes(tokens.tobytes())
-    r = count_fgrams(
-        [TokenSource(d / "t.npy", tokens.dtype, len(tokens))],
-        50280,
-        50279,
-        1,
-        CountSettings(num_fgrams=3000, min_count=3, processes=1),
-    )
-    vpath = d / "fgrams.safetensors"
-    save_vocab(
-        vpath, r.tokens, r.lengths, r.counts, {"tokenizer_sha256": prepared.tokenizer["sha256"]}
-    )
-    cfg = SconeTrainConfig.new()
-    cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
-    cfg.model = SconeModelConfig(
-        d_model=64,
-        n_heads=4,
-        n_layers=2,
-        max_sequence_length=64,
-        vocab_size=50280,
-        embedding_size=50304,
-        eos_token_id=50279,
-        pad_token_id=1,
-        attention_dropout=0.0,
-        residual_dropout=0.0,
-        embedding_dropout=0.0,
-        init_device="cpu",
-        fgram=FgramConfig(vocab_path=str(vpath), n_layers=2),
-    )
-    cfg.save(d / "config.yaml")
-    torch.manual_seed(0)
-    model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(vpath)).eval()
-    batch = torch.from_numpy(tokens[: 8 * 64].astype(np.int64).reshape(8, 64))
-    return cfg, model, d, batch
+def trained(small_scone):
+    return small_scone
 
 
 #: the artifacts several tests serve, each exported once per module with these settings (whichever
