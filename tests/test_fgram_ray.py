@@ -197,6 +197,28 @@ def cluster():
         _stop_cluster(dirs)
 
 
+def _wait_for_task_on(node_dir: str, build: subprocess.Popen, timeout: float = 120) -> bool:
+    """True once a process below the raylet of the node using ``node_dir`` runs a counting task."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and build.poll() is None:
+        raylets = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if node_dir in " ".join(p.info["cmdline"] or [])
+            and "raylet" in (p.info["cmdline"] or [""])[0]
+        ]
+        for raylet in raylets:
+            try:
+                if any(
+                    c.cmdline()[:1] == ["ray::count_chunk"] for c in raylet.children(recursive=True)
+                ):
+                    return True
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.05)
+    return False
+
+
 def _count_tasks(build: subprocess.Popen, timeout: float = 120):
     """Processes running a counting task now (Ray names a busy worker after its task)."""
     deadline = time.time() + timeout
@@ -334,25 +356,15 @@ def test_a_worker_node_killed_mid_pass_costs_its_tasks_not_the_run(prepared, sin
             "--ray",
             address,
             "--chunk-tokens",
-            "20000",
+            "5000",
             "--out",
             str(out),
         ]
         build = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=RAY_ENV
         )
-        deadline = time.time() + 120
-        while (
-            time.time() < deadline and build.poll() is None
-        ):  # wait until pass 3 runs: outputs exist on both nodes
-            busy = [
-                p
-                for p in psutil.process_iter(["cmdline"])
-                if (p.info["cmdline"] or [""])[0] == "ray::count_chunk"
-            ]
-            if len(busy) == 2:
-                break
-            time.sleep(0.05)
+        # kill the worker node while it runs a counting task (so it holds work and outputs)
+        assert _wait_for_task_on(node_dir, build), "the worker node ran no counting task to kill"
         assert build.poll() is None, "the build ended before a node could be killed"
         _stop_cluster([node_dir])  # the second node's raylet, object store and workers, all at once
         stdout, stderr = build.communicate(timeout=600)
