@@ -206,3 +206,36 @@ def small_scone(prepared, tmp_path_factory) -> SmallScone:
     model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(vpath)).eval()
     batch = torch.from_numpy(tokens[: 8 * 64].astype(np.int64).reshape(8, 64))
     return SmallScone(cfg, model, d, batch)
+
+
+@pytest.fixture(scope="session")
+def baseline_run(prepared, tmp_path_factory) -> Path:
+    """A baseline save_folder: tiny-baseline.yaml trained for 2 steps by the real trainer (torchrun, one
+    rank), shared by the serving and the Hugging Face tests."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = tmp_path_factory.mktemp("baseline-run") / "baseline"
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc_per_node=1",
+            f"--master_port={port}",
+            str(REPO / "scripts" / "train.py"),
+            str(REPO / "configs" / "olmo" / "tiny-baseline.yaml"),
+            f"data.tokens_dir={prepared.root}",
+            f"save_folder={base}",
+            "max_duration=2",
+            "wandb=null",
+            "evaluators=[]",
+            "global_train_batch_size=4",
+            "device_train_microbatch_size=4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return base

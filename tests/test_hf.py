@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -116,31 +115,14 @@ def test_the_tokenizer_loads_with_autotokenizer(exported):
     assert (tok.eos_token_id, tok.pad_token_id) == (50279, 1)
 
 
-def test_a_baseline_save_folder_converts_to_a_folder_that_loads_the_same_way(prepared, tmp_path):
+def test_a_baseline_save_folder_converts_to_a_folder_that_loads_the_same_way(
+    prepared, baseline_run, tmp_path
+):
     from transformers import AutoModelForCausalLM
 
     from olmo_scone.train.checkpoint import load_trained_model
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = tmp_path / "baseline"
-    train = [
-        str(Path(sys.executable).parent / "torchrun"),
-        "--nproc_per_node=1",
-        f"--master_port={port}",
-        str(REPO / "scripts" / "train.py"),
-        str(REPO / "configs" / "olmo" / "tiny-baseline.yaml"),
-        f"data.tokens_dir={prepared.root}",
-        f"save_folder={base}",
-        "max_duration=2",
-        "wandb=null",
-        "evaluators=[]",
-        "global_train_batch_size=4",
-        "device_train_microbatch_size=4",
-    ]
-    proc = subprocess.run(train, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    base = baseline_run
     out = tmp_path / "hf-baseline"
     proc = subprocess.run(
         [

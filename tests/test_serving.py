@@ -177,38 +177,6 @@ def _script(name: str, *args) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def baseline_run(prepared, tmp_path_factory) -> Path:
-    """A baseline checkpoint: tiny-baseline.yaml trained for 2 steps by the real trainer."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = tmp_path_factory.mktemp("baseline-run") / "baseline"
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "torchrun"),
-            "--nproc_per_node=1",
-            f"--master_port={port}",
-            str(REPO / "scripts" / "train.py"),
-            str(REPO / "configs" / "olmo" / "tiny-baseline.yaml"),
-            f"data.tokens_dir={prepared.root}",
-            f"save_folder={base}",
-            "max_duration=2",
-            "wandb=null",
-            "evaluators=[]",
-            "global_train_batch_size=4",
-            "device_train_microbatch_size=4",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return base
-
-
-@pytest.fixture(scope="module")
 def script_perplexities(exported, baseline_run, prepared):
     """evaluate.py's perplexity of a SCONE artifact and of a baseline checkpoint, table in RAM and mmap."""
     art = exported("bf16")
