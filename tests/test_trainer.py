@@ -419,3 +419,21 @@ def test_olmo_data_paths_train_with_their_sidecar(setup, tmp_path):
     assert_clean_error(
         no_eval_data, r"evaluator 'v' has no data: with data\.paths, give it data\.paths"
     )
+
+
+def test_time_limit_saves_and_the_same_command_continues(setup, tmp_path):
+    """OLMo's time_limit: a launch past it saves after the current step and exits 0 unfinished; the
+    same command continues to max_duration, and the curve equals one uninterrupted run's."""
+    prepared, vpath, d = setup
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    proc = train_single_process(overrides(prepared, vpath, d, whole, steps=3))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args = overrides(prepared, vpath, d, cut, steps=3, extra=["time_limit=0"])
+    first = train_single_process(args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "time_limit of 0 s reached at step 0/3: checkpoint saved" in first.stdout
+    assert not (cut / "finished.json").exists() and (cut / "latest").read_text() == "step0"
+    second = train_single_process(overrides(prepared, vpath, d, cut, steps=3))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert json.loads((cut / "finished.json").read_text())["step"] == 3
+    assert losses(cut) == losses(whole)

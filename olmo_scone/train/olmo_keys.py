@@ -42,6 +42,7 @@ HONOURED: Tuple[str, ...] = (
     "load_path",
     "load_policy",
     "max_duration",
+    "time_limit",
     "global_train_batch_size",
     "device_train_microbatch_size",
     "device_eval_batch_size",

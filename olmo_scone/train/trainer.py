@@ -135,8 +135,11 @@ class SconeTrainer:
         ds_cfg = self.ds_config = deepspeed_config(cfg, self.world)
         torch.manual_seed(cfg.seed)
         model_cfg = cfg.model
-        model_cfg.init_device = str(self.device)
-        self.model = SconeOLMo(model_cfg, fgram_vocab=vocab)
+        # init_device cpu: the initial weights come from the CPU generator, the same on every machine
+        # (a GPU run then starts where a CPU run with the seed does); anything else: built in place
+        if model_cfg.init_device != "cpu":
+            model_cfg.init_device = str(self.device)
+        self.model = SconeOLMo(model_cfg, fgram_vocab=vocab).to(self.device)
         if (
             cfg.activation_checkpointing is not None
         ):  # OLMo's strategies, for the main model and A_fgram alike
@@ -290,7 +293,17 @@ class SconeTrainer:
             if self.plan.message:
                 print(self.plan.message, flush=True)
         t_last, tokens_last = time.time(), self.tokens_seen
+        deadline = _deadline(cfg.time_limit)
         while self.step < self.max_steps:
+            if _past(deadline):
+                self.save()
+                if self.rank == 0:
+                    print(
+                        f"time_limit of {cfg.time_limit:g} s reached at step {self.step}/{self.max_steps}: "
+                        "checkpoint saved; launch the same command again to continue",
+                        flush=True,
+                    )
+                return
             m = self.train_step()
             now = time.time()
             m.update(
@@ -378,6 +391,24 @@ class SconeTrainer:
                 f"{m['throughput/device/tokens_per_second'] * self.world:,.0f} tok/s",
                 flush=True,
             )
+
+
+def _deadline(time_limit) -> float | None:
+    """When this launch must stop (``time_limit``: OLMo's key, seconds of this launch's training)."""
+    return None if time_limit is None else time.time() + float(time_limit)
+
+
+def _past(deadline: float | None) -> bool:
+    """Whether the deadline has passed, agreed by every rank (rank 0's clock decides), so all ranks
+    save and stop after the same step."""
+    if deadline is None:
+        return False
+    flag = torch.tensor([time.time() >= deadline], dtype=torch.int32)
+    if dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            flag = flag.cuda()
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def step_metrics(
