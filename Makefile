@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup check format test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu sweep-fgrams sweep-fgram-model
+.PHONY: setup check format test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds sweep-fgrams sweep-fgram-model
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -101,7 +101,14 @@ bench-inference:
 REPRO_STEPS ?= 200
 REPRO_SEED ?= 6198
 repro-cpu:
-	$(PY) scripts/repro.py --steps $(REPRO_STEPS) --seed $(REPRO_SEED)
+	$(PY) scripts/repro.py --steps $(REPRO_STEPS) --seeds $(REPRO_SEED)
+
+# Error bars: both baselines and the two best SCONE configurations over 3 seeds (~2.5 h; every
+# finished run is recorded in docs/results-cpu-runs/, so the study resumes in any checkout).
+REPRO_SEEDS ?= 6198 6199 6200
+repro-cpu-seeds:
+	$(PY) scripts/repro.py --steps $(REPRO_STEPS) --seeds $(REPRO_SEEDS) \
+		--only baseline-m baseline-2m scone-m-300k-a1x scone-m-100k-a0.5x
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

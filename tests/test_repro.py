@@ -250,3 +250,69 @@ def test_curves_read_olmo_metric_names_and_older_run_folders(tmp_path):
     )
     out = plot_runs([new, old], tmp_path / "c.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seed_records_pair_each_run_with_its_own_baseline(tmp_path):
+    """Paired differences, their spread and the 95% verdicts, against a hand computation; records
+    of another budget are not mixed in; the seeds section is spliced without touching the other."""
+    import math
+
+    from olmo_scone.recipes import repro_seeds as rs
+
+    recs = tmp_path / "records"
+    wiki = {"baseline-m": (100, 120, 110), "scone-m-300k-a1x": (95, 114, 110)}
+    wiki["baseline-2m"] = (90, 108, 99)  # 10% better on every seed
+    for run, ppls in wiki.items():
+        for seed, ppl in zip((1, 2, 3), ppls):
+            rs.write_record(
+                recs, run, seed, 200, {"wikitext103-valid": ppl, "english-mix-valid": 50}, []
+            )
+    rs.write_record(
+        recs, "baseline-m", 4, 100, {"wikitext103-valid": 1, "english-mix-valid": 1}, []
+    )
+    records = rs.read_records(recs, 200)
+    assert len(records) == 9 and rs.read_record(recs, "baseline-m", 4, 200) is None
+    d = rs.paired_differences(records, "scone-m-300k-a1x", "wikitext103-valid")
+    assert d == pytest.approx({1: -5.0, 2: -5.0, 3: 0.0})
+    s = rs.summary(list(d.values()))
+    sd = math.sqrt(((5 / 3) ** 2 * 2 + (10 / 3) ** 2) / 2)  # deviations from the mean -10/3
+    assert s["mean"] == pytest.approx(-10 / 3) and s["sd"] == pytest.approx(sd)
+    assert s["ci95"] == pytest.approx(4.303 * sd / math.sqrt(3))
+    assert rs.verdict(s) == "not resolved"
+    assert rs.verdict(rs.summary([-10.0, -10.0, -10.0])) == "**better** (95%)"
+    assert rs.verdict(rs.summary([3.0, 4.0, 5.0])) == "**worse** (95%)"
+    assert rs.verdict(rs.summary([3.0])) == "needs 2+ seeds"
+
+    doc = tmp_path / "results.md"
+    doc.write_text(f"# Results\n\n{BEGIN}\nsingle-seed table\n{END}\n\nanalysis\n")
+    text = rs.seeds_report(records, 200, doc)
+    line = next(x for x in text.splitlines() if x.startswith("| scone-m-300k-a1x"))
+    assert "1, 2, 3" in line and "-3.3 ± 2.9% (95%: ±7.2)" in line and "not resolved" in line
+    line = next(x for x in text.splitlines() if x.startswith("| baseline-2m"))
+    assert "-10.0 ± 0.0%" in line and "**better** (95%)" in line
+    written = doc.read_text()
+    assert "single-seed table" in written and written.count(rs.BEGIN) == 1
+    assert "analysis" in written and (tmp_path / "results-cpu-seeds.png").stat().st_size > 1000
+
+
+def test_recorded_runs_are_not_trained_again(tmp_path):
+    if not (REPO.parent / "shared" / "data" / "english-mix").is_dir():
+        pytest.skip("../shared/data not present")
+    from olmo_scone.recipes.repro_seeds import write_record
+
+    recs = tmp_path / "records"
+    write_record(
+        recs, "baseline-m", 6199, 200, {"wikitext103-valid": 1.0, "english-mix-valid": 1.0}, []
+    )
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "repro.py"),
+        "--print",
+        "--root",
+        str(tmp_path / "r"),
+    ]
+    cmd += ["--seeds", "6198", "6199", "--only", "baseline-m", "--records", str(recs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "# recorded: baseline-m seed 6199" in proc.stdout
+    assert "save_folder=" in proc.stdout and "seed6199/baseline-m" not in proc.stdout

@@ -52,6 +52,13 @@ A_SWEEP_FGRAMS = 100_000  # the f-gram count at which A_fgram's size is varied
 A_LAYERS = {"0.5x": 1, "1x": 2, "2x": 4}
 SEED = 6198
 DEFAULT_STEPS = 200
+#: the seeds of the error bars: each draws the initialisation and the data order together
+SEEDS = (6198, 6199, 6200)
+#: the runs repeated over SEEDS: both baselines and the two SCONE configurations that did best on
+#: WikiText-103 validation with seed 6198 (300K f-grams with A_fgram 1x; 100K with A_fgram 0.5x)
+SEEDED_RUNS = ("baseline-m", "baseline-2m", "scone-m-300k-a1x", "scone-m-100k-a0.5x")
+#: the study's durable state with several seeds: one small JSON per finished run, kept in git
+RECORDS = REPO / "docs" / "results-cpu-runs"
 
 
 def runs() -> List[Dict]:
@@ -120,15 +127,26 @@ def tags_dir(root: Path, fgrams: int) -> Path:
     return root / f"tags-{fgrams // 1000}k"
 
 
+def run_folder(root: Path, name: str, seed: int = SEED) -> Path:
+    """Where one run of the study trains: ``root/NAME`` for the study's own seed (as before seeds
+    were added), ``root/seedN/NAME`` for the others; data, vocabularies and tags are shared."""
+    return root / name if seed == SEED else root / f"seed{seed}" / name
+
+
+def run_label(name: str, seed: int = SEED) -> str:
+    return name if seed == SEED else f"{name}-seed{seed}"
+
+
 def train_command(
     root: Path, data: Path, steps: int, r: Dict, seed: int = SEED
 ) -> tuple[str, List[str]]:
     """The config and the key=value overrides of one run of the study."""
     cfg = "configs/olmo/tiny-scone.yaml" if r["fgrams"] else "configs/olmo/tiny-baseline.yaml"
+    label = run_label(r["name"], seed)
     args = [
-        f"save_folder={root / r['name']}",
-        f"run_name={r['name']}",
-        f"wandb.name={r['name']}",
+        f"save_folder={run_folder(root, r['name'], seed)}",
+        f"run_name={label}",
+        f"wandb.name={label}",
         *tiny_cpu(
             steps,
             data,
@@ -159,8 +177,8 @@ def train_command(
 
 
 class Study:
-    def __init__(self, root: Path, steps: int, dry: bool, seed: int = SEED):
-        self.root, self.steps, self.dry, self.seed = root, steps, dry, seed
+    def __init__(self, root: Path, steps: int, dry: bool):
+        self.root, self.steps, self.dry = root, steps, dry
         self.data = root / "data"
         self.log: List[str] = []
 
@@ -228,28 +246,30 @@ class Study:
             if not self.dry:
                 check_tags_match(tags, self.data)
 
-    def train(self, r: Dict) -> Path:
-        folder = self.root / r["name"]
-        cfg, args = train_command(self.root, self.data, self.steps, r, self.seed)
+    def train(self, r: Dict, seed: int) -> Path:
+        folder = run_folder(self.root, r["name"], seed)
+        cfg, args = train_command(self.root, self.data, self.steps, r, seed)
         # always run: the trainer does nothing for a finished run, resumes an interrupted one, continues
         # one whose --steps grew, and refuses a folder trained with another --seed (train/run_state.py)
         self.sh([TORCHRUN, "--nproc_per_node=2", "scripts/train.py", cfg, *args])
         if not r["fgrams"]:
             return folder
-        art = self.root / f"{r['name']}-served"
+        art = folder.parent / f"{r['name']}-served"
         self.sh(
             [PY, "scripts/export_embeddings.py", str(folder), "--out", str(art), "--dtype", "bf16"],
             art / "manifest.json",
         )
         return art
 
-    def evaluate(self, r: Dict, model: Path) -> None:
+    def evaluate(self, r: Dict, model: Path, seed: int) -> Dict[str, float]:
+        """Both held-out perplexities of one run (each evaluation is skipped when its file exists)."""
         wiki = SHARED_DATA / "wikitext" / "wiki.valid.tokens"
+        out: Dict[str, float] = {}
         for name, flags in (
             ("wikitext103-valid", ["--text", str(wiki)]),
             ("english-mix-valid", ["--tokens", str(self.data)]),
         ):
-            out = self.root / r["name"] / f"eval-{name}.json"
+            path = run_folder(self.root, r["name"], seed) / f"eval-{name}.json"
             self.sh(
                 [
                     PY,
@@ -259,10 +279,26 @@ class Study:
                     "mmap",
                     *flags,
                     "--out",
-                    str(out),
+                    str(path),
                 ],
-                out,
+                path,
             )
+            if not self.dry:
+                out[name] = json.loads(path.read_text())["perplexity"]
+        return out
+
+    def run(self, r: Dict, seed: int, records: Optional[Path]) -> None:
+        """Train, export and evaluate one run, then keep its result as a record in ``records`` (the
+        study's durable state: a recorded run is not trained again, in this checkout or another)."""
+        from .repro_seeds import read_record, write_record
+
+        if records is not None and read_record(records, r["name"], seed, self.steps) is not None:
+            print(f"# recorded: {r['name']} seed {seed} ({records})", flush=True)
+            return
+        start = len(self.log)
+        evals = self.evaluate(r, self.train(r, seed), seed)
+        if records is not None and not self.dry:
+            write_record(records, r["name"], seed, self.steps, evals, self.log[start:])
 
 
 def portable(arg: str) -> str:
@@ -307,7 +343,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="training steps per run (default: %(default)s)",
     )
     p.add_argument(
-        "--seed", type=int, default=SEED, help="training seed of every run (default: %(default)s)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[SEED],
+        help="training seeds (each draws the initialisation and the data order); with more than "
+        "one, every run is recorded in --records and the error-bar report is written "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--records",
+        type=Path,
+        default=None,
+        help="where finished runs are recorded and, once recorded, not trained again (default with "
+        "several seeds: docs/results-cpu-runs)",
     )
     p.add_argument("--only", nargs="*", help="run names to train/evaluate (default: all)")
     p.add_argument(
@@ -330,18 +379,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = p.parse_args(argv)
     if a.steps < 3:
         fail(f"--steps must be at least 3, got {a.steps}")
+    seeded = len(set(a.seeds)) > 1
+    records = a.records or (RECORDS if seeded else None)
     selected = select_runs(a.only)
-    study = Study(a.root, a.steps, a.dry or a.report, a.seed)
+    study = Study(a.root, a.steps, a.dry or a.report)
     study.prepare(selected)
-    for r in execution_order(selected):
-        model = study.train(r)
-        study.evaluate(r, model)
+    for seed in dict.fromkeys(a.seeds):  # seed by seed: a study cut short has whole seeds
+        for r in execution_order(selected):
+            study.run(r, seed, records)
     if a.dry:
+        return 0
+    if seeded:
+        from .repro_seeds import read_records, seeds_report
+
+        print(seeds_report(read_records(records, a.steps), a.steps, a.doc))
         return 0
     from .repro_report import collect, report
 
     rows = collect(a.root)
     if not rows:
         fail(f"no finished run under {a.root} to report on")
-    print(report(a.root, rows, study.log, a.steps, a.doc, a.seed))
+    print(report(a.root, rows, study.log, a.steps, a.doc, a.seeds[0]))
     return 0

@@ -48,14 +48,15 @@ def collect(root: Path) -> List[Dict]:
     return rows
 
 
-def splice(doc: Path, generated: str) -> str:
-    """``doc`` with the text between the study's markers replaced by ``generated`` (the markers are
+def splice(doc: Path, generated: str, markers: tuple[str, str] = (BEGIN, END)) -> str:
+    """``doc`` with the text between a section's markers replaced by ``generated`` (the markers are
     appended when missing), so the hand-written analysis around the numbers survives a re-run."""
+    begin, end = markers
     text = doc.read_text() if doc.is_file() else "# Results\n\n"
-    block = f"{BEGIN}\n{generated.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        return head + block + rest.split(END, 1)[1]
+    block = f"{begin}\n{generated.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
     return text.rstrip() + "\n\n" + block + "\n"
 
 
