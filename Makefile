@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup check format test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds sweep-fgrams sweep-fgram-model
+.PHONY: setup check format test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds sweep-fgrams sweep-fgram-model gpu-kit gpu-kit-lock gpu-smoke repro-gpu
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -109,6 +109,15 @@ REPRO_SEEDS ?= 6198 6199 6200
 repro-cpu-seeds:
 	$(PY) scripts/repro.py --steps $(REPRO_STEPS) --seeds $(REPRO_SEEDS) \
 		--only baseline-m baseline-2m scone-m-300k-a1x scone-m-100k-a0.5x
+
+# The offline GPU kit (docs/gpu.md): wheels for the GPU image's Python 3.12 + the text its runs use,
+# <= 64 MiB in gpu-kit/. Needs the package index and ../shared/data. gpu-kit-lock re-resolves the pins.
+GPU_KIT ?= gpu-kit
+gpu-kit:
+	$(PY) scripts/build_gpu_kit.py --out $(GPU_KIT)
+
+gpu-kit-lock:
+	$(PY) scripts/build_gpu_kit.py --out $(GPU_KIT) --lock
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

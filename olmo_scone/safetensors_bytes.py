@@ -12,43 +12,58 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Dict, Mapping, Union
+from typing import Dict, Mapping
 
 import numpy as np
-import torch
 
-Array = Union[np.ndarray, torch.Tensor]
-
-_DTYPES = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
+#: numpy dtypes by safetensors code; torch's (bfloat16 among them) in _torch_array. numpy arrays are
+#: written without importing torch: counting and tagging run where only numpy is installed.
+_NUMPY_CODES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
 }
 
 
-def _as_torch(a: Array) -> torch.Tensor:
-    return (
-        (a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a)))
-        .detach()
-        .cpu()
-        .contiguous()
-    )
+def _torch_array(t) -> tuple[str, list, bytes]:
+    import torch
 
-
-def _raw(t: torch.Tensor) -> bytes:
+    codes = {
+        torch.float64: "F64",
+        torch.float32: "F32",
+        torch.float16: "F16",
+        torch.bfloat16: "BF16",
+        torch.int64: "I64",
+        torch.int32: "I32",
+        torch.int16: "I16",
+        torch.int8: "I8",
+        torch.uint8: "U8",
+        torch.bool: "BOOL",
+    }
+    if t.dtype not in codes:
+        raise TypeError(f"dtype {t.dtype} has no safetensors code here")
+    t = t.detach().cpu().contiguous()
     flat = t.reshape(-1)
-    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+    data = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+    return codes[t.dtype], list(t.shape), data
+
+
+def _numpy_array(a: np.ndarray) -> tuple[str, list, bytes]:
+    code = _NUMPY_CODES.get(a.dtype.name)
+    if code is None:
+        raise TypeError(f"dtype {a.dtype} has no safetensors code here")
+    little = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return code, list(a.shape), little.tobytes()
 
 
 def safetensors_bytes(
-    tensors: Mapping[str, Array], metadata: Mapping[str, str] | None = None
+    tensors: Mapping[str, object], metadata: Mapping[str, str] | None = None
 ) -> bytes:
     """The file for ``tensors`` (laid out in name order) and string ``metadata``, keys sorted."""
     header: Dict[str, object] = {}
@@ -56,15 +71,12 @@ def safetensors_bytes(
         header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
     chunks, offset = [], 0
     for name in sorted(tensors):
-        t = _as_torch(tensors[name])
-        if t.dtype not in _DTYPES:
-            raise TypeError(f"tensor {name}: dtype {t.dtype} has no safetensors code here")
-        data = _raw(t)
-        header[name] = {
-            "dtype": _DTYPES[t.dtype],
-            "shape": list(t.shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
+        t = tensors[name]
+        try:
+            code, shape, data = _numpy_array(t) if isinstance(t, np.ndarray) else _torch_array(t)
+        except TypeError as e:
+            raise TypeError(f"tensor {name}: {e}") from None
+        header[name] = {"dtype": code, "shape": shape, "data_offsets": [offset, offset + len(data)]}
         chunks.append(data)
         offset += len(data)
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
