@@ -1,0 +1,80 @@
+"""scripts/gpu_smoke.sh: its CPU rehearsal runs every step of the GPU smoke on small models, and its
+checks fail when the numbers disagree."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from olmo_scone.gpu_kit.smoke import LOGIT_TOL, LOSS_RTOL, checks, plan_for
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = str(REPO / "scripts" / "gpu_smoke.sh")
+
+
+@pytest.mark.slow
+def test_cpu_rehearsal_runs_every_step_and_writes_its_report(prepared, tmp_path):
+    out = tmp_path / "smoke"
+    proc = subprocess.run(
+        [SCRIPT, "--device", "cpu", "--tokens", str(prepared.root), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((out / "gpu_smoke.json").read_text())
+    plan = plan_for("cpu")
+    assert set(res["models"]) == {m.name for m in plan.models}
+    for name, r in res["models"].items():
+        assert r["steps"] == plan.steps and r["all_finite"]
+        # the same weights and batch in fp32 on both sides here: equal first losses
+        assert r["first_loss"] == pytest.approx(r["first_loss_cpu_fp32"], rel=1e-6)
+        assert 9.0 < r["first_loss"] < 12.0  # ~ln(50K) at initialisation
+        assert r["tokens_per_s"] > 0
+    for name in ("tiny-scone", "scone-gpt2-128m-1m"):
+        logits = res["models"][name]["logits"]
+        assert set(logits) == {"cpu_ram_vs_cpu", "cpu_mmap_vs_cpu", "table_vs_live_a_fgram"}
+        # the bf16 table against A_fgram computed live in fp32: close, not equal
+        assert 0 < logits["table_vs_live_a_fgram"] < LOGIT_TOL
+        assert (out / "served" / name / "manifest.json").is_file()
+    assert [d["batch"] for d in res["decode"]] == list(plan.decode_batches)
+    assert all(d["scone_ms"] > 0 and d["baseline_ms"] > 0 for d in res["decode"])
+    assert all(res["checks"].values()) and len(res["checks"]) >= 9
+    md = (out / "gpu_smoke.md").read_text()
+    assert "| scone-gpt2-128m-1m" in md and f"checks: {len(res['checks'])}/" in md
+
+
+def _result(first=10.0, ref=10.0, logit=1e-3, vocab_ok=True):
+    return {
+        "fgrams": {"gpt2": {"num_fgrams": 1_000_000, "check": vocab_ok}},
+        "models": {
+            "gpt2-128m": {
+                "all_finite": True,
+                "first_loss_rel_diff": abs(first - ref) / ref,
+                "logits": {"cuda_ram_vs_cpu": logit},
+            }
+        },
+    }
+
+
+def test_checks_fail_on_disagreement():
+    assert all(checks(_result()).values())
+    bad = checks(_result(first=10.0 * (1 + 3 * LOSS_RTOL)))
+    assert [k for k, ok in bad.items() if not ok] == [
+        f"gpt2-128m: first loss vs CPU fp32 within {LOSS_RTOL:g}"
+    ]
+    assert not all(checks(_result(logit=2 * LOGIT_TOL)).values())
+    assert not all(checks(_result(vocab_ok=False)).values())
+
+
+def test_bad_arguments_and_a_missing_kit_are_one_line(tmp_path):
+    for args, message in (
+        (["--frobnicate"], "unknown argument --frobnicate"),
+        (["--kit", str(tmp_path / "none")], "manifest.json not found: run `make gpu-kit`"),
+    ):
+        proc = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
