@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup check format test test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds sweep-fgrams sweep-fgram-model gpu-kit gpu-kit-lock gpu-smoke repro-gpu
+.PHONY: setup check format test test-e2e test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds sweep-fgrams sweep-fgram-model gpu-kit gpu-kit-lock gpu-smoke repro-gpu
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ format:
 	$(VENV)/bin/ruff check --fix .
 
 test:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not e2e"
+
+# The GPU kit's end-to-end rehearsals on the CPU (~10 min: a bare Python 3.12 venv, the smoke run,
+# repro-gpu at toy size); CI runs them after make test.
+test-e2e:
+	$(PY) -m pytest -q -m e2e
 
 test-fast:
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not e2e"
 
 DEMO_FGRAMS ?= 200000
 DEMO_STEPS ?= 100
@@ -118,6 +123,15 @@ gpu-kit:
 
 gpu-kit-lock:
 	$(PY) scripts/build_gpu_kit.py --out $(GPU_KIT) --lock
+
+# On the GPU node (the kit copied beside this checkout): the CUDA smoke, then the GPT-2-size
+# comparison (3 runs x REPRO_GPU_MINUTES; exit 3 = a run hit its slot's time limit, run it again).
+gpu-smoke:
+	scripts/gpu_smoke.sh --kit $(GPU_KIT) --out runs/gpu-smoke
+
+REPRO_GPU_MINUTES ?= 6
+repro-gpu:
+	scripts/repro_gpu.sh --kit $(GPU_KIT) --minutes $(REPRO_GPU_MINUTES) --doc docs/results.md
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

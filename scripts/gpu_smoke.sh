@@ -29,18 +29,8 @@ done
 args=(--device "$device" --out "$out")
 [ -n "$tokens" ] && args+=(--tokens "$tokens")
 if [ "$device" = cuda ]; then
-  py="${PYTHON:-python3}"
-  if [ ! -f "$kit/manifest.json" ]; then
-    echo "error: $kit/manifest.json not found: run \`make gpu-kit\` where pip reaches the index and copy the folder" >&2
-    exit 2
-  fi
-  stamp="$target/.kit-$(sha256sum "$kit/manifest.json" | cut -c1-16)"
-  if [ ! -f "$stamp" ]; then
-    rm -rf "$target"
-    "$py" -m pip install -q --no-index --no-deps --target "$target" "$kit"/wheels/*.whl
-    touch "$stamp"
-  fi
-  export PYTHONPATH="$PWD/$target:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  . scripts/gpu_env.sh
+  gpu_kit_env "$kit" "$target"
   [ -z "$tokens" ] && args+=(--kit "$kit")
 else
   py="${PYTHON:-.venv/bin/python}"

@@ -94,6 +94,7 @@ def kit(prepared, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_kit_manifest_size_and_wheels(kit):
     from olmo_scone.gpu_kit.build import IMAGE_FILE, KIT_LIMIT_BYTES
 
@@ -147,6 +148,7 @@ def python312() -> str | None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_kit_installs_offline_into_python_312_with_numpy_2(kit, tmp_path, prepared):
     """A bare Python 3.12 venv gets the image's packages (all but torch and its CUDA wheels, which
     would be gigabytes here) from the index, then the kit's wheels with --no-index --no-deps. The

@@ -16,6 +16,7 @@ SCRIPT = str(REPO / "scripts" / "gpu_smoke.sh")
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_cpu_rehearsal_runs_every_step_and_writes_its_report(prepared, tmp_path):
     out = tmp_path / "smoke"
     proc = subprocess.run(

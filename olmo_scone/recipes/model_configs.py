@@ -208,6 +208,16 @@ def render_all() -> Dict[str, Dict]:
         tags_dir=None,
         **gpt2,
     )
+    # The paper's "twice the layers" baseline at this size (24 layers, 209.5M parameters): the
+    # main model SCONE's inference FLOPs are compared against (make repro-gpu).
+    out["gpt2-2x"] = _train(
+        "gpt2-2x",
+        main_model_settings(768, 12, 24, 1024, None, "cuda"),
+        group="gpt2",
+        tags=["baseline", "gpt2", "2x-layers"],
+        tags_dir=None,
+        **gpt2,
+    )
     fgram = {
         "vocab_path": "data/fgrams/fgrams-1m.safetensors",
         "max_n": 5,
