@@ -45,11 +45,22 @@ def write_record(
     commands: Sequence[str],
 ) -> Path:
     path = record_path(records, name, seed)
-    atomic_write_json(
-        path,
-        {"run": name, "seed": seed, "steps": steps, **perplexities, "commands": list(commands)},
-    )
+    rec = {"run": name, "seed": seed, "steps": steps, **perplexities, "commit": _commit()}
+    atomic_write_json(path, {**rec, "commands": list(commands)})
     return path
+
+
+def _commit() -> Optional[str]:
+    """The checkout's commit when the record is written: SCONE's numbers move with code changes
+    that only reorder float sums (docs/results.md), so a record says which code made it."""
+    import subprocess
+
+    from ..paths import REPO
+
+    r = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    )
+    return r.stdout.strip() or None if r.returncode == 0 else None
 
 
 def read_record(records: Path, name: str, seed: int, steps: int) -> Optional[Dict]:
