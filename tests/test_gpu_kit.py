@@ -193,6 +193,15 @@ def test_kit_installs_offline_into_python_312_with_numpy_2(kit, tmp_path, prepar
         r.stdout.startswith("(3, 12) 2.") and str(site) in r.stdout
     )  # the kit's rich, not the image's
 
+    # the combined environment as pip sees it (the kit first on the path): the only unmet
+    # requirement is torch, which the image has and this venv cannot (CUDA wheels, gigabytes); the
+    # image's own packages still accept what the kit shadows (transformers: huggingface-hub)
+    r = subprocess.run([vpy, "-m", "pip", "check"], capture_output=True, text=True, env=env)
+    problems = [line for line in r.stdout.splitlines() if line.strip()]
+    assert problems and all("requires torch, which is not installed" in p for p in problems), (
+        problems
+    )
+
     def build_and_tag(python: str, out: Path, environ) -> tuple[str, str]:
         vocab, tags = out / "v.safetensors", out / "tags"
         for cmd in (

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kit_imports import imported_distributions, logging_env, missing_on_the_node
 from olmo_scone.gpu_kit.smoke import LOGIT_TOL, LOSS_RTOL, checks, plan_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,14 +19,19 @@ SCRIPT = str(REPO / "scripts" / "gpu_smoke.sh")
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_cpu_rehearsal_runs_every_step_and_writes_its_report(prepared, tmp_path):
-    out = tmp_path / "smoke"
+    out, log = tmp_path / "smoke", tmp_path / "imports"
     proc = subprocess.run(
         [SCRIPT, "--device", "cpu", "--tokens", str(prepared.root), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=900,
+        env=logging_env(log),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # every process of the run imported only what the kit or the GPU image provides
+    assert len(list(log.glob("*.txt"))) >= 10
+    assert {"torch", "deepspeed", "ai2-olmo", "omegaconf"} <= imported_distributions(log)
+    assert missing_on_the_node(log) == set()
     res = json.loads((out / "gpu_smoke.json").read_text())
     plan = plan_for("cpu")
     assert set(res["models"]) == {m.name for m in plan.models}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kit_imports import logging_env, missing_on_the_node
 from olmo_scone.plotting import read_metrics, train_loss
 from olmo_scone.recipes.repro_gpu import BEGIN, RUNS, UNFINISHED, toy_budget
 
@@ -20,7 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def _repro(prepared, wikitext, root: Path, *extra) -> subprocess.CompletedProcess:
     cmd = [str(REPO / "scripts" / "repro_gpu.sh"), "--toy", "--tokens", str(prepared.root)]
     cmd += ["--wikitext", str(wikitext), "--root", str(root), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    env = logging_env(root.parent / ("imports-report" if "--report" in extra else "imports"))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
 
 
 def test_toy_repro_gpu_end_to_end(prepared, wikitext_valid, tmp_path):
@@ -30,11 +32,17 @@ def test_toy_repro_gpu_end_to_end(prepared, wikitext_valid, tmp_path):
     wikitext_valid = wiki
     doc.write_text("# Results\n\nanalysis\n")
     # a job slot that ends at once: the first run saves at step 0 and asks to be run again
-    first = _repro(prepared, wikitext_valid, root, "--slot-seconds", "0")
+    first = _repro(prepared, wikitext_valid, root, "--slot-seconds", "0", "--no-plot")
     assert first.returncode == UNFINISHED, first.stderr[-2000:]
     assert "stopped at its time limit; run the same command again" in first.stdout
     assert (root / RUNS[0] / "latest").read_text() == "step0"
-    proc = _repro(prepared, wikitext_valid, root, "--doc", str(doc))
+    proc = _repro(prepared, wikitext_valid, root, "--doc", str(doc), "--no-plot")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Curves: not drawn here" in doc.read_text()  # as on a node without matplotlib
+    # every process imported only what the kit or the GPU image provides (wandb is neither)
+    assert missing_on_the_node(tmp_path / "imports") == set()
+    # curves drawn afterwards where matplotlib is, from the run folders alone
+    proc = _repro(prepared, wikitext_valid, root, "--doc", str(doc), "--report")
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     b = toy_budget()

@@ -42,6 +42,7 @@ BEGIN, END = (
 )
 #: exit status of a launch that used up its slot before its run finished (run it again)
 UNFINISHED = 3
+CURVES = "repro-gpu-curves.png"
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Repro:
             "tokens_per_step": per_step,
             "steps": steps,
             "minutes": self.b.minutes,
+            "device": _device_name(),
         }
 
     def serve_target(self, run: str) -> Path:
@@ -177,7 +179,8 @@ class Repro:
         return art
 
     def evaluate(self, run: str) -> Dict[str, float]:
-        target = self.serve_target(run)
+        """Both held-out perplexities (an evaluation whose file exists is not run again; the export
+        only when an evaluation still needs it)."""
         out = {}
         for name, flags in (
             ("wikitext103-valid", ["--text", str(self.wikitext)]),
@@ -187,8 +190,9 @@ class Repro:
             if self.b.eval_batches is not None:
                 flags += ["--max-batches", str(self.b.eval_batches)]
             if not path.is_file():
+                target = str(self.serve_target(run))
                 _run(
-                    [sys.executable, "scripts/evaluate.py", str(target), "--table", "mmap", *flags]
+                    [sys.executable, "scripts/evaluate.py", target, "--table", "mmap", *flags]
                     + ["--out", str(path)]
                 )
             out[name] = json.loads(path.read_text())["perplexity"]
@@ -196,7 +200,14 @@ class Repro:
 
 
 # ---- the report --------------------------------------------------------------------------------------
-def report(rp: Repro, evals: Dict[str, Dict[str, float]], device: str) -> str:
+def can_plot() -> bool:
+    """Whether matplotlib is here: stock GPU images often have it, the kit does not carry it (20 MB)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def report(rp: Repro, evals: Dict[str, Dict[str, float]], device: str, plot: bool) -> str:
     from ..accounting import account
     from ..config import SconeTrainConfig, load_config
     from ..markdown import table
@@ -210,9 +221,7 @@ def report(rp: Repro, evals: Dict[str, Dict[str, float]], device: str) -> str:
         folder = rp.root / run
         cfg = load_config(SconeTrainConfig, folder / "config.yaml")
         acc = account(
-            cfg.model,
-            run,
-            _rows(Path(cfg.model.fgram.vocab_path)) if run.startswith("scone") else None,
+            cfg.model, run, cfg.model.fgram.num_fgrams if run.startswith("scone") else None
         )
         plan = json.loads((rp.root / f"{run}.plan.json").read_text())
         ms = read_metrics(folder)
@@ -245,18 +254,30 @@ def report(rp: Repro, evals: Dict[str, Dict[str, float]], device: str) -> str:
         "WikiText-103 valid ppl",
         "held-out ppl",
     ]
-    png = plot_runs(
-        [rp.root / r for r in RUNS],
-        rp.root / "repro-gpu-curves.png",
-        metric="train/CrossEntropyLoss",
-        title=f"repro-gpu: {rp.b.minutes:g} min a run on {device}",
+    curves = (
+        "Curves: not drawn here (no matplotlib); `python -m olmo_scone.recipes.repro_gpu --report "
+        "--root DIR` draws them from the run folders' metrics.jsonl on a machine that has it."
     )
+    if plot:
+        png = plot_runs(
+            [rp.root / r for r in RUNS],
+            rp.root / CURVES,
+            metric="train/CrossEntropyLoss",
+            title=f"repro-gpu: {rp.b.minutes:g} min a run on {device}",
+        )
+        curves = f"![curves]({png.name})"
     return (
         f"### Generated table: {rp.b.minutes:g} minutes of training a run on {device}\n\n"
-        f"{table(rows, header)}\n\n![curves]({png.name})\n\n"
+        f"{table(rows, header)}\n\n{curves}\n\n"
         f"Batch {rp.b.batch} sequences; {train_tokens / 1e6:.1f}M training tokens in the kit's corpus; "
         "perplexities through the serving runtime (SCONE from its bf16 table, A_fgram dropped).\n"
     )
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
 
 
 def _finished_step(folder: Path) -> int:
@@ -296,7 +317,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     p.add_argument("--root", type=Path, default=REPO / "runs" / "repro-gpu")
     p.add_argument(
-        "--minutes", type=float, default=6.0, help="training minutes per run (default: %(default)s)"
+        "--minutes",
+        type=float,
+        default=6.0,
+        help="training minutes per run (default: %(default)s)",
     )
     p.add_argument("--toy", action="store_true", help="tiny models on the CPU (the test)")
     p.add_argument(
@@ -305,12 +329,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=None,
         help="time_limit of one training launch (default: 540, under a 10-minute job slot)",
     )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="only rebuild the report (and curves) from the finished runs under --root",
+    )
+    p.add_argument(
+        "--no-plot",
+        action="store_true",
+        help="no curves PNG (default: drawn when matplotlib is here)",
+    )
     p.add_argument("--doc", type=Path, default=None, help="also splice the report into this file")
     a = p.parse_args(argv)
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    if not a.toy and device == "CPU":
+    device = _device_name()
+    if not (a.toy or a.report) and device == "CPU":
         fail("no CUDA device here: make repro-gpu is a GPU job (--toy runs its stages on the CPU)")
     kit_m = a.kit / "manifest.json"
     if (a.tokens is None or a.wikitext is None) and not kit_m.is_file():
@@ -321,35 +353,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     budget = toy_budget() if a.toy else gpu_budget(a.minutes)
     if a.slot_seconds is not None:
         budget.slot_s = a.slot_seconds
-    a.root.mkdir(parents=True, exist_ok=True)
     rp = Repro(a.root, tokens, wikitext, budget)
-    fgrams = rp.fgrams()
-    for run in RUNS:
-        if not rp.train(run, fgrams):
-            print(
-                f"repro-gpu: {run} stopped at its time limit; run the same command again to continue",
-                flush=True,
-            )
-            return UNFINISHED
+    if a.report:
+        missing = [r for r in RUNS if not (a.root / r / "eval-held-out.json").is_file()]
+        if missing:
+            fail(f"{a.root}: {', '.join(missing)} not evaluated yet; run without --report first")
+        device = json.loads((a.root / f"{BASELINE}.plan.json").read_text()).get("device", "?")
+    else:
+        a.root.mkdir(parents=True, exist_ok=True)
+        fgrams = rp.fgrams()
+        for run in RUNS:
+            if not rp.train(run, fgrams):
+                print(
+                    f"repro-gpu: {run} stopped at its time limit; run the same command again to continue",
+                    flush=True,
+                )
+                return UNFINISHED
     evals = {run: rp.evaluate(run) for run in RUNS}
-    text = report(rp, evals, device)
-    from ..atomic import atomic_write_text
-
-    atomic_write_text(a.root / "report.md", text)
-    if a.doc is not None:
-        import shutil
-
-        from .repro_report import splice
-
-        shutil.copyfile(a.root / "repro-gpu-curves.png", a.doc.parent / "results-gpu-curves.png")
-        atomic_write_text(
-            a.doc,
-            splice(
-                a.doc, text.replace("repro-gpu-curves.png", "results-gpu-curves.png"), (BEGIN, END)
-            ),
-        )
+    text = report(rp, evals, device, plot=can_plot() and not a.no_plot)
+    write_report(text, a.root, a.doc)
     print(text)
     return 0
+
+
+def write_report(text: str, root: Path, doc: Optional[Path]) -> None:
+    """``root/report.md``; with ``doc``, also spliced between the repro-gpu markers, its curves
+    copied beside it as ``results-gpu-curves.png``."""
+    import shutil
+
+    from ..atomic import atomic_write_text
+    from .repro_report import splice
+
+    atomic_write_text(root / "report.md", text)
+    if doc is None:
+        return
+    if (root / CURVES).is_file() and CURVES in text:
+        shutil.copyfile(root / CURVES, doc.parent / "results-gpu-curves.png")
+        text = text.replace(CURVES, "results-gpu-curves.png")
+    atomic_write_text(doc, splice(doc, text, (BEGIN, END)))
 
 
 if __name__ == "__main__":

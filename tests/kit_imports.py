@@ -1,0 +1,59 @@
+"""Test helper: which installed distributions the GPU runs imported (logged by import_log/
+sitecustomize.py in every process of a rehearsal), and which of them neither the GPU kit nor the
+GPU image provides. The CPU rehearsals run in this project's venv, where missing kit packages would
+go unnoticed (wandb did, once): this is the check that catches them."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from olmo_scone.gpu_kit.build import IMAGE_FILE, PINS_FILE
+from olmo_scone.gpu_kit.packages import read_pins
+
+HOOK = Path(__file__).resolve().parent / "import_log"
+#: imported here but not by the GPU runs' own versions, each for a stated reason
+IMPORTED_ONLY_HERE = {
+    # datasets 2.21 (this venv) imports fsspec's S3/HTTP stack; the kit's datasets 5.2 has none of it
+    **dict.fromkeys(
+        ["aiobotocore", "aiohappyeyeballs", "aiohttp", "aioitertools", "aiosignal", "attrs"]
+        + ["frozenlist", "multidict", "propcache", "s3fs", "wrapt", "yarl"],
+        "datasets 2.21",
+    ),
+    "pytz": "pandas 2.2 (the image's pandas 3 no longer imports it)",
+    "zstandard": "fsspec imports it when it is installed",
+    "cloudpickle": "dill imports it when it is installed",
+    "olmo-scone": "the checkout itself, on PYTHONPATH on the node",
+}
+
+
+def logging_env(log_dir: Path) -> dict:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = os.environ.get("PYTHONPATH")
+    return {
+        **os.environ,
+        "OLMO_SCONE_IMPORT_LOG": str(log_dir),
+        "PYTHONPATH": f"{HOOK}:{path}" if path else str(HOOK),
+    }
+
+
+def imported_distributions(log_dir: Path) -> set[str]:
+    modules = set()
+    for f in log_dir.glob("*.txt"):
+        modules.update(f.read_text().split())
+    by_module = importlib.metadata.packages_distributions()
+    return {
+        canonicalize_name(d)
+        for m in modules
+        if m not in sys.stdlib_module_names
+        for d in by_module.get(m, [])
+    }
+
+
+def missing_on_the_node(log_dir: Path) -> set[str]:
+    provided = set(read_pins(IMAGE_FILE)) | set(read_pins(PINS_FILE)) | {"ai2-olmo", "deepspeed"}
+    return imported_distributions(log_dir) - provided - set(IMPORTED_ONLY_HERE)
