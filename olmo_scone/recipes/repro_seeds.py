@@ -133,7 +133,8 @@ def rows(records: Sequence[Dict], runs: Sequence[str]) -> List[List[str]]:
                 row += ["-", "-"]
                 continue
             d = summary(list(paired_differences(records, run, corpus).values()))
-            row += [f"{_pm(d, '{:+.1f}')}% (95%: ±{d['ci95']:.1f})", verdict(d)]
+            ci = f" (95%: ±{d['ci95']:.1f})" if d["n"] > 1 else ""
+            row += [f"{_pm(d, '{:+.1f}')}%{ci}", verdict(d)]
         out.append(row)
     return out
 
