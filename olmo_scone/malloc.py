@@ -8,6 +8,10 @@ machine half of the training time was system time spent on page faults. Raising 
 once per process lets freed blocks be reused; ``scripts/benchmark_train_step.py`` measures the
 effect side by side (docs/benchmarks.md). The arithmetic is unchanged: results are bit-identical.
 
+Not for SCONE training: its per-batch f-gram tensors change size every micro-batch, and with these
+thresholds the heap fragmented by ~100 MB a step (a 200-step study run reached 10 GB a rank and
+was killed); the trainer tunes only baselines, whose tensors repeat.
+
 Set ``OLMO_SCONE_MALLOC_TUNING=0`` to leave the allocator alone. A no-op where libc is not glibc.
 """
 

@@ -114,12 +114,17 @@ class SconeTrainer:
 
         from ..model import SconeOLMo
 
-        keep_large_allocations()  # CPU steps free and re-allocate 100+ MB tensors; see olmo_scone/malloc.py
         self.cfg = cfg
         self.save_folder = Path(cfg.save_folder)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         # every config/data error, and what to do with the save_folder, before any process group exists
         vocab, self.plan, self.identity, files = preflight(cfg, world, resume)
+        if vocab is None:
+            # baselines: CPU steps free and re-allocate the same 100+ MB tensors, kept in the heap
+            # (olmo_scone/malloc.py). Not with SCONE: its per-batch f-gram tensors vary in size,
+            # and with 1 GiB thresholds the heap fragmented by ~100 MB a step until the OOM killer
+            # ended a study run at 10.5 GB (docs/benchmarks.md); glibc's default stays flat.
+            keep_large_allocations()
         if (
             self.plan.action == "done"
         ):  # relaunching a finished run: nothing is built, nothing written
