@@ -153,6 +153,14 @@ def load_model_config(path: str | Path, overrides: Optional[List[str]] = None) -
     return load_config(SconeModelConfig, path, overrides)
 
 
+def load_run_config(save_folder: str | Path) -> "SconeTrainConfig":
+    """The config a ``scripts/train.py`` run saved in its ``save_folder`` (overrides applied)."""
+    folder = Path(save_folder)
+    if not (folder / "config.yaml").is_file():
+        fail(f"{folder} has no config.yaml: pass the save_folder of a scripts/train.py run")
+    return load_config(SconeTrainConfig, folder / "config.yaml")
+
+
 @dataclass
 class DeepSpeedConfig(BaseConfig):
     """How the trainer wraps the model in a DeepSpeed engine (ZeRO stage 1 by default, as in the paper).

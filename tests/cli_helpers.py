@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
-from typing import List
+from typing import Dict, List
+
+from olmo_scone.launch import free_port
 
 TINY_SCONE = str(Path(__file__).resolve().parents[1] / "configs" / "olmo" / "tiny-scone.yaml")
 
@@ -17,6 +20,19 @@ def assert_clean_error(proc: subprocess.CompletedProcess, pattern: str) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr[-3000:]
     assert re.search(pattern, errors[0]), errors[0]
+
+
+def single_rank_env() -> Dict[str, str]:
+    """This environment plus what torchrun gives rank 0 of 1, on a free port: a driver run as a plain
+    process (errors before training, one-rank runs) joins a process group of its own."""
+    return {
+        **os.environ,
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
 
 
 def train_overrides(tokens, vocab, tags, folder, steps: int = 2) -> List[str]:

@@ -11,7 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from cli_helpers import TINY_SCONE, train_overrides
+from cli_helpers import TINY_SCONE, single_rank_env, train_overrides
+
+from olmo_scone.launch import torchrun_command
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("OLMO_SCONE_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -116,14 +118,7 @@ def art(prepared, tagged_vocab, tmp_path_factory) -> Art:
     d = tmp_path_factory.mktemp("art")
     vocab, tags = tagged_vocab.vocab, tagged_vocab.tags
     run = d / "run"
-    env = {
-        **os.environ,
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(29600 + os.getpid() % 300),
-    }
+    env = single_rank_env()
     proc = subprocess.run(
         [
             sys.executable,
@@ -212,17 +207,10 @@ def small_scone(prepared, tmp_path_factory) -> SmallScone:
 def baseline_run(prepared, tmp_path_factory) -> Path:
     """A baseline save_folder: tiny-baseline.yaml trained for 2 steps by the real trainer (torchrun, one
     rank), shared by the serving and the Hugging Face tests."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     base = tmp_path_factory.mktemp("baseline-run") / "baseline"
     proc = subprocess.run(
         [
-            str(Path(sys.executable).parent / "torchrun"),
-            "--nproc_per_node=1",
-            f"--master_port={port}",
+            *torchrun_command(1),
             str(REPO / "scripts" / "train.py"),
             str(REPO / "configs" / "olmo" / "tiny-baseline.yaml"),
             f"data.tokens_dir={prepared.root}",

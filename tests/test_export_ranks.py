@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from olmo_scone.launch import torchrun_command
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 PROVENANCE = {"export_ranks", "export_wall_time_s"}  # what may differ between the two manifests
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _export(ranks: int, run: Path, out: Path) -> subprocess.CompletedProcess:
@@ -39,12 +34,7 @@ def _export(ranks: int, run: Path, out: Path) -> subprocess.CompletedProcess:
         "700",
     ]
     if ranks > 1:
-        cmd = [
-            str(Path(sys.executable).parent / "torchrun"),
-            f"--nproc_per_node={ranks}",
-            f"--master_port={_port()}",
-            *args,
-        ]
+        cmd = [*torchrun_command(ranks), *args]
     else:
         cmd = [sys.executable, *args]
     return subprocess.run(

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from cli_helpers import assert_clean_error
 from olmo_scone.errors import SconeError
 from olmo_scone.fgrams.counting import CountSettings, TokenSource, count_fgrams
 from olmo_scone.fgrams.vocab import load_vocab
+from olmo_scone.launch import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = Path(sys.executable).with_name("ray")
@@ -117,12 +117,6 @@ def test_local_ray_runtime_gives_the_single_machine_bytes(prepared, single, tmp_
     assert_same_sidecar(tags, tmp_path / "tags")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _stop_cluster(temp_dirs) -> None:
     """Kill this cluster's processes (those naming its temp dirs, and their descendants), not any
     other Ray cluster on the machine (`ray stop` would stop them all)."""
@@ -146,7 +140,7 @@ def _start_cluster() -> tuple[str, list[str]]:
         tempfile.mkdtemp(prefix="rh", dir="/tmp"),
         tempfile.mkdtemp(prefix="rn", dir="/tmp"),
     )
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     common = [
         "--num-cpus",
         "1",
@@ -316,7 +310,7 @@ def test_an_unreachable_ray_address_is_one_clear_line(prepared, tmp_path):
         "--num-fgrams",
         10,
         "--ray",
-        f"127.0.0.1:{_free_port()}",
+        f"127.0.0.1:{free_port()}",
         "--out",
         tmp_path / "v.safetensors",
     )

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cli_helpers import TINY_SCONE, assert_clean_error, train_overrides
+from cli_helpers import TINY_SCONE, assert_clean_error, single_rank_env, train_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -58,14 +58,7 @@ def _fill(disk: Path) -> None:
 
 
 def _script(name: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(29900 + os.getpid() % 90),
-    }
+    env = single_rank_env()
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / name), *map(str, args)],
         capture_output=True,

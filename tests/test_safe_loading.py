@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import assert_clean_error
+from cli_helpers import assert_clean_error, single_rank_env
 from omegaconf import OmegaConf
 
 from olmo_scone.config import SconeTrainConfig, load_config
@@ -61,14 +61,7 @@ def _crafted_folder(root: Path, tokens_dir: Path, legacy: bool = False) -> tuple
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": "29511",
-    }
+    env = single_rank_env()
     return subprocess.run(
         [sys.executable, str(REPO / "scripts" / script), *args],
         capture_output=True,

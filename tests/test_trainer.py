@@ -6,7 +6,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,19 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import assert_clean_error
+from cli_helpers import assert_clean_error, single_rank_env
 
 from olmo_scone.fgrams.vocab import load_vocab, save_vocab
+from olmo_scone.launch import torchrun_command
 
 REPO = Path(__file__).resolve().parents[1]
-TORCHRUN = str(Path(sys.executable).parent / "torchrun")
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +50,7 @@ def overrides(prepared, vpath, d, folder, steps=8, extra=()):
 
 def torchrun(args, **kw):
     cmd = [
-        TORCHRUN,
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
+        *torchrun_command(2),
         str(REPO / "scripts" / "train.py"),
         str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
         *args,
@@ -78,14 +69,7 @@ def train_single_process(
     args, config: Path = REPO / "configs" / "olmo" / "tiny-scone.yaml"
 ) -> subprocess.CompletedProcess:
     """scripts/train.py as one rank without torchrun (config errors must stop it before training)."""
-    env = {
-        **os.environ,
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-        "LOCAL_RANK": "0",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(_free_port()),
-    }
+    env = single_rank_env()
     cmd = [
         sys.executable,
         str(REPO / "scripts" / "train.py"),

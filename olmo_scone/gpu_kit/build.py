@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..atomic import atomic_directory, atomic_write_json, atomic_write_text, sha256_file
 from ..errors import ArgumentParser, fail
-from ..paths import REPO, SHARED_DATA
+from ..paths import REPO, SHARED_DATA, git_commit
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -159,11 +159,6 @@ def file_list(root: Path) -> Dict[str, Dict]:
     }
 
 
-def commit() -> Optional[str]:
-    r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else None
-
-
 def build(out: Path, lock: bool = False, tokens_from: Optional[Path] = None) -> Dict:
     """The kit in ``out`` (replaced whole, atomically). ``tokens_from``: carry that token directory
     instead of preparing the kit's corpus (the tests' small real-text kit)."""
@@ -181,7 +176,7 @@ def build(out: Path, lock: bool = False, tokens_from: Optional[Path] = None) -> 
             "format": "olmo-scone/gpu-kit",
             "format_version": 1,
             "python": TARGET_PYTHON,
-            "commit": commit(),
+            "commit": git_commit(),
             "image": {"file": str(IMAGE_FILE.relative_to(REPO)), "sha256": sha256_file(IMAGE_FILE)},
             "wheels": wheels,
             "tokens": "data/tokens",

@@ -40,6 +40,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..atomic import atomic_write_json, atomic_write_text, sha256_file
 from ..errors import ArgumentParser, fail
+from ..launch import torchrun_command
 from ..paths import REPO
 
 #: bf16 keeps 8 significant bits (relative rounding 2^-9); sums of many such terms drift further.
@@ -182,9 +183,7 @@ def train(m: Model, plan: Plan, args: List[str], *, steps: int, cpu: bool) -> fl
     device in bf16. Returns the wall seconds."""
     precision = "fp32" if cpu or plan.device == "cpu" else "amp_bf16"
     env = {"CUDA_VISIBLE_DEVICES": ""} if cpu else {}
-    torchrun = str(Path(sys.executable).parent / "torchrun")
-    cmd = [torchrun if Path(torchrun).exists() else "torchrun", "--nproc_per_node=1"]
-    cmd += [f"--master_port={_free_port()}", "scripts/train.py", f"configs/olmo/{m.config}"]
+    cmd = [*torchrun_command(1), "scripts/train.py", f"configs/olmo/{m.config}"]
     t0 = time.time()
     _run(cmd + args + [f"max_duration={steps}", f"precision={precision}"], env=env)
     return time.time() - t0
@@ -339,6 +338,8 @@ def environment(device: str) -> Dict:
 
 
 def run(plan: Plan, tokens: Path, out: Path, expected: Dict[str, str]) -> Dict:
+    from ..config import load_run_config
+
     env = environment(plan.device)
     gpu_name = env.get("gpu", "")
     res: Dict = {
@@ -364,7 +365,7 @@ def run(plan: Plan, tokens: Path, out: Path, expected: Dict[str, str]) -> Dict:
         if m.fgrams:
             art = out / "served" / m.name
             r["export_s"] = export(folder, art)
-        seq = _seq_len(folder)
+        seq = load_run_config(folder).model.max_sequence_length
         r["logits"] = serving_checks(
             m, folder, art, held_out_chunks(tokens, seq, plan.eval_chunks), plan.device
         )
@@ -375,7 +376,7 @@ def run(plan: Plan, tokens: Path, out: Path, expected: Dict[str, str]) -> Dict:
         {"scone": served["scone-gpt2-128m-1m"], "baseline": served["gpt2-128m"]},
         tokens,
         plan,
-        _seq_len(out / "runs" / "gpt2-128m"),
+        load_run_config(out / "runs" / "gpt2-128m").model.max_sequence_length,
     )
     res["checks"] = checks(res)
     _save(res, out)
@@ -476,18 +477,6 @@ def markdown(res: Dict) -> str:
 
 def _save(res: Dict, out: Path) -> None:
     atomic_write_json(out / "gpu_smoke.json", res)
-
-
-def _seq_len(folder: Path) -> int:
-    from ..config import SconeTrainConfig, load_config
-
-    return load_config(SconeTrainConfig, folder / "config.yaml").model.max_sequence_length
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(cmd: List[str], env: Optional[Dict[str, str]] = None) -> None:

@@ -40,10 +40,10 @@ from typing import Dict, List, Optional, Sequence
 
 from ..paths import REPO, SHARED_DATA
 from ..errors import ArgumentParser, fail
+from ..launch import torchrun_command
 from .tiny import tiny_cpu
 
 PY = sys.executable
-TORCHRUN = str(Path(PY).parent / "torchrun")
 # Sized by measurement on this 2-core machine: at d 256 training ran at ~780 tokens/s (the 50K-row
 # output layer dominates), at d 128 at ~1.4K tokens/s; see docs/results.md for the budget chosen.
 D_MODEL, HEADS, LAYERS_M, SEQ, BATCH = 128, 4, 2, 128, 32
@@ -251,7 +251,8 @@ class Study:
         cfg, args = train_command(self.root, self.data, self.steps, r, seed)
         # always run: the trainer does nothing for a finished run, resumes an interrupted one, continues
         # one whose --steps grew, and refuses a folder trained with another --seed (train/run_state.py)
-        self.sh([TORCHRUN, "--nproc_per_node=2", "scripts/train.py", cfg, *args])
+        # the default port: the command is recorded for people to copy
+        self.sh([*torchrun_command(2, own_port=False), "scripts/train.py", cfg, *args])
         if not r["fgrams"]:
             return folder
         art = folder.parent / f"{r['name']}-served"

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ..errors import ArgumentParser, fail
+from ..launch import torchrun_command
 from ..paths import REPO
 
 RUNS = ("gpt2-128m", "scone-gpt2-128m-1m", "gpt2-2x")
@@ -126,9 +127,13 @@ class Repro:
 
     def launch(self, run: str, args: List[str], steps: int) -> bool:
         """One torchrun launch to ``steps``; True when the run has finished them."""
-        torchrun = Path(sys.executable).parent / "torchrun"
-        cmd = [str(torchrun) if torchrun.exists() else "torchrun", "--nproc_per_node=1"]
-        cmd += ["scripts/train.py", f"configs/olmo/{run}.yaml", *args, f"max_duration={steps}"]
+        cmd = [
+            *torchrun_command(1),
+            "scripts/train.py",
+            f"configs/olmo/{run}.yaml",
+            *args,
+            f"max_duration={steps}",
+        ]
         _run(cmd)
         return _finished_step(self.root / run) >= steps
 
@@ -149,6 +154,7 @@ class Repro:
         return self.launch(run, args, plan["steps"])
 
     def plan(self, run: str) -> Dict:
+        from ..config import load_run_config
         from ..plotting import read_metrics
 
         rows = read_metrics(self.root / run)
@@ -156,7 +162,7 @@ class Repro:
             m["throughput/device/tokens_per_second"] for m in rows
         ]
         tok_s = statistics.median(rates)
-        per_step = self.b.batch * _seq_len(self.root / run)
+        per_step = self.b.batch * load_run_config(self.root / run).model.max_sequence_length
         steps = max(self.b.probe_steps, int(self.b.minutes * 60 * tok_s / per_step))
         return {
             "probe_tokens_per_s": tok_s,
@@ -209,7 +215,7 @@ def can_plot() -> bool:
 
 def report(rp: Repro, evals: Dict[str, Dict[str, float]], device: str, plot: bool) -> str:
     from ..accounting import account
-    from ..config import SconeTrainConfig, load_config
+    from ..config import load_run_config
     from ..markdown import table
     from ..plotting import plot_runs, read_metrics
 
@@ -219,7 +225,7 @@ def report(rp: Repro, evals: Dict[str, Dict[str, float]], device: str, plot: boo
     rows = []
     for run in RUNS:
         folder = rp.root / run
-        cfg = load_config(SconeTrainConfig, folder / "config.yaml")
+        cfg = load_run_config(folder)
         acc = account(
             cfg.model, run, cfg.model.fgram.num_fgrams if run.startswith("scone") else None
         )
@@ -293,12 +299,6 @@ def _rows(vocab: Path) -> int:
     from ..fgrams.vocab import load_vocab
 
     return len(load_vocab(vocab, verify=False))
-
-
-def _seq_len(folder: Path) -> int:
-    from ..config import SconeTrainConfig, load_config
-
-    return load_config(SconeTrainConfig, folder / "config.yaml").model.max_sequence_length
 
 
 def _run(cmd: List[str]) -> None:

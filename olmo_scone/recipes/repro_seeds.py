@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..atomic import atomic_write_json
 from ..errors import fail
+from ..paths import git_commit
 
 CORPORA = {"wikitext103-valid": "WikiText-103 valid", "english-mix-valid": "english-mix held-out"}
 BASELINE = "baseline-m"
@@ -45,22 +46,15 @@ def write_record(
     commands: Sequence[str],
 ) -> Path:
     path = record_path(records, name, seed)
-    rec = {"run": name, "seed": seed, "steps": steps, **perplexities, "commit": _commit()}
+    rec = {
+        "run": name,
+        "seed": seed,
+        "steps": steps,
+        **perplexities,
+        "commit": git_commit(short=True),
+    }
     atomic_write_json(path, {**rec, "commands": list(commands)})
     return path
-
-
-def _commit() -> Optional[str]:
-    """The checkout's commit when the record is written: SCONE's numbers move with code changes
-    that only reorder float sums (docs/results.md), so a record says which code made it."""
-    import subprocess
-
-    from ..paths import REPO
-
-    r = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    )
-    return r.stdout.strip() or None if r.returncode == 0 else None
 
 
 def read_record(records: Path, name: str, seed: int, steps: int) -> Optional[Dict]:

@@ -178,13 +178,11 @@ def fp32_state_dict(save_folder: str | Path, tag: Optional[str] = None) -> dict:
 
 def load_trained_model(save_folder: str | Path, tag: Optional[str] = None, device: str = "cpu"):
     """(config, SconeOLMo with the checkpoint's fp32 weights) from a trainer's save_folder."""
-    from ..config import SconeTrainConfig, load_config
+    from ..config import load_run_config
     from ..model import SconeOLMo
 
     folder = Path(save_folder)
-    if not (folder / "config.yaml").is_file():
-        fail(f"{folder} has no config.yaml: pass the save_folder of a scripts/train.py run")
-    cfg = load_config(SconeTrainConfig, folder / "config.yaml")
+    cfg = load_run_config(folder)
     state = fp32_state_dict(folder, tag)
     cfg.model.init_device = device
     model = SconeOLMo(cfg.model)
