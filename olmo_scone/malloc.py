@@ -10,7 +10,9 @@ effect side by side (docs/benchmarks.md). The arithmetic is unchanged: results a
 
 Not for SCONE training: its per-batch f-gram tensors change size every micro-batch, and with these
 thresholds the heap fragmented by ~100 MB a step (a 200-step study run reached 10 GB a rank and
-was killed); the trainer tunes only baselines, whose tensors repeat.
+was killed); the trainer tunes only baselines, whose tensors repeat. ``evaluate.py`` tunes every
+model: measured on a SCONE artifact, its peak stays ~0.5 GB higher without growing, for half the
+wall time (docs/benchmarks.md).
 
 Set ``OLMO_SCONE_MALLOC_TUNING=0`` to leave the allocator alone. A no-op where libc is not glibc.
 """
