@@ -8,17 +8,18 @@ For each model (``tiny-scone``, ``gpt2-128m``, ``scone-gpt2-128m-1m``):
    under numpy 2 / Python 3.12 as under numpy 1 / Python 3.11);
 2. training: a 1-rank ``torchrun`` DeepSpeed ZeRO-1 run (NCCL, bf16 on a GPU) from weights built on
    the CPU generator (``model.init_device=cpu``), so a 1-step CPU fp32 run with the same seed starts
-   from the same weights on the same batch: their first losses must agree within bf16 tolerance;
+   from the same weights on the same batch: their first losses must agree within ``LOSS_RTOL``;
    every loss finite; training tokens/s and model FLOP utilisation from the run's own metrics;
 3. export on the GPU (``A_fgram`` over every f-gram into a bf16 table);
 4. serving: logits of held-out chunks served on the GPU from the pinned host table (RAM and
    memory-mapped) against the same served on the CPU, and the CPU-served SCONE model against the
-   trained model's own forward (``A_fgram`` live): all within bf16 tolerance;
+   trained model's own forward (``A_fgram`` live): within ``SERVED_TOL`` and ``TABLE_TOL``;
 5. decoding: ms per generated token, SCONE vs its baseline, at batch 1 and 16 (KV cache; the f-gram
    lookup of each new token is part of the step).
 
 ``--device cpu`` runs the same steps with small models on the CPU (the CI test of this script); the
-"GPU" side is then the CPU too, so its comparisons are exact up to float summation order.
+"GPU" side is then the CPU too, still training in bf16 (DeepSpeed's bf16 engine), so the first-loss
+check meets real bf16 rounding; the served comparisons are then exact up to float summation order.
 Everything lands in ``OUT/gpu_smoke.json`` and ``OUT/gpu_smoke.md``; any failed check makes the exit
 status non-zero after the report is written.
 """
@@ -43,10 +44,17 @@ from ..errors import ArgumentParser, fail
 from ..launch import torchrun_command
 from ..paths import REPO
 
-#: bf16 keeps 8 significant bits (relative rounding 2^-9); sums of many such terms drift further.
-#: A mean loss over thousands of tokens and logits of a 12-layer model stay well inside these.
-LOSS_RTOL = 1e-2
-LOGIT_TOL = 5e-2  # max |difference| relative to the largest |logit| of the reference
+#: First loss, bf16 on the device vs fp32 on the CPU, same weights and batch. At initialisation the
+#: loss is near ln(vocab) whatever the batch or the weights, so a loose bound checks nothing: this
+#: one is ~10x what bf16 moved gpt2-128m's first loss on the CPU (DeepSpeed's bf16 engine 8.5e-6,
+#: autocast 2.5e-5) and below what another 4 x 256-token batch of real text moved it (5e-4 to
+#: 5e-3); tests/test_gpu_smoke.py pins both sides (docs/gpu.md).
+LOSS_RTOL = 2e-4
+#: Served on the device vs served on the CPU: fp32 on both sides from the same table rows, so only
+#: the order of float sums differs (max |difference| relative to the largest |logit|).
+SERVED_TOL = 1e-3
+#: The bf16 table against ``A_fgram`` computed live in fp32: the table's rounding, propagated.
+TABLE_TOL = 5e-2
 #: dense bf16 peak of the GPUs this is meant for (NVIDIA data sheets, SXM parts, without sparsity)
 PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
 
@@ -181,7 +189,7 @@ def train_args(
 def train(m: Model, plan: Plan, args: List[str], *, steps: int, cpu: bool) -> float:
     """One 1-rank torchrun launch; ``cpu``: hidden GPUs and fp32 (the reference), else the plan's
     device in bf16. Returns the wall seconds."""
-    precision = "fp32" if cpu or plan.device == "cpu" else "amp_bf16"
+    precision = "fp32" if cpu else "amp_bf16"
     env = {"CUDA_VISIBLE_DEVICES": ""} if cpu else {}
     cmd = [*torchrun_command(1), "scripts/train.py", f"configs/olmo/{m.config}"]
     t0 = time.time()
@@ -394,7 +402,8 @@ def checks(res: Dict) -> Dict[str, bool]:
             r["first_loss_rel_diff"] <= LOSS_RTOL
         )
         for k, v in r["logits"].items():
-            out[f"{name}: logits {k} within {LOGIT_TOL:g}"] = v <= LOGIT_TOL
+            tol = TABLE_TOL if k == "table_vs_live_a_fgram" else SERVED_TOL
+            out[f"{name}: logits {k} within {tol:g}"] = v <= tol
     return out
 
 
