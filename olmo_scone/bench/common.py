@@ -87,6 +87,28 @@ def build_vocab(
     return {"fgrams": len(r.counts), "stats": r.stats}
 
 
+def counted_real_vocab(work: Path, num: int) -> tuple["TokenManifest", Path]:  # noqa: F821
+    """(the real text prepared in ``work/tokens``, the top ``num`` f-grams counted from its train
+    split with count >= 5 in ``work/fgrams-NUM.safetensors``); both kept for later runs."""
+    manifest = prepared_real_text(work / "tokens")
+    out = work / f"fgrams-{num}.safetensors"
+    if not out.is_file():
+        tok = manifest.tokenizer
+        build_vocab(
+            [str(x) for x in manifest.token_files("train")],
+            manifest.dtype.name,
+            tok["vocab_size"],
+            tok["eos_token_id"],
+            tok["pad_token_id"],
+            num,
+            5,
+            out,
+            8.0,
+            {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]},
+        )
+    return manifest, out
+
+
 def repeat_corpus(paths: List[str], dtype: str, target: int, out: Path) -> List[str]:
     """The corpus repeated (file copies) until it holds ``target`` tokens: scale without more text."""
     import numpy as np

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ArgumentParser, positive_int
 from ..peak_memory import peak_rss_gb
-from .common import isolated, machine, prepared_real_text, table
+from .common import counted_real_vocab, isolated, machine, table
 
 PAPER_SIZES = (10_000_000, 100_000_000, 1_000_000_000)
 
@@ -128,28 +128,6 @@ def vocab_bytes(num_fgrams: int, k: int = 5) -> int:
     return num_fgrams * (4 * k + 1 + 8)
 
 
-def _count_real(work: Path, num: int) -> Path:
-    from .common import build_vocab
-
-    manifest = prepared_real_text(work / "tokens")
-    out = work / f"fgrams-{num}.safetensors"
-    if not out.is_file():
-        tok = manifest.tokenizer
-        build_vocab(
-            [str(x) for x in manifest.token_files("train")],
-            manifest.dtype.name,
-            tok["vocab_size"],
-            tok["eos_token_id"],
-            tok["pad_token_id"],
-            num,
-            5,
-            out,
-            8.0,
-            {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]},
-        )
-    return out
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="benchmark_matcher_build.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, default=Path("/tmp/olmo-scone-matcher-bench"))
@@ -166,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..fgrams.vocab import load_vocab
 
     print(machine())
-    path = _count_real(a.work, max(a.real))
+    _, path = counted_real_vocab(a.work, max(a.real))
     vocab = load_vocab(path, verify=False)
     vocab_size = int(vocab.metadata.get("vocab_size", 50_280))
     mix = length_mix(vocab)

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ArgumentParser, positive_int
-from .common import machine, prepared_real_text, table
+from .common import machine, table
 
 
 def measure_unique(
@@ -166,25 +166,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--repeats", type=positive_int, default=3)
     a = p.parse_args(argv)
     from ..fgrams.vocab import load_vocab
-    from .common import build_vocab
+    from .common import counted_real_vocab
 
     print(machine())
-    manifest = prepared_real_text(a.work / "tokens")
-    vpath = a.work / f"fgrams-{max(a.sizes)}.safetensors"
+    manifest, vpath = counted_real_vocab(a.work, max(a.sizes))
     tok = manifest.tokenizer
-    if not vpath.is_file():
-        build_vocab(
-            [str(x) for x in manifest.token_files("train")],
-            manifest.dtype.name,
-            tok["vocab_size"],
-            tok["eos_token_id"],
-            tok["pad_token_id"],
-            max(a.sizes),
-            5,
-            vpath,
-            8.0,
-            {"tokenizer_sha256": tok["sha256"], "tokenizer_name": tok["name"]},
-        )
     vocab = load_vocab(vpath, verify=False, tokenizer_sha256=tok["sha256"])
     sizes = [s for s in a.sizes if s <= len(vocab)]
     print(
