@@ -1,8 +1,15 @@
-"""Peak resident memory, the one way every stage and benchmark reports it."""
+"""Resident memory (peak and current), the one way every stage and benchmark reports it."""
 
 from __future__ import annotations
 
+import os
 import resource
+
+
+def rss_gb() -> float:
+    """This process's resident memory now, in GiB (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def _vm_hwm_kib() -> int | None:

@@ -22,17 +22,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ArgumentParser, positive_int
-from ..peak_memory import peak_rss_gb
+from ..peak_memory import peak_rss_gb, rss_gb
 from .common import isolated, machine, table
 
 V = 50280
 K = 5
 PRIME = np.uint64(2654435761)  # coprime to V**2: key -> key * PRIME mod V**2 is a bijection
-
-
-def _rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 def _pair_key(i: np.ndarray) -> np.ndarray:
@@ -112,13 +107,13 @@ def measure(folder: str, mode: str, lookups: int) -> Dict:
     queries = _queries(lookups, num, 1, seed=0)
     many = {s: _queries(200, num, s, seed=s) for s in (16, 64)}
     _evict(folder, meta)  # both modes start from disk
-    rss0 = _rss_gb()
+    rss0 = rss_gb()
     t = time.perf_counter()
     m = FgramMatcher.load(folder, meta, mmap=(mode == "mmap"), verify=False)
     open_s = time.perf_counter() - t
-    rss_open = _rss_gb()
+    rss_open = rss_gb()
     cold = _timed(m, queries)
-    rss_after = _rss_gb()
+    rss_after = rss_gb()
     warm = _timed(m, queries)
     hits = float(np.mean([(m.match_batch(q)[:, -1] >= 0).mean() for q in queries[:500]]))
     out = {

@@ -16,22 +16,16 @@ extrapolated to the paper's sizes.
 from __future__ import annotations
 
 import gc
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..errors import ArgumentParser, positive_int
-from ..peak_memory import peak_rss_gb
+from ..peak_memory import peak_rss_gb, rss_gb
 from .common import counted_real_vocab, isolated, machine, table
 
 PAPER_SIZES = (10_000_000, 100_000_000, 1_000_000_000)
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def synthetic_vocab(num: int, length_mix: Sequence[float], vocab_size: int, seed: int = 0):
@@ -94,7 +88,7 @@ def measure_build(source: Dict, vocab_size: int) -> Dict:
     else:
         vocab = synthetic_vocab(source["num"], source["mix"], vocab_size)
     gc.collect()
-    before = _rss_bytes()
+    before = rss_gb() * 2**30
     matcher = FgramMatcher(vocab, vocab_size)
     extra = peak_rss_gb() * 2**30 - before
     index = index_bytes(matcher.num_nodes)
@@ -144,9 +138,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..fgrams.vocab import load_vocab
 
     print(machine())
-    _, path = counted_real_vocab(a.work, max(a.real))
+    manifest, path = counted_real_vocab(a.work, max(a.real))
     vocab = load_vocab(path, verify=False)
-    vocab_size = int(vocab.metadata.get("vocab_size", 50_280))
+    vocab_size = int(manifest.tokenizer["vocab_size"])
     mix = length_mix(vocab)
     print(
         f"real vocabulary: {len(vocab):,} f-grams (count >= 5); lengths 2..5: "
