@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .errors import fail
+from .errors import DISK_FULL_ERRNOS, fail
 
 
 def lock_path(out: str | os.PathLike) -> Path:
@@ -66,9 +66,14 @@ class OutputLock:
 
     def __init__(self, out: str | os.PathLike, what: str = "output"):
         self.path = lock_path(out)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:  # a path component is a file, no permission, read-only disk
+                if e.errno in DISK_FULL_ERRNOS:
+                    raise  # run_cli's own line for a full disk
+                fail(f"cannot write {what} {out}: {e.strerror or e} ({e.filename or self.path})")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:

@@ -36,6 +36,17 @@ def test_missing_path(tmp_path, out):
     assert not out.exists()
 
 
+def test_output_under_a_file(tmp_path):
+    """--out below a regular file: the output lock cannot be created; one line, the file untouched."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    text = tmp_path / "t.txt"
+    text.write_text("The cat sat on the mat. " * 20)
+    proc = run_prepare(str(text), "--out", str(blocker / "out"))
+    assert_clean_error(proc, r"cannot write --out .*a-file/out: .*a-file")
+    assert blocker.read_text() == "keep me"
+
+
 def test_empty_corpus(tmp_path, out):
     f = tmp_path / "empty.jsonl"
     f.write_text(
