@@ -4,6 +4,11 @@ Every file or directory this project produces (token files, manifests, f-gram
 vocabularies, tables, checkpoints) is written under a temporary name beside its
 destination, flushed, and renamed into place. A kill at any moment therefore never
 leaves a half-written artifact under the final name.
+
+Temporary names are ``.<name>.tmp-<pid>-<8 random>`` (``.old-`` for a directory moved aside):
+read from the right, such a name gives back exactly one ``<name>``, so the cleanup of one output's
+leftovers (locking.py) can never match another output's, even when one name is the other's plus a
+suffix (``f`` and ``f.safetensors``).
 """
 
 from __future__ import annotations
@@ -12,12 +17,26 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Optional, Union
 
 PathLike = Union[str, os.PathLike]
+
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[a-z0-9_]{8}")
+
+
+def temporary_prefix(name: str, kind: str = "tmp") -> str:
+    """``mkstemp``/``mkdtemp`` prefix of a temporary for output ``name`` (the 8 random characters follow)."""
+    return f".{name}.{kind}-{os.getpid()}-"
+
+
+def temporary_owner(entry_name: str) -> Optional[str]:
+    """The output name a temporary belongs to (None if ``entry_name`` is not a temporary)."""
+    m = _TEMPORARY.fullmatch(entry_name)
+    return m.group("name") if m else None
 
 
 def _umask() -> int:
@@ -26,7 +45,7 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -44,7 +63,7 @@ def atomic_file(path: PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file beside ``path``; on clean exit, fsync and rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path.name), dir=path.parent)
     try:
         os.fchmod(
             fd, 0o666 & ~_umask()
@@ -54,7 +73,7 @@ def atomic_file(path: PathLike, mode: str = "wb") -> Iterator[Any]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -83,20 +102,20 @@ def atomic_directory(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(path.name), dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # as a plain mkdir would (mkdtemp makes 0700)
         yield tmp
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         old = None
         if path.exists():
             if not overwrite:
                 raise FileExistsError(f"{path} appeared while it was being written")
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=temporary_prefix(path.name, "old"), dir=path.parent))
             os.rmdir(old)
             os.replace(path, old)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

@@ -8,10 +8,14 @@ when the process dies however it dies, so a dead run never blocks the next one; 
 records who holds it (host, pid, command, start time) so a refusal can name the holder, and is
 removed when the holder exits cleanly.
 
-Holding the lock also means that any temporary sibling of the output (``.<name>.*.tmp``, what
-atomic.py writes before its rename, and ``.<name>.*.old``) belongs to a run that died before it
-could clean up: :class:`OutputLock` removes those on the way in, so a killed run leaves nothing
-behind for longer than until the next run.
+The lock is keyed on the output's real path (symlinks resolved), so a save_folder reached through
+a link takes the same lock as the folder itself.
+
+Holding the lock also means that any temporary sibling of the output (``.<name>.tmp-<pid>-<rand>``,
+what atomic.py writes before its rename, and ``.<name>.old-<pid>-<rand>``) belongs to a run that
+died before it could clean up: :class:`OutputLock` removes those on the way in, so a killed run
+leaves nothing behind for longer than until the next run. The names are matched exactly
+(atomic.temporary_owner), never by a glob that another output's temporaries could also match.
 """
 
 from __future__ import annotations
@@ -31,8 +35,13 @@ from typing import Optional
 from .errors import DISK_FULL_ERRNOS, fail
 
 
+def real_output(out: str | os.PathLike) -> Path:
+    """``out`` with every symlink resolved (it need not exist yet): the one name of an output."""
+    return Path(os.path.realpath(Path(out).expanduser()))
+
+
 def lock_path(out: str | os.PathLike) -> Path:
-    out = Path(out)
+    out = real_output(out)
     return out.with_name(f".{out.name}.lock")
 
 
@@ -47,17 +56,20 @@ def _holder(path: Path) -> str:
 def remove_stale_temporaries(out: str | os.PathLike) -> list:
     """Remove the temporaries that runs writing ``out`` left when they were killed (call only while
     holding ``out``'s lock: then no live run owns them). Returns what was removed."""
-    out = Path(out)
+    from .atomic import temporary_owner
+
+    out = real_output(out)
     if not out.parent.is_dir():
         return []
     removed = []
-    for pattern in (f".{out.name}.*.tmp", f".{out.name}.*.old"):
-        for p in out.parent.glob(pattern):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            removed.append(p)
+    for p in sorted(out.parent.iterdir()):
+        if temporary_owner(p.name) != out.name:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
     return removed
 
 

@@ -473,7 +473,7 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(name, art, tmp_path, cap
         out = case.out(tmp_path)
         assert not out.exists(), f"{name}: {out} was left behind"
         assert not lock_path(out).exists(), f"{name}: lock file left behind"
-    assert not list(tmp_path.glob(".*.tmp")) and not list(tmp_path.glob(".*.lock")), sorted(
+    assert not list(tmp_path.glob(".*.tmp-*")) and not list(tmp_path.glob(".*.lock")), sorted(
         tmp_path.iterdir()
     )
 
@@ -513,15 +513,21 @@ def test_a_second_writer_of_the_same_output_is_refused(cli, art, tmp_path, capsy
 
 
 def test_a_killed_runs_temporaries_are_removed_by_the_next_run(art, tmp_path, capsys):
-    """A run killed mid-write leaves .<out>.*.tmp beside its output; the next run removes them."""
+    """A run killed mid-write leaves .<out>.tmp-<pid>-<rand> beside its output; the next run removes
+    them, and only them: not another output's, even one whose name is this one's plus a suffix."""
     out = tmp_path / "fgrams.safetensors"
-    stale_dir = tmp_path / ".fgrams.safetensors.abc123.count.tmp"
+    stale_dir = tmp_path / ".fgrams.safetensors.tmp-4242-abc123xy"
     stale_dir.mkdir()
     (stale_dir / "partial.keys.npy").write_bytes(b"x" * 1000)
-    stale_file = tmp_path / ".fgrams.safetensors.def456.tmp"
+    stale_file = tmp_path / ".fgrams.safetensors.tmp-4243-def456xy"
     stale_file.write_bytes(b"half")
-    other = tmp_path / ".other.safetensors.ghi789.tmp"  # another output's: not ours to remove
-    other.write_bytes(b"keep")
+    others = [
+        tmp_path / ".other.safetensors.tmp-4244-ghi789xy",  # another output's: not ours to remove
+        tmp_path / ".fgrams.safetensors.v2.tmp-4245-jkl012xy",  # output fgrams.safetensors.v2's
+        tmp_path / ".fgrams.tmp-4246-mno345xy",  # output fgrams's
+    ]
+    for other in others:
+        other.write_bytes(b"keep")
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
         run_cli(
@@ -538,7 +544,8 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next_run(art, tmp_path, ca
             ],
         )
     assert e.value.code == 0, capsys.readouterr().err
-    assert out.is_file() and not stale_dir.exists() and not stale_file.exists() and other.exists()
+    assert out.is_file() and not stale_dir.exists() and not stale_file.exists()
+    assert all(other.exists() for other in others)
     assert not lock_path(out).exists()
 
 

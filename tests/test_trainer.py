@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,12 +111,42 @@ def losses(folder: Path) -> dict:
     return out
 
 
-def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
+@pytest.fixture(scope="module")
+def full_run(setup, tmp_path_factory):
+    """The uninterrupted 2-rank, 8-step run every interrupted one is compared with."""
     prepared, vpath, d = setup
-    full = tmp_path / "full"
+    full = tmp_path_factory.mktemp("full") / "run"
     p = torchrun(overrides(prepared, vpath, d, full))
     out, _ = p.communicate(timeout=600)
     assert p.returncode == 0, out
+    return full
+
+
+def _rank_pid(agent: int, rank: int) -> int:
+    """The pid of torchrun rank ``rank`` below the agent ``agent`` (from its environment)."""
+    for pid in _descendants(agent):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return pid
+    raise AssertionError(f"no rank {rank} below {agent}")
+
+
+def _kill_agent_and_ranks(p: subprocess.Popen) -> None:
+    ranks = _descendants(p.pid)
+    os.kill(p.pid, signal.SIGKILL)  # its ranks die with it (PR_SET_PDEATHSIG: SIGKILL)
+    p.wait()
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in ranks):
+        assert time.time() < deadline, [r for r in ranks if _alive(r)]
+        time.sleep(0.1)
+
+
+def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, full_run, tmp_path):
+    prepared, vpath, d = setup
+    full = full_run
     ref = losses(full)
     assert sorted(ref) == list(range(1, 9))
     assert ref[8] < ref[1] - 0.05  # loss falls
@@ -174,6 +205,152 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, tmp_path):
     got = losses(cut)
     for step in range(5, 9):
         assert got[step] == pytest.approx(ref[step], rel=1e-5), (step, got[step], ref[step])
+
+
+def test_latest_is_published_only_when_every_rank_is_whole(setup, full_run, tmp_path):
+    """Rank 1 stopped (SIGSTOP) as soon as it starts writing step 4, then the agent killed: with
+    DeepSpeed's own publication rank 0 wrote 'latest' = step4 beside a half-written optimizer
+    partition and the run could not resume. Now 'latest' stays on step2, nothing of step 4 is
+    published, and the relaunch continues with the uninterrupted run's losses."""
+    prepared, vpath, d = setup
+    cut = tmp_path / "cut"
+    p = torchrun(overrides(prepared, vpath, d, cut, extra=["save_interval=2"]))
+    staged = cut / ".step4.partial"
+    deadline = time.time() + 600
+    while not staged.exists():
+        assert p.poll() is None and time.time() < deadline
+        time.sleep(0.001)
+    rank1 = _rank_pid(p.pid, 1)
+    os.kill(rank1, signal.SIGSTOP)
+    time.sleep(3)  # rank 0 has had all the time it needs to publish, if it would
+    assert (cut / "latest").read_text() == "step2"
+    assert not (cut / "step4").exists()
+    _kill_agent_and_ranks(p)
+    assert (cut / "latest").read_text() == "step2" and staged.exists()
+
+    p = torchrun(overrides(prepared, vpath, d, cut, extra=["save_interval=2"]))
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out
+    assert "resuming" in out and "from step2" in out
+    assert not staged.exists()  # the dead save's leftovers are removed by the next launch
+    got, ref = losses(cut), losses(full_run)
+    for step in range(3, 9):
+        assert got[step] == pytest.approx(ref[step], rel=1e-5), (step, got[step], ref[step])
+    assert json.loads((cut / "step8" / "checkpoint.json").read_text())["world_size"] == 2
+
+
+def test_latest_naming_an_incomplete_step_falls_back_to_the_newest_whole_one(
+    setup, full_run, tmp_path
+):
+    """A checkpoint damaged after it was published (a file cut short on a copy, 'latest' emptied):
+    the launch says so in one line and resumes from the newest complete checkpoint."""
+    import shutil
+
+    prepared, vpath, d = setup
+    folder = tmp_path / "run"
+    proc = train_single_process(
+        overrides(prepared, vpath, d, folder, steps=6, extra=["save_interval=2"])
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    shard = folder / "step6" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    (folder / "finished.json").unlink()  # as if killed after the rename
+    proc = train_single_process(overrides(prepared, vpath, d, folder, extra=["save_interval=2"]))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert re.search(
+        r"'latest' names step6, which is not whole \(zero_pp_rank_0\S* is \d+ bytes", proc.stdout
+    )
+    assert "falling back to the newest complete checkpoint step4" in proc.stdout
+    assert (folder / "latest").read_text() == "step8"
+    # a 'latest' emptied (a full disk under an older writer) falls back the same way
+    (folder / "latest").write_text("")
+    shutil.rmtree(folder / "step8")
+    (folder / "finished.json").unlink()
+    proc = train_single_process(overrides(prepared, vpath, d, folder, extra=["save_interval=2"]))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "'latest' names (nothing)" in proc.stdout and "checkpoint step6" in proc.stdout
+
+
+def test_a_resume_with_another_world_size_is_refused_before_the_model_is_built(
+    setup, full_run, tmp_path
+):
+    import shutil
+
+    prepared, vpath, d = setup
+    folder = tmp_path / "run"
+    shutil.copytree(full_run, folder)
+    (folder / "finished.json").unlink()
+    proc = train_single_process(overrides(prepared, vpath, d, folder, steps=10))
+    assert_clean_error(
+        proc, r"step8 was saved by 2 rank\(s\), this launch has 1: relaunch with --nproc_per_node=2"
+    )
+
+
+def test_a_disk_that_fills_during_a_save_keeps_the_last_checkpoint(setup, full_run, tmp_path):
+    """The save_folder on a small tmpfs that fills between two saves: the save of step 4 fails with
+    one line, its staging folder is removed (the disk does not stay full), 'latest' stays on step2;
+    once space is freed the same command continues with the uninterrupted run's losses."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    import shutil
+    import uuid
+
+    prepared, vpath, d = setup
+    disk = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    disk.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        folder = disk / "run"
+        args = overrides(prepared, vpath, d, folder, extra=["save_interval=2"])
+        p = torchrun(args)
+        deadline = time.time() + 600
+        while not ((folder / "latest").is_file() and (folder / "latest").read_text() == "step2"):
+            assert p.poll() is None and time.time() < deadline
+            time.sleep(0.01)
+        ranks = _descendants(p.pid)
+        for pid in ranks:
+            os.kill(pid, signal.SIGSTOP)
+        # leave room for metrics lines, none for a checkpoint
+        free = shutil.disk_usage(disk).free
+        with open(disk / "filler", "wb") as f:
+            f.truncate(0)
+            left = free - (64 << 10)
+            while left > 0:
+                n = min(left, 1 << 20)
+                f.write(b"\0" * n)
+                left -= n
+        for pid in ranks:
+            os.kill(pid, signal.SIGCONT)
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode != 0, out
+        errors = sorted({line for line in out.splitlines() if line.startswith("error: ")})
+        assert errors and all(
+            re.search(
+                r"no space left on device saving checkpoint step4 .*'latest' still points at the last whole checkpoint \(step2\)",
+                e,
+            )
+            for e in errors
+        ), out[-3000:]
+        # the ranks print no traceback; torchrun's agent reports its failed children with its own
+        assert out.count("Traceback") == out.count("ChildFailedError:"), out[-3000:]
+        assert (folder / "latest").read_text() == "step2"
+        assert not (folder / "step4").exists() and not (folder / ".step4.partial").exists()
+        assert not (folder / "finished.json").exists()
+        (disk / "filler").unlink()
+        p = torchrun(args)
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out
+        got, ref = losses(folder), losses(full_run)
+        for step in range(3, 9):
+            assert got[step] == pytest.approx(ref[step], rel=1e-5), (step, got[step], ref[step])
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 @pytest.mark.parametrize(

@@ -132,11 +132,13 @@ def _count_beside(out: Path, sources, tok, settings: CountSettings):
     import shutil
     import tempfile
 
+    from ..atomic import temporary_prefix
+
     own = settings.work_dir is None
     if own:
         out.parent.mkdir(parents=True, exist_ok=True)
         settings.work_dir = Path(
-            tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".count.tmp", dir=out.parent)
+            tempfile.mkdtemp(prefix=temporary_prefix(out.name), dir=out.parent)
         )
     try:
         return count_fgrams(

@@ -72,8 +72,10 @@ def probe_writable(out: Path, size: int = 1 << 16) -> None:
     import os
     import tempfile
 
+    from ..atomic import temporary_prefix
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(out.name), dir=out.parent)
     try:
         os.write(fd, b"\0" * size)
         os.fsync(fd)

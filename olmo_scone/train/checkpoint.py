@@ -110,13 +110,21 @@ def check_pickle_file(path: Path) -> None:
 
 
 def checkpoint_tag(save_folder: str | Path, tag: Optional[str] = None) -> str:
-    """The tag to read (``latest``'s, unless given), checked to exist as a folder."""
+    """The tag to read, checked to exist as a folder: the one given, else ``latest``'s when that
+    checkpoint is complete, else the newest complete one (publish.py; said on stderr)."""
+    import sys
+
+    from .publish import read_latest, resumable_tag
+
     folder = Path(save_folder)
     if tag is None:
-        latest = folder / "latest"
-        if not latest.is_file():
+        if read_latest(folder) is None and not any(folder.glob("step*")):
             fail(f"{folder} has no checkpoint (no 'latest' file)")
-        tag = latest.read_text().strip()
+        tag, note = resumable_tag(folder)
+        if tag is None:
+            fail(note or f"{folder} has no complete checkpoint")
+        if note:
+            print(note, file=sys.stderr, flush=True)
     if not tag or "/" in tag or tag in (".", ".."):
         fail(f"{folder}: checkpoint tag {tag!r} is not a folder name")
     if not (folder / tag).is_dir():

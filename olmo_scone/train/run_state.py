@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -37,6 +38,8 @@ LOAD_POLICIES = ("refuse", "restart")
 class StartPlan:
     action: str  # "fresh" | "resume" | "done"
     message: str = ""
+    #: the checkpoint a resume loads (``latest``'s, or the newest complete one: publish.py)
+    tag: Optional[str] = None
 
     @property
     def resume(self) -> bool:
@@ -105,18 +108,29 @@ def plan_start(cfg, identity: Dict[str, Any], max_steps: int, resume: bool) -> S
     """What this launch does with ``cfg.save_folder`` (see the module docstring)."""
     if cfg.load_policy not in LOAD_POLICIES:
         fail(f"load_policy {cfg.load_policy!r}: expected one of {', '.join(LOAD_POLICIES)}")
+    from .publish import read_latest, remove_staging, resumable_tag
+
     folder = Path(cfg.save_folder)
-    latest = folder / "latest"
     want = fingerprint(identity)
     if cfg.save_overwrite and not resume:
         return StartPlan("fresh", "save_overwrite=true: starting over")
-    if not latest.is_file():
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if rank0:
+        remove_staging(folder)  # a killed save's leftovers (rank 0 holds the folder's lock)
+    tag, note = resumable_tag(folder)
+    if tag is None:
+        if read_latest(folder) is not None and note:
+            # 'latest' names a checkpoint that is not whole, and there is no other to fall back to
+            if cfg.load_policy == "restart" and not resume:
+                return StartPlan("fresh", f"{note}: starting over (load_policy=restart)")
+            fail(f"{note}; use another save_folder, or load_policy=restart to start it over")
         if resume:
-            fail(f"nothing to resume: {latest} does not exist")
+            fail(f"nothing to resume: {folder} holds no checkpoint")
         return StartPlan("fresh")
+    if note and rank0:
+        print(note, flush=True)
     run = _read(folder / RUN_FILE)
     finished = _read(folder / FINISHED_FILE)
-    tag = latest.read_text().strip()
     if run is None or run.get("fingerprint") != want:
         changed = (
             _differences(run["identity"], identity)
@@ -151,17 +165,27 @@ def plan_start(cfg, identity: Dict[str, Any], max_steps: int, resume: bool) -> S
         return StartPlan(
             "resume",
             f"max_duration raised from {finished['step']} to {max_steps} steps: continuing from {tag}",
+            tag,
         )
-    return StartPlan("resume", f"resuming {folder} from {tag}")
+    return StartPlan("resume", f"resuming {folder} from {tag}", tag)
 
 
 def record_start(cfg, identity: Dict[str, Any]) -> None:
     """Rank 0, on a fresh start: the previous run's record and pointers go, this run's is written."""
     from ..atomic import atomic_write_json
 
+    import shutil
+
+    from .publish import published_steps, remove_staging
+
     folder = Path(cfg.save_folder)
     for stale in (FINISHED_FILE, "latest", "metrics.jsonl"):
         (folder / stale).unlink(missing_ok=True)
+    # the old run's checkpoints too: pruning and the fallback to the newest complete checkpoint
+    # must only ever see this run's
+    for _, tag in published_steps(folder):
+        shutil.rmtree(folder / tag)
+    remove_staging(folder)
     atomic_write_json(
         folder / RUN_FILE,
         {"fingerprint": fingerprint(identity), "identity": identity, "started": time.time()},

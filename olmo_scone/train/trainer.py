@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -33,7 +34,15 @@ from ..malloc import keep_large_allocations
 from ..peak_memory import peak_rss_gb
 from .data import TrainBatches
 from .ds_config import deepspeed_config
-from .run_state import FINISHED_FILE, plan_start, record_finish, record_start, run_identity
+from .publish import read_latest
+from .run_state import (
+    FINISHED_FILE,
+    fingerprint,
+    plan_start,
+    record_finish,
+    record_start,
+    run_identity,
+)
 
 CLIENT_STATE = "scone_trainer_state"
 
@@ -86,10 +95,16 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     plan = plan_start(cfg, identity, max_steps(cfg), resume or cfg.load_path == "latest")
     if plan.resume:
         from .checkpoint import check_checkpoint
+        from .publish import checkpoint_world_size
 
-        check_checkpoint(
-            cfg.save_folder
-        )  # truncated, missing or crafted files: one line, before any process group
+        # truncated, missing or crafted files: one line, before any process group
+        check_checkpoint(cfg.save_folder, plan.tag)
+        saved_world = checkpoint_world_size(Path(cfg.save_folder), plan.tag)
+        if saved_world != world_size:
+            fail(
+                f"{cfg.save_folder}/{plan.tag} was saved by {saved_world} rank(s), this launch has {world_size}: "
+                f"relaunch with --nproc_per_node={saved_world} (a ZeRO optimizer partition is per rank)"
+            )
     return vocab, plan, identity, files
 
 
@@ -119,6 +134,7 @@ class SconeTrainer:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         # every config/data error, and what to do with the save_folder, before any process group exists
         vocab, self.plan, self.identity, files = preflight(cfg, world, resume)
+        self.identity_fingerprint = fingerprint(self.identity)
         if vocab is None:
             # baselines: CPU steps free and re-allocate the same 100+ MB tensors, kept in the heap
             # (olmo_scone/malloc.py). Not with SCONE: its per-batch f-gram tensors vary in size,
@@ -193,40 +209,58 @@ class SconeTrainer:
 
     # ---- checkpoints ------------------------------------------------------------------
     def save(self) -> None:
-        """DeepSpeed writes the new tag's files, then (rank 0) the ``latest`` pointer: a kill in
-        between leaves ``latest`` on the previous, whole checkpoint."""
+        """Save ``step<N>`` and publish it only once every rank's files are whole (publish.py): a
+        kill or a full disk at any moment leaves ``latest`` on the previous, whole checkpoint."""
+        from .publish import fsync_files, own_files, publish, staging_tag
+
         state = {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
             "rng": _rng_state(),
             "world_size": self.world,
         }
+        staged = self.save_folder / staging_tag(self.step)
+        report: Dict[str, Any] = {"ok": True}
         try:
             self.engine.save_checkpoint(
-                str(self.save_folder), tag=f"step{self.step}", client_state={CLIENT_STATE: state}
+                str(self.save_folder),
+                tag=staging_tag(self.step),
+                client_state={CLIENT_STATE: state},
+                save_latest=False,
             )
+            report["files"] = fsync_files(own_files(staged, self.rank))
         except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError
             if not full_disk(e, self.save_folder):
                 raise
-            latest = self.save_folder / "latest"
-            kept = latest.read_text().strip() if latest.is_file() else "none"
+            report = {"ok": False, "error": "no space left on device"}
+        reports: List[Dict[str, Any]] = [None] * self.world  # type: ignore[list-item]
+        dist.all_gather_object(reports, report)
+        failed = [r for r in reports if not r["ok"]]
+        if failed:
+            if self.rank == 0:
+                shutil.rmtree(staged, ignore_errors=True)  # the disk must not stay full of it
+            kept = read_latest(self.save_folder) or "none"
             fail(
-                f"no space left on device saving checkpoint step{self.step} in {self.save_folder}: 'latest' still "
+                f"{failed[0]['error']} saving checkpoint step{self.step} in {self.save_folder}: 'latest' still "
                 f"points at the last whole checkpoint ({kept}); free space, then resume"
             )
         if self.rank == 0:
+            publish(
+                self.save_folder,
+                self.step,
+                self.world,
+                [r["files"] for r in reports],
+                self.identity_fingerprint,
+            )
             prune_checkpoints(self.save_folder, self.cfg.save_num_checkpoints_to_keep)
+        dist.barrier()  # no rank goes on (or exits) before the checkpoint is published
 
     def _resume(self) -> None:
-        latest = self.save_folder / "latest"
-        if not latest.is_file():
-            fail(f"nothing to resume: {latest} does not exist")
         from .checkpoint import weights_only_loading
 
-        with (
-            weights_only_loading()
-        ):  # DeepSpeed's loader would unpickle anything: see checkpoint.py
-            _, client = self.engine.load_checkpoint(str(self.save_folder))
+        # DeepSpeed's loader would unpickle anything: see checkpoint.py
+        with weights_only_loading():
+            _, client = self.engine.load_checkpoint(str(self.save_folder), tag=self.plan.tag)
         state = client[CLIENT_STATE]
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
         _set_rng_state(state["rng"])
@@ -310,6 +344,7 @@ class SconeTrainer:
                     )
                 return
             m = self.train_step()
+            stop_if_not_finite(m, self.step)
             now = time.time()
             m.update(
                 {
@@ -381,7 +416,7 @@ class SconeTrainer:
 
     def _log(self, m: Dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as f:
-            f.write(json.dumps(m) + "\n")
+            f.write(json.dumps(json_safe(m), allow_nan=False) + "\n")
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in m.items() if k != "step"}, step=self.step)
         if "eval/valid/Perplexity" in m or any(k.startswith("eval/") for k in m):
@@ -414,6 +449,28 @@ def _past(deadline: float | None) -> bool:
             flag = flag.cuda()
         dist.broadcast(flag, src=0)
     return bool(flag.item())
+
+
+def stop_if_not_finite(m: Dict[str, float], step: int) -> None:
+    """A run that stops learning stops (as OLMo's trainer does): a non-finite loss or gradient norm
+    ends it with one line naming the step, before anything of that step is logged or saved. Every
+    rank sees the same all-reduced loss and global norm, so all ranks stop together."""
+    import math
+
+    for key in ("train/CrossEntropyLoss", "optim/total_grad_norm"):
+        v = m.get(key)
+        if v is not None and not math.isfinite(v):
+            fail(
+                f"{key} is {v} at step {step}: training diverged; the last checkpoint is kept and no "
+                "finished.json is written (lower optimizer.learning_rate, check the data, or resume from an earlier step)"
+            )
+
+
+def json_safe(m: Dict[str, Any]) -> Dict[str, Any]:
+    """Metrics as strict JSON: a non-finite float (an evaluator's inf perplexity) becomes null."""
+    import math
+
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
 
 
 def step_metrics(
