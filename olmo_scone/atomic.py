@@ -107,20 +107,27 @@ def atomic_directory(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
         os.chmod(tmp, 0o777 & ~_umask())  # as a plain mkdir would (mkdtemp makes 0700)
         yield tmp
         fsync_dir(tmp)
-        old = None
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{path} appeared while it was being written")
-            old = Path(tempfile.mkdtemp(prefix=temporary_prefix(path.name, "old"), dir=path.parent))
-            os.rmdir(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} appeared while it was being written")
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def replace_directory(src: PathLike, dst: PathLike) -> None:
+    """Rename the whole directory ``src`` to ``dst``; an existing ``dst`` is moved aside first and
+    deleted only once ``src`` is in its place, so there is no moment without a whole one."""
+    src, dst = Path(src), Path(dst)
+    old = None
+    if dst.exists():
+        old = Path(tempfile.mkdtemp(prefix=temporary_prefix(dst.name, "old"), dir=dst.parent))
+        os.rmdir(old)
+        os.replace(dst, old)
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256_file(path: PathLike, chunk: int = 1 << 22) -> str:

@@ -33,11 +33,12 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from .atomic import atomic_write_bytes, atomic_write_json, sha256_file
+from .atomic import atomic_write_bytes, atomic_write_json, replace_directory, sha256_file
 from .safetensors_bytes import safetensors_bytes
 from .config import SconeTrainConfig, load_config
 from .errors import ArgumentParser, SconeError, fail, full_disk, positive_float, positive_int
 from .progress import progress
+from .serving.manifest import list_files, seal
 from .serving.table import table_disk_bytes
 from .serving.table_format import (
     ARTIFACT_FORMAT,
@@ -101,11 +102,15 @@ def export(
 ) -> dict:
     if dtype not in DTYPES:
         fail(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    from .outputs import refuse_foreign, refuse_overlap
+
     out = Path(out)
+    refuse_overlap(out, {"the training run": save_folder})
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; an artifact is a directory")
     if out.exists() and not overwrite:
         fail(f"{out} exists; pass --overwrite to replace it")
+    refuse_foreign(out, "an exported folder", is_export, "export_embeddings.py")
     ranks = Ranks.from_env()
     from .locking import OutputLock
 
@@ -126,6 +131,19 @@ def export(
             str(save_folder),
             ranks,
         )
+
+
+def is_export(folder: Path) -> bool:
+    """Whether ``folder`` is what an export wrote: a serving artifact or a baseline's folder."""
+    import json
+
+    if (folder / "olmo_scone_export.json").is_file():
+        return True
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and m.get("format") == ARTIFACT_FORMAT
 
 
 def export_model(
@@ -184,11 +202,11 @@ def export_baseline(model, cfg: SconeTrainConfig, out: Path, source: str = "") -
         "kind": "baseline",
         "source_checkpoint": source,
         "model_sha256": sha256_file(partial / "model.safetensors"),
+        "files": list_files(partial),
     }
+    info = seal(info)
     atomic_write_json(partial / "olmo_scone_export.json", info)  # last: the folder is whole
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    replace_directory(partial, out)
     return info
 
 
@@ -235,6 +253,7 @@ def write_artifact(
     partial = out.with_name(out.name + ".partial")
     if ranks.rank == 0:
         partial.mkdir(parents=True, exist_ok=True)
+        remove_dead_temporaries(partial)
     ranks.barrier()
     t0 = time.time()
     ranges = _shard_ranges(n, dtype, d_model, shard_gb)
@@ -303,13 +322,21 @@ def write_artifact(
 
             write_hf_files(partial, load_config(SconeTrainConfig, config_path), has_table=True)
     manifest["export_wall_time_s"] = round(time.time() - t0, 2)
-    atomic_write_json(
-        partial / "manifest.json", manifest
-    )  # last: its presence means the artifact is whole
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    manifest["files"] = list_files(partial, skip=[s["file"] for s in shards])
+    manifest = seal(manifest)
+    # last: its presence means the artifact is whole
+    atomic_write_json(partial / "manifest.json", manifest)
+    replace_directory(partial, out)
     return manifest
+
+
+def remove_dead_temporaries(partial: Path) -> None:
+    """A killed export's half-written files in ``DIR.partial`` (hidden names: atomic.py's
+    temporaries): removed before resuming, so none can reach the final artifact. Rank 0 holds the
+    output's lock, so no live export owns them."""
+    for p in partial.iterdir():
+        if p.name.startswith("."):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
 def _shard_name(i: int) -> str:

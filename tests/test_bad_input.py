@@ -78,12 +78,40 @@ def run_with(change: Callable[[Path], None]):
 
 
 def _edit_manifest(key, value):
+    """A crafted manifest: ``key`` set to ``value`` and the manifest's own checksum recomputed, so
+    what refuses it is the check of that field, not the seal."""
+    from olmo_scone.serving.manifest import seal
+
     def change(s: Path) -> None:
         m = json.loads((s / "manifest.json").read_text())
-        m[key] = value
-        (s / "manifest.json").write_text(json.dumps(m))
+        if callable(value):
+            value(m)
+        else:
+            m[key] = value
+        (s / "manifest.json").write_text(json.dumps(seal(m)))
 
     return change
+
+
+def _shard_outside(m) -> None:
+    m["shards"][0]["file"] = "../../other/table-00000.safetensors"
+
+
+def _swap_shards(s: Path) -> None:
+    """A shard from another export in place of ours: the same rows, dtype and size, other values,
+    and a header checksum that is right for them (only the manifest can tell)."""
+    from olmo_scone.serving.table_format import read_shard, write_shard
+
+    path = s / "table-00000.safetensors"
+    tensors, meta = read_shard(path)
+    write_shard(
+        path,
+        {k: v + 1 for k, v in tensors.items()},
+        meta["dtype"],
+        int(meta["row_start"]),
+        int(meta["row_stop"]),
+        int(meta["d_model"]),
+    )
 
 
 def _interrupted(change: Callable[[Path], None]) -> Callable[[Path], None]:
@@ -201,8 +229,9 @@ CASES = {
     # tag_fgrams.py
     "tag --out a file": Case(
         tag_main,
-        lambda a, t, s: ["--vocab", a.vocab, "--tokens", a.tokens, "--out", a.vocab],
+        lambda a, t, s: ["--vocab", a.vocab, "--tokens", a.tokens, "--out", s],
         r"--out .* is a file",
+        subject=lambda a, t: (t / "a-file", (t / "a-file").write_text("x"))[0],
     ),
     # train.py (all before any process group)
     "train broken YAML": Case(
@@ -221,7 +250,7 @@ CASES = {
             *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
             "global_train_batch_size=0",
         ],
-        r"global_train_batch_size must be a positive integer, got 0",
+        r"global_train_batch_size = 0: must be a positive integer",
         out=OUT,
     ),
     "train max_duration=-5": Case(
@@ -310,13 +339,15 @@ CASES = {
     "train --resume, interrupted run, latest names a deleted tag": Case(
         train_main,
         lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],
-        r"checkpoint 'step2' does not exist",
+        r"'latest' names step2, which is not whole \('step2' is not a checkpoint folder\), and no "
+        "earlier complete checkpoint exists",
         subject=run_with(_interrupted(_latest_to_deleted)),
     ),
     "train relaunch, interrupted run, truncated model_states.pt": Case(
         train_main,
         lambda a, t, s: [s / "config.yaml", f"save_folder={s}"],
-        r"mp_rank_00_model_states\.pt is truncated",
+        r"'latest' names step2, which is not whole \(mp_rank_00_model_states\.pt is \d+ bytes, \d+ "
+        "were written\)",
         subject=run_with(_interrupted(_truncate_model_states)),
     ),
     # export_embeddings.py
@@ -344,14 +375,14 @@ CASES = {
     "export, latest names a deleted tag": Case(
         export_main,
         lambda a, t, s: [s, "--out", t / "out"],
-        r"checkpoint 'step2' does not exist",
+        r"'latest' names step2, which is not whole \('step2' is not a checkpoint folder\)",
         subject=run_with(_latest_to_deleted),
         out=OUT,
     ),
     "export, truncated model_states.pt": Case(
         export_main,
         lambda a, t, s: [s, "--out", t / "out"],
-        r"is truncated",
+        r"'latest' names step2, which is not whole \(mp_rank_00_model_states\.pt is \d+ bytes",
         subject=run_with(_truncate_model_states),
         out=OUT,
     ),
@@ -385,13 +416,13 @@ CASES = {
     "evaluate truncated model.safetensors": Case(
         evaluate_main,
         lambda a, t, s: [s, "--tokens", a.tokens],
-        r"model\.safetensors does not match the sha256",
+        r"model\.safetensors is [\d,]+ bytes, the manifest says [\d,]+",
         subject=served_with(_truncate_model),
     ),
     "evaluate corrupted model.safetensors": Case(
         evaluate_main,
         lambda a, t, s: [s, "--tokens", a.tokens],
-        r"model\.safetensors does not match the sha256",
+        r"model\.safetensors does not match its sha256 in manifest\.json",
         subject=served_with(_corrupt_model),
     ),
     "evaluate manifest dtype edited": Case(
@@ -406,28 +437,68 @@ CASES = {
         r"table-00000\.safetensors is [\d,]+ bytes, its header needs",
         subject=served_with(_truncate_first_shard),
     ),
+    "evaluate, manifest edited without resealing": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"manifest\.json does not match its own checksum",
+        subject=served_with(
+            lambda s: (s / "manifest.json").write_text(
+                (s / "manifest.json").read_text().replace('"export_ranks": 1', '"export_ranks": 2')
+            )
+        ),
+    ),
+    "evaluate, manifest with a string for d_model": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"d_model is '128', expected int",
+        subject=served_with(_edit_manifest("d_model", "128")),
+    ),
+    "evaluate, manifest path outside the artifact": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify"],
+        r"shard 0 '\.\./\.\./other/table-00000\.safetensors' points outside the folder",
+        subject=served_with(_edit_manifest("shards", _shard_outside)),
+    ),
+    "evaluate --no-verify, a shard swapped from another export": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
+        r"table-00000\.safetensors is not the one the manifest lists .*checksum",
+        subject=served_with(_swap_shards),
+    ),
+    "evaluate, config.yaml edited": Case(
+        evaluate_main,
+        lambda a, t, s: [s, "--tokens", a.tokens],
+        r"config\.yaml (does not match its sha256|is [\d,]+ bytes, the manifest says)",
+        subject=served_with(
+            lambda s: (s / "config.yaml").write_text(
+                (s / "config.yaml")
+                .read_text()
+                .replace("activation_type: gelu", "activation_type: relu")
+            )
+        ),
+    ),
     "evaluate, artifact of format version 1": Case(
         evaluate_main,
         lambda a, t, s: [s, "--tokens", a.tokens],
-        r"format version 1, this olmo-scone reads versions 2, 3: re-export it",
+        r"format version 1, this olmo-scone reads versions 4: re-export it",
         subject=served_with(_edit_manifest("format_version", 1)),
     ),
     "evaluate --no-verify --table mmap, truncated index": Case(
         evaluate_main,
         lambda a, t, s: [s, "--tokens", a.tokens, "--no-verify", "--table", "mmap"],
-        r"index-keys\.npy is unreadable .* truncated",
+        r"index-keys\.npy is [\d,]+ bytes, the manifest says",
         subject=served_with(_truncate_index),
     ),
     "evaluate, corrupted index": Case(
         evaluate_main,
         lambda a, t, s: [s, "--tokens", a.tokens],
-        r"index-values\.npy does not match the sha256",
+        r"index-values\.npy does not match its sha256",
         subject=served_with(_corrupt_index),
     ),
     "evaluate, latest names a deleted tag (baseline path)": Case(
         evaluate_main,
         lambda a, t, s: [s, "--text", REPO / "README.md"],
-        r"checkpoint 'step2' does not exist",
+        r"'latest' names step2, which is not whole \('step2' is not a checkpoint folder\)",
         subject=run_with(_latest_to_deleted),
     ),
     # generate.py

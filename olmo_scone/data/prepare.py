@@ -293,6 +293,9 @@ def prepare(s: PrepareSettings) -> TokenManifest:
         fail(f"--input-format must be auto, json or text, got {s.input_format!r}")
     files = resolve_sources(s.sources, s.input_format)
     out = Path(s.out)
+    from ..outputs import refuse_overlap
+
+    refuse_overlap(out, {**{f"input {x}": x for x in s.sources}, **{f"input {f}": f for f in files}})
     fingerprint = _fingerprint(files, tok, s)
     overwrite = False
     if out.exists():
@@ -303,6 +306,11 @@ def prepare(s: PrepareSettings) -> TokenManifest:
         if not s.overwrite and (not out.is_dir() or any(out.iterdir())):
             what = "a different dataset" if existing is not None else "other files"
             fail(f"output directory {out} already holds {what}; pass --overwrite to replace it")
+        if out.is_dir() and any(out.iterdir()) and existing is None:
+            fail(
+                f"{out} holds files that are not a prepared dataset: --overwrite replaces only what "
+                "prepare_data.py wrote; choose another --out or remove it yourself"
+            )
         overwrite = True
     processes = s.processes or os.cpu_count() or 1
     t0 = time.time()

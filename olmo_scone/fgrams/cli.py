@@ -11,9 +11,10 @@ import numpy as np
 from ..data.sources import open_token_files
 from ..errors import ArgumentParser, fail, full_disk, non_negative_int, positive_float, positive_int
 from ..locking import OutputLock
+from ..outputs import refuse_foreign, refuse_overlap
 from .counting import CountSettings, TokenSource, count_fgrams
-from .tagging import tag_token_files
-from .vocab import load_vocab, save_vocab
+from .tagging import TAGS_MANIFEST, tag_token_files
+from .vocab import is_vocab_file, load_vocab, save_vocab
 
 
 def build_main(argv: Optional[Sequence[str]] = None) -> int:
@@ -93,10 +94,12 @@ def build_main(argv: Optional[Sequence[str]] = None) -> int:
     settings.validate()
     if a.ray is not None and a.work_dir is not None:
         fail("--work-dir is for local runs: under --ray, partial counts live in Ray's object store")
+    refuse_overlap(a.out, {"the token files": a.tokens, "--work-dir": a.work_dir})
     if a.out.is_dir():
         fail(f"--out {a.out} is a directory; give a .safetensors file name")
     if a.out.exists() and not a.overwrite:
         fail(f"{a.out} exists; pass --overwrite to replace it")
+    refuse_foreign(a.out, "an f-gram vocabulary", is_vocab_file, "build_fgrams.py")
     files = open_token_files(a.tokens, a.split, a.tokenizer)
     tok = files.tokenizer
     sources = [TokenSource(f.path, f.dtype, f.length) for f in files.files if f.length]
@@ -234,6 +237,11 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
         "machine belongs to (auto) or at host:port; every node must reach --tokens and --out at the same paths",
     )
     a = p.parse_args(argv)
+    refuse_overlap(a.out, {"the token files": a.tokens, "the f-gram vocabulary": a.vocab})
+    if a.overwrite:
+        refuse_foreign(
+            a.out, "an f-gram sidecar", lambda d: (d / TAGS_MANIFEST).is_file(), "tag_fgrams.py"
+        )
     vocab = load_vocab(a.vocab)
     splits = ["train", "valid"] if a.split == "all" else [a.split]
     if not Path(

@@ -100,6 +100,17 @@ def save_vocab(
     return digest
 
 
+def is_vocab_file(path: Path) -> bool:
+    """Whether ``path`` is an f-gram vocabulary file (its safetensors header says so; nothing else read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return (f.metadata() or {}).get("format") == FORMAT
+    except Exception:  # not a safetensors file at all (safetensors raises its own error types)
+        return False
+
+
 def load_vocab(
     path: str | Path, tokenizer_sha256: Optional[str] = None, verify: bool = True
 ) -> FgramVocab:

@@ -47,8 +47,13 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
         """``transformers``' loader for the main model; then, when the folder is a SCONE serving
         artifact, its table (``fgram_table``: ``mmap`` or ``ram``) and matcher, checked as the
         serving runtime checks them (checksums, vocabulary, tokenizer, shapes)."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         root = Path(pretrained_model_name_or_path)
+        if root.is_dir():
+            from olmo_scone.serving.manifest import verify_export_folder
+
+            # every file of the folder against the export's checksums, before transformers reads any
+            verify_export_folder(root)
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if (root / "manifest.json").is_file():
             model.attach_fgram_table(root, mode=fgram_table)
         return model

@@ -130,9 +130,24 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
 
     if a.out.is_dir():
         fail(f"--out {a.out} is a directory; give a file for the JSON result")
+    from ..outputs import refuse_foreign, refuse_overlap
+
+    inputs = {"the model": a.model, "the token files": a.tokens}
+    inputs.update({f"--text {t}": t for t in a.text or []})
+    refuse_overlap(a.out, inputs)
+    refuse_foreign(a.out, "an evaluation result", _is_result, "evaluate.py")
     with OutputLock(a.out, "--out"):
         probe_writable(a.out)  # a full disk is found now, not after the whole evaluation
         return _evaluate(a, texts)
+
+
+def _is_result(path: Path) -> bool:
+    """Whether ``path`` holds an earlier ``evaluate.py --out`` result (what it may replace)."""
+    try:
+        r = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(r, dict) and {"perplexity", "loss", "tokens", "model"} <= set(r)
 
 
 def _evaluate(a, texts) -> int:

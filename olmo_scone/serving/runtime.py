@@ -48,8 +48,11 @@ class ServedModel:
         The vocabulary itself is not kept: serving needs only the index built from it."""
         from ..model import SconeOLMo
 
+        from .manifest import verify_files
+
         root = Path(artifact)
         m = load_artifact_manifest(root)
+        verify_files(root, m["files"], verify)  # config.yaml included: before anything is read
         cfg = load_config(SconeTrainConfig, root / "config.yaml")
         _check_vocabulary(root, m, verify)
         if tokenizer_sha256 is not None and m["tokenizer_sha256"] != tokenizer_sha256:

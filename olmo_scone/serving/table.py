@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import fail
+from .manifest import check_fields, check_seal
 from .table_format import (
     ARTIFACT_FORMAT,
     READABLE_ARTIFACT_VERSIONS,
@@ -218,6 +219,8 @@ def load_artifact_manifest(root: Path) -> Dict:
     missing = [k for k in ("dtype", "d_model", "rows", "shards") if k not in m]
     if missing:
         fail(f"{p}: missing {', '.join(missing)}; the artifact is corrupt: re-export it")
+    check_seal(p, m)
+    check_fields(Path(root), m)
     if m["dtype"] not in DTYPES:
         fail(f"{p}: table dtype {m['dtype']!r} is not one of {', '.join(DTYPES)}")
     return m
@@ -255,10 +258,14 @@ def check_shard_header(path: Path, entry: Dict, dtype: str, d_model: int) -> Non
         meta.get("row_stop"),
         meta.get("d_model"),
     )
-    if got != (FORMAT, dtype, str(lo), str(hi), str(d_model)):
+    if (
+        got != (FORMAT, dtype, str(lo), str(hi), str(d_model))
+        or meta.get("sha256") != entry["sha256"]
+    ):
         fail(
             f"table shard {path} is not the one the manifest lists (it holds {got[1]} rows {got[2]}..{got[3]} "
-            f"of d_model {got[4]}; the manifest: {dtype} rows {lo}..{hi} of d_model {d_model})"
+            f"of d_model {got[4]}, checksum {str(meta.get('sha256'))[:12]}; the manifest: {dtype} rows {lo}..{hi} "
+            f"of d_model {d_model}, checksum {str(entry['sha256'])[:12]})"
         )
     want = _expected_tensors(dtype, hi - lo, d_model)
     have = {part_name(k): (v.get("dtype"), v.get("shape")) for k, v in header.items()}

@@ -24,11 +24,12 @@ from ..errors import fail
 
 FORMAT = "olmo-scone/fgram-table"
 FORMAT_VERSION = "2"  # 2: tensor names unique across shards (stored_name)
-#: the serving artifact (manifest.json): version 2 added the matcher's index files (matcher/)
+#: the serving artifact (manifest.json): version 2 added the matcher's index files (matcher/),
+#: 4 the list of every other file with its size and sha256 (serving/manifest.py)
 ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
-ARTIFACT_VERSION = 3
-#: artifact versions this code reads (2: the same files, table tensors named alike in every shard)
-READABLE_ARTIFACT_VERSIONS = (2, 3)
+ARTIFACT_VERSION = 4
+#: artifact versions this code reads (older ones leave config.yaml and the Hugging Face files unchecked)
+READABLE_ARTIFACT_VERSIONS = (4,)
 DTYPES = ("fp32", "bf16", "fp16", "int8", "int4")
 FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -67,9 +67,22 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     identity and the training token files."""
     from ..fgrams.vocab import load_vocab
     from .data import check_sidecar, train_token_files
+    from ..outputs import refuse_overlap
     from .olmo_keys import refuse_unsupported
+    from .values import check_values
 
     refuse_unsupported(cfg)  # OLMo keys this trainer would otherwise ignore
+    check_values(cfg, world_size)  # every numeric key in range, before anything is read or written
+    refuse_overlap(
+        cfg.save_folder,
+        {
+            "data.tokens_dir": cfg.data.tokens_dir,
+            "data.fgram_tags": cfg.data.fgram_tags,
+            "model.fgram.vocab_path": cfg.model.fgram.vocab_path,
+            **{f"data.paths {x}": x for x in cfg.data.paths or []},
+        },
+        flag="save_folder",
+    )
     deepspeed_config(cfg, world_size)  # batch sizes, precision, ZeRO stage
     files = train_token_files(cfg)
     if files.tokenizer["vocab_size"] > cfg.model.vocab_size:
