@@ -101,7 +101,8 @@ def _number(
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not {'an integer' if kind is int else 'a number'}"
             ) from None
-        if value != value or not test(value):  # NaN is never in range
+        # NaN and infinity are never in range (an infinite --shard-gb or --memory-gb plans nonsense)
+        if value != value or value in (float("inf"), float("-inf")) or not test(value):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
         return value
 

@@ -164,6 +164,30 @@ def _garbage_manifest(s: Path) -> None:
     (s / "manifest.json").write_text("{not json")
 
 
+def _with_token(tokens: Path, tmp: Path, token: int) -> Path:
+    """A copy of the prepared folder with one train token set to ``token``."""
+    import numpy as np
+
+    copy = _copy(tokens, tmp)
+    first = sorted((copy / "train").glob("*.npy"))[0]
+    data = np.memmap(first, dtype=np.uint16, mode="r+")
+    data[len(data) // 2] = token
+    data.flush()
+    return copy
+
+
+def _with_row(tags: Path, tmp: Path) -> Path:
+    """A copy of the sidecar with one train row past the vocabulary."""
+    import numpy as np
+
+    copy = _copy(tags, tmp)
+    first = sorted(p for p in copy.rglob("*.fgram.npy") if "train" in str(p))[0]
+    rows = np.memmap(first, dtype=np.int32, mode="r+")
+    rows[len(rows) // 2] = 10**6
+    rows.flush()
+    return copy
+
+
 class Case(NamedTuple):
     cli: Callable
     args: Callable  # (art, tmp, subject) -> argv
@@ -355,6 +379,41 @@ CASES = {
         export_main,
         lambda a, t, s: [a.run, "--out", t / "out", "--tag", "step999"],
         r"checkpoint 'step999' does not exist \(there: step2\)",
+        out=OUT,
+    ),
+    "export --shard-gb inf": Case(
+        export_main,
+        lambda a, t, s: [a.run, "--out", t / "out", "--shard-gb", "inf"],
+        r"--shard-gb: must be positive, got inf",
+        out=OUT,
+    ),
+    "build --memory-gb 1e-9": Case(
+        build_main,
+        lambda a, t, s: [
+            "--tokens",
+            a.tokens,
+            "--num-fgrams",
+            10,
+            "--memory-gb",
+            "1e-9",
+            "--out",
+            t / "out",
+        ],
+        r"--memory-gb must be at least 0\.25 .*got 1e-09",
+        out=OUT,
+    ),
+    "train, a token id past the vocabulary in a prepared folder": Case(
+        train_main,
+        lambda a, t, s: [TINY, *train_overrides(s, a.vocab, a.tags, t / "out")],
+        r"token id 60000 is not below allenai_gpt-neox-olmo-dolma-v1_5's vocabulary size 50280",
+        subject=lambda a, t: _with_token(a.tokens, t, 60000),
+        out=OUT,
+    ),
+    "train, a sidecar row past the vocabulary": Case(
+        train_main,
+        lambda a, t, s: [TINY, *train_overrides(a.tokens, a.vocab, s, t / "out")],
+        r"f-gram sidecar file .* holds row \d+, outside \[-1, \d+\) of its vocabulary",
+        subject=lambda a, t: _with_row(a.tags, t),
         out=OUT,
     ),
     "export --batch-size 0": Case(

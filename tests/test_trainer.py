@@ -615,3 +615,45 @@ def test_scone_training_memory_stays_flat(setup, tmp_path):
         m = json.loads(line)
         rss[m["step"]] = m["System/Peak RSS (MB)"]
     assert rss[30] - rss[10] < 300, rss
+
+
+def test_a_run_that_stops_learning_stops(setup, tmp_path):
+    """A non-finite loss (here: the fp32 master weights of a checkpoint made NaN, then the run
+    continued) ends the run with one line naming the step: no finished.json, no checkpoint of the
+    diverged step, and metrics.jsonl stays strict JSON."""
+    prepared, vpath, d = setup
+    folder = tmp_path / "run"
+    args = overrides(prepared, vpath, d, folder, steps=2, extra=["save_interval=2"])
+    proc = train_single_process(args)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    shard = folder / "step2" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    state = torch.load(shard, weights_only=False)
+    for t in state["optimizer_state_dict"]["single_partition_of_fp32_groups"]:
+        t.detach().fill_(float("nan"))
+    torch.save(state, shard)
+    record = json.loads((folder / "step2" / "checkpoint.json").read_text())
+    record["files"][shard.name] = shard.stat().st_size
+    (folder / "step2" / "checkpoint.json").write_text(json.dumps(record))
+    proc = train_single_process(
+        overrides(prepared, vpath, d, folder, steps=4, extra=["save_interval=2"])
+    )
+    # step 3 runs on the saved module weights; its optimizer step copies the NaN master weights in
+    assert_clean_error(proc, r"train/CrossEntropyLoss is nan at step 4: training diverged")
+    assert not (folder / "finished.json").exists() and not (folder / "step4").exists()
+    assert (folder / "latest").read_text() == "step2"
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+def test_metrics_are_strict_json():
+    from olmo_scone.train.trainer import json_safe, stop_if_not_finite
+
+    assert (
+        json.dumps(json_safe({"a": float("inf"), "b": 1.5, "c": "x"}), allow_nan=False)
+        == '{"a": null, "b": 1.5, "c": "x"}'
+    )
+    stop_if_not_finite({"train/CrossEntropyLoss": 3.0, "optim/total_grad_norm": 1.0}, 5)
+    with pytest.raises(Exception, match=r"optim/total_grad_norm is inf at step 5"):
+        stop_if_not_finite(
+            {"train/CrossEntropyLoss": 3.0, "optim/total_grad_norm": float("inf")}, 5
+        )

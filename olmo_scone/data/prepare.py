@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import atomic_directory, atomic_write_json, sha256_file
+from ..resources import cap_processes
 from ..errors import fail
 from ..progress import progress
 from ..supervision import run_watched
@@ -312,7 +313,7 @@ def prepare(s: PrepareSettings) -> TokenManifest:
                 "prepare_data.py wrote; choose another --out or remove it yourself"
             )
         overwrite = True
-    processes = s.processes or os.cpu_count() or 1
+    processes = cap_processes(s.processes)
     t0 = time.time()
     with atomic_directory(out, overwrite=overwrite) as tmp:
         work = tmp / "_work"

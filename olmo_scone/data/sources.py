@@ -35,17 +35,44 @@ class TokenFiles:
         return sum(f.length for f in self.files)
 
 
-def check_token_ids(f: TokenFile, vocab_size: int, tokenizer: str, chunk: int = 1 << 24) -> None:
-    """Bare files say nothing about how they were written: ids at or above the tokenizer's vocabulary
-    (uint32 files read as uint16 by another tokenizer's dtype, say) would count and train nonsense."""
+#: a range check reads every value of files up to this many values in all; past it, sampled chunks
+FULL_CHECK_VALUES = 1 << 32
+#: how many evenly spaced chunks a sampled check reads of each file (plus its first and last)
+SAMPLED_CHUNKS = 64
+
+
+def chunk_starts(length: int, chunk: int, full: bool) -> List[int]:
+    """Where a range check reads ``chunk`` values: everywhere, or the first, the last and
+    :data:`SAMPLED_CHUNKS` evenly spaced chunks."""
+    if full or length <= chunk * (SAMPLED_CHUNKS + 2):
+        return list(range(0, length, chunk))
+    step = length // (SAMPLED_CHUNKS + 1)
+    return sorted({0, max(0, length - chunk), *range(step, length - chunk, step)})
+
+
+def check_token_ids(
+    f: TokenFile, vocab_size: int, tokenizer: str, chunk: int = 1 << 24, full: bool = True
+) -> None:
+    """Ids at or above the tokenizer's vocabulary (uint32 files read as uint16 by another
+    tokenizer's dtype, a file edited by hand) would count and train nonsense, or end a run with an
+    IndexError mid-way: one line naming the file instead. ``full``: every id; else sampled chunks."""
     if not f.length:
         return
     data = np.memmap(f.path, dtype=f.dtype, mode="r")
-    for lo in range(0, f.length, chunk):
+    for lo in chunk_starts(f.length, chunk, full):
         top = int(data[lo : lo + chunk].max())
         if top >= vocab_size:
             fail(f"{f.path}: token id {top} is not below {tokenizer}'s vocabulary size {vocab_size}: the file was "
-                 f"written with another tokenizer or dtype (read as {f.dtype.name})")
+                 f"written with another tokenizer or dtype (read as {f.dtype.name}), or edited")
+
+
+def check_all_token_ids(files: "TokenFiles") -> None:
+    """:func:`check_token_ids` over every file: a full pass up to :data:`FULL_CHECK_VALUES` ids in
+    all (seconds), sampled chunks past it."""
+    full = files.num_tokens <= FULL_CHECK_VALUES
+    tok = files.tokenizer
+    for f in files.files:
+        check_token_ids(f, int(tok["vocab_size"]), str(tok.get("name")), full=full)
 
 
 def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] = None) -> TokenFiles:

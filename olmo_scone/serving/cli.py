@@ -141,6 +141,23 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
         return _evaluate(a, texts)
 
 
+#: fp32 logits of a batch are held about three times over (the model's output, the float copy, the
+#: loss's log-softmax)
+LOGIT_COPIES = 3
+
+
+def check_batch_memory(batch_size: int, chunks: int, seq: int, vocab: int) -> None:
+    """Refuse a ``--batch-size`` whose logits alone would not fit in the memory available now."""
+    from ..resources import check_fits_in_memory
+
+    rows = min(batch_size, chunks)
+    check_fits_in_memory(
+        LOGIT_COPIES * 4 * rows * seq * vocab,
+        f"--batch-size {batch_size} ({rows} sequences of {seq} tokens x {vocab:,} logits)",
+        "lower --batch-size",
+    )
+
+
 def _is_result(path: Path) -> bool:
     """Whether ``path`` holds an earlier ``evaluate.py --out`` result (what it may replace)."""
     try:
@@ -164,7 +181,14 @@ def _evaluate(a, texts) -> int:
         streams = [
             np.asarray(tok.encode(t, add_special_tokens=True), dtype=np.int64) for t in texts
         ]
-    r = perplexity(served, chunks_from_tokens(streams, seq), a.batch_size, a.max_batches)
+    chunks = chunks_from_tokens(streams, seq)
+    check_batch_memory(
+        a.batch_size,
+        len(chunks),
+        seq,
+        served.cfg.model.embedding_size or served.cfg.model.vocab_size,
+    )
+    r = perplexity(served, chunks, a.batch_size, a.max_batches)
     r["model"] = str(a.model)
     if a.out is not None:
         from ..atomic import atomic_write_json

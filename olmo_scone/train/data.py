@@ -24,7 +24,13 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from ..data.sources import TokenFiles, open_token_files, open_token_paths
+from ..data.sources import (
+    FULL_CHECK_VALUES,
+    TokenFiles,
+    chunk_starts,
+    open_token_files,
+    open_token_paths,
+)
 from ..errors import fail
 from ..fgrams.batch import fgram_batch, rows_in_instance
 from ..fgrams.tagging import load_tags_manifest
@@ -66,9 +72,10 @@ def _where(files: TokenFiles) -> str:
 
 
 def check_sidecar(
-    files: TokenFiles, tags_dir: Path, vocab_sha256: Optional[str]
+    files: TokenFiles, tags_dir: Path, vocab_sha256: Optional[str], num_fgrams: Optional[int] = None
 ) -> Dict[str, Path]:
-    """The sidecar file of every train token file, after checking the sidecar belongs to them."""
+    """The sidecar file of every train token file, after checking the sidecar belongs to them
+    (and, given the vocabulary's size, that every row is inside it)."""
     meta = load_tags_manifest(tags_dir)
     if meta.get("tokens_fingerprint") != files.fingerprint:
         fail(
@@ -92,7 +99,26 @@ def check_sidecar(
                 f"f-gram sidecar file {p} is missing or does not have one entry per token of {f.relpath}"
             )
         out[f.relpath] = p
+    if num_fgrams is not None:
+        full = files.num_tokens <= FULL_CHECK_VALUES
+        for p in out.values():
+            check_sidecar_rows(p, num_fgrams, full)
     return out
+
+
+def check_sidecar_rows(
+    path: Path, num_fgrams: int, full: bool = True, chunk: int = 1 << 24
+) -> None:
+    """Every row of a sidecar file in [-1, S): a row past the vocabulary would be an IndexError
+    mid-run. ``full``: every row; else sampled chunks (data/sources.py)."""
+    rows = np.memmap(path, dtype=np.int32, mode="r")
+    for lo in chunk_starts(len(rows), chunk, full):
+        part = rows[lo : lo + chunk]
+        if len(part) and (int(part.max()) >= num_fgrams or int(part.min()) < -1):
+            fail(
+                f"f-gram sidecar file {path} holds row {int(part.max()) if part.max() >= num_fgrams else int(part.min())}, "
+                f"outside [-1, {num_fgrams}) of its vocabulary: it is corrupt; re-run scripts/tag_fgrams.py"
+            )
 
 
 class TrainBatches:
@@ -174,8 +200,20 @@ class TrainBatches:
                 np.int64
             )
         }
+        # exact, per instance (a launch checks sampled chunks of files past FULL_CHECK_VALUES)
+        limit = int(self.tokens.tokenizer["vocab_size"])
+        if item["input_ids"].max() >= limit:
+            fail(
+                f"{self.files[f].tokens}: token id {int(item['input_ids'].max())} at tokens {start}..{start + self.seq_len} "
+                f"is not below the tokenizer's vocabulary size {limit}: the file is corrupt"
+            )
         if self.files[f].tags is not None:
             rows = self._read(self.files[f].tags, np.int32, start).astype(np.int64)
+            if rows.max() >= len(self.vocab) or rows.min() < -1:
+                fail(
+                    f"f-gram sidecar file {self.files[f].tags} holds a row outside [-1, {len(self.vocab)}) at "
+                    f"positions {start}..{start + self.seq_len}: it is corrupt; re-run scripts/tag_fgrams.py"
+                )
             item["fgram_rows"] = rows_in_instance(
                 rows, item["input_ids"], self.matcher, self.vocab.max_n
             )

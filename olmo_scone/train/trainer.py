@@ -66,6 +66,7 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     with the save_folder (run_state.py); returns the f-gram vocabulary, that plan, the run's
     identity and the training token files."""
     from ..fgrams.vocab import load_vocab
+    from ..data.sources import check_all_token_ids
     from .data import check_sidecar, train_token_files
     from ..outputs import refuse_overlap
     from .olmo_keys import refuse_unsupported
@@ -85,6 +86,7 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     )
     deepspeed_config(cfg, world_size)  # batch sizes, precision, ZeRO stage
     files = train_token_files(cfg)
+    check_all_token_ids(files)
     if files.tokenizer["vocab_size"] > cfg.model.vocab_size:
         fail(
             f"model.vocab_size {cfg.model.vocab_size} is smaller than the tokenizer's {files.tokenizer['vocab_size']}"
@@ -99,7 +101,7 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
             fail("a SCONE model needs data.fgram_tags (the sidecar made by scripts/tag_fgrams.py)")
         if not Path(cfg.data.fgram_tags).exists():
             fail(f"data.fgram_tags not found: {cfg.data.fgram_tags}")
-        check_sidecar(files, Path(cfg.data.fgram_tags), vocab.sha256)
+        check_sidecar(files, Path(cfg.data.fgram_tags), vocab.sha256, len(vocab))
     if max_steps(cfg) <= 0:
         fail(
             f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, e.g. 2e11T)"

@@ -21,6 +21,8 @@ PARTIAL_BYTES_PER_ENTRY = 16
 MERGE_OVERHEAD = 3
 #: a counting task holds about ten int64 arrays of its chunk; twice that for headroom
 CHUNK_BYTES_PER_TOKEN = 10 * 8 * 2
+#: the smallest memory budget a count is planned for (a worker's own footprint is about this)
+MIN_MEMORY_GB = 0.25
 
 
 @dataclasses.dataclass
@@ -42,8 +44,11 @@ class CountSettings:
             fail(f"--num-fgrams must be > 0, got {self.num_fgrams}")
         if self.min_count < 1:
             fail(f"--min-count must be >= 1, got {self.min_count}")
-        if self.memory_gb <= 0:
-            fail(f"--memory-gb must be > 0, got {self.memory_gb}")
+        if not self.memory_gb >= MIN_MEMORY_GB:
+            fail(
+                f"--memory-gb must be at least {MIN_MEMORY_GB} (a plan for less would cut the count into "
+                f"billions of partitions), got {self.memory_gb}"
+            )
         if self.chunk_tokens < 1:
             fail(f"--chunk-tokens must be > 0, got {self.chunk_tokens}")
 

@@ -10,7 +10,6 @@ each task's small last output (statistics, histograms, the final winners).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -61,7 +60,9 @@ class RayExecutor:
             "log_to_driver": False,
         }
         if address in (None, "local"):
-            kwargs.update(address="local", num_cpus=processes or os.cpu_count() or 1)
+            from ...resources import cap_processes
+
+            kwargs.update(address="local", num_cpus=cap_processes(processes))
             if object_store_gb:
                 kwargs["object_store_memory"] = int(object_store_gb * 2**30)
         else:

@@ -7,7 +7,6 @@ The driver holds no per-token data: only statistics, count histograms and the S 
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import tempfile
 import time
@@ -17,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ...peak_memory import peak_rss_gb
+from ...resources import cap_processes
 from .local import LocalExecutor
 from .plan import CountPlan, CountSettings, TokenSource, plan_count
 from .ranking import KEEP_ALL, decode_winners, find_cut, group_sizes
@@ -55,7 +55,7 @@ def count_fgrams(
     own_executor = executor is None
     try:
         if own_executor:
-            executor = LocalExecutor(s.processes or os.cpu_count() or 1, _fresh_work_dir(work))
+            executor = LocalExecutor(cap_processes(s.processes), _fresh_work_dir(work))
         return _count(sources, vocab_size, eos, pad, s, executor)
     finally:
         if own_executor and executor is not None:
