@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Sequence
 
 from .errors import fail
 from .locking import real_output
@@ -29,16 +29,24 @@ def _relation(out: Path, inp: Path) -> Optional[str]:
 
 
 def refuse_overlap(
-    out: str | os.PathLike, inputs: Mapping[str, Optional[str | os.PathLike]], flag: str = "--out"
+    out: str | os.PathLike,
+    inputs: Mapping[str, Optional[str | os.PathLike]],
+    flag: str = "--out",
+    new_file_inside: Sequence[str] = (),
 ) -> None:
     """Fail if ``out`` is, contains or lies inside any of ``inputs`` (``{what: path}``; None skipped).
-    Paths are compared with every symlink resolved; a glob input is compared by its fixed prefix."""
+    Paths are compared with every symlink resolved; a glob input is compared by its fixed prefix.
+    ``new_file_inside`` names inputs inside which ``out`` may be a file that does not exist yet
+    (evaluate.py's result beside a baseline's checkpoints, as the study records it: a new file
+    written atomically deletes nothing; an existing one is refused by :func:`refuse_foreign`)."""
     o = real_output(out)
     for what, inp in inputs.items():
         if inp is None:
             continue
         i = real_output(_fixed_prefix(str(inp)))
         rel = _relation(o, i)
+        if rel == "lies inside" and what in new_file_inside and not o.is_dir():
+            continue
         if rel is not None:
             fail(
                 f"{flag} {out} {rel} {what} {inp}: an output may not overlap an input (it could be "

@@ -80,7 +80,7 @@ DESTRUCTIVE = {
         evaluate_main,
         lambda d: [d / "served", "--tokens", d / "tokens", "--out", d / "served" / "manifest.json"],
         "served",
-        r"--out .*manifest\.json lies inside the model .*served: an output may not overlap an input",
+        r"manifest\.json exists and is not an evaluation result: --overwrite replaces only what evaluate\.py wrote",
     ),
     # and their relatives
     "export RUN --out RUN/sub --overwrite": (
@@ -186,6 +186,18 @@ DESTRUCTIVE = {
         lambda d: [REPO / "README.md", "--out", d / "run", "--overwrite", "--input-format", "text"],
         "run",
         r"run holds files that are not a prepared dataset: --overwrite replaces only what prepare_data\.py wrote",
+    ),
+    "evaluate --out the model folder itself": (
+        evaluate_main,
+        lambda d: [d / "served", "--tokens", d / "tokens", "--out", d / "served"],
+        "served",
+        r"--out .*served is a directory",
+    ),
+    "evaluate --out inside the token files": (
+        evaluate_main,
+        lambda d: [d / "served", "--tokens", d / "tokens", "--out", d / "tokens" / "result.json"],
+        "tokens",
+        r"lies inside the token files",
     ),
     "evaluate --out onto another file": (
         evaluate_main,

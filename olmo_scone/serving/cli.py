@@ -134,7 +134,7 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
 
     inputs = {"the model": a.model, "the token files": a.tokens}
     inputs.update({f"--text {t}": t for t in a.text or []})
-    refuse_overlap(a.out, inputs)
+    refuse_overlap(a.out, inputs, new_file_inside=["the model"])
     refuse_foreign(a.out, "an evaluation result", _is_result, "evaluate.py")
     with OutputLock(a.out, "--out"):
         probe_writable(a.out)  # a full disk is found now, not after the whole evaluation
