@@ -371,7 +371,7 @@ CASES = {
         train_main,
         lambda a, t, s: [s / "config.yaml", f"save_folder={s}"],
         r"'latest' names step2, which is not whole \(mp_rank_00_model_states\.pt is \d+ bytes, \d+ "
-        "were written\)",
+        r"were written\)",
         subject=run_with(_interrupted(_truncate_model_states)),
     ),
     # export_embeddings.py

@@ -67,6 +67,16 @@ def write_hf_files(folder: Path, cfg, has_table: bool) -> None:
         model_input_names=["input_ids", "attention_mask"],  # OLMo takes no token_type_ids
     )
     hf_tok.save_pretrained(folder)
+    # the training tokenizer's own bytes, not transformers' re-serialisation: sha256(tokenizer.json)
+    # is then the tokenizer_sha256 every artifact records, so a folder served away from the
+    # machine that trained it (a tokenizer of one's own given by path) still has its tokenizer
+    from ..atomic import atomic_write_bytes
+    from ..data.tokenizers import resolve_tokenizer
+    from ..serving.cli import tokenizer_name
+
+    atomic_write_bytes(
+        folder / "tokenizer.json", resolve_tokenizer(tokenizer_name(cfg)).path.read_bytes()
+    )
     GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).save_pretrained(
         folder
     )

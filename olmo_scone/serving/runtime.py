@@ -54,6 +54,7 @@ class ServedModel:
         m = load_artifact_manifest(root)
         verify_files(root, m["files"], verify)  # config.yaml included: before anything is read
         cfg = load_config(SconeTrainConfig, root / "config.yaml")
+        use_own_tokenizer(cfg, root, m.get("tokenizer_sha256"))
         _check_vocabulary(root, m, verify)
         if tokenizer_sha256 is not None and m["tokenizer_sha256"] != tokenizer_sha256:
             fail(
@@ -217,6 +218,20 @@ class ServedModel:
             p = self.prepare(seqs[:, -1:], context=seqs[:, -k:])
         out = self.forward_prepared(p, past=past, use_cache=True)
         return out.logits[:, -1], out.attn_key_values
+
+
+def use_own_tokenizer(cfg, root: Path, sha256: Optional[str]) -> None:
+    """A tokenizer of one's own given by a path that is not on this machine: the exported folder's
+    ``tokenizer.json`` (the same bytes: its sha256 is the one the manifest records) stands in."""
+    from ..atomic import sha256_file
+    from ..data.tokenizers import is_tokenizer_path
+
+    ident = str(cfg.tokenizer.identifier)
+    own = root / "tokenizer.json"
+    if is_tokenizer_path(ident) and not Path(ident).is_file() and own.is_file():
+        if sha256 is not None and sha256_file(own) != sha256:
+            fail(f"{own} is not the tokenizer the artifact was made with (sha256 differs)")
+        cfg.tokenizer.identifier = str(own)
 
 
 def open_fgram_table(

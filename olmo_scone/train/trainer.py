@@ -61,6 +61,25 @@ def max_steps(cfg: SconeTrainConfig) -> int:
         fail(f"max_duration {d!r} is neither a number of steps nor tokens (e.g. 2e11T)")
 
 
+def check_tokenizer(cfg: SconeTrainConfig, data_tokenizer: Dict[str, Any]) -> None:
+    """The config's tokenizer is the one the token files were made with (by sha256), and the
+    model's EOS id is that tokenizer's."""
+    from ..data.tokenizers import resolve_tokenizer
+    from ..serving.cli import tokenizer_name
+
+    tok = resolve_tokenizer(tokenizer_name(cfg))
+    if tok.sha256 != data_tokenizer["sha256"]:
+        fail(
+            f"tokenizer.identifier {cfg.tokenizer.identifier} (sha256 {tok.sha256[:12]}) is not the tokenizer the "
+            f"training data was made with ({data_tokenizer['name']}, sha256 {data_tokenizer['sha256'][:12]})"
+        )
+    if cfg.model.eos_token_id != tok.eos_token_id:
+        fail(
+            f"model.eos_token_id {cfg.model.eos_token_id} is not the EOS id of {tok.name} ({tok.eos_token_id}): "
+            f"set model.eos_token_id={tok.eos_token_id} model.pad_token_id={tok.pad_token_id}"
+        )
+
+
 def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     """Check the config against the data before training starts, and decide what this launch does
     with the save_folder (run_state.py); returns the f-gram vocabulary, that plan, the run's
@@ -86,6 +105,7 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
     )
     deepspeed_config(cfg, world_size)  # batch sizes, precision, ZeRO stage
     files = train_token_files(cfg)
+    check_tokenizer(cfg, files.tokenizer)
     check_all_token_ids(files)
     if files.tokenizer["vocab_size"] > cfg.model.vocab_size:
         fail(
