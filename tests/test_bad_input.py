@@ -399,7 +399,8 @@ CASES = {
             "--out",
             t / "out",
         ],
-        r"--memory-gb must be at least 0\.25 .*got 1e-09",
+        r"--memory-gb 1e-09 is too small for [\d,]+ tokens: the merge would need [\d,]+ partitions \(at "
+        r"most 65,536\); give at least --memory-gb",
         out=OUT,
     ),
     "train, a token id past the vocabulary in a prepared folder": Case(

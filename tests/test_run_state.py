@@ -28,6 +28,12 @@ def folder_with(tmp_path, identity=IDENTITY, finished_step=None, latest="step4")
     f = tmp_path / "run"
     f.mkdir()
     (f / "latest").write_text(latest)
+    # a published checkpoint: its files at the sizes its checkpoint.json records (train/publish.py)
+    (f / latest).mkdir()
+    (f / latest / "mp_rank_00_model_states.pt").write_bytes(b"x" * 10)
+    (f / latest / "checkpoint.json").write_text(
+        json.dumps({"files": {"mp_rank_00_model_states.pt": 10}, "world_size": 1})
+    )
     (f / RUN_FILE).write_text(
         json.dumps({"fingerprint": fingerprint(identity), "identity": identity})
     )

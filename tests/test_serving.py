@@ -142,11 +142,17 @@ def test_bad_artifacts_are_refused(trained, tmp_path):
         ServedModel(broken)
     with pytest.raises(SconeError, match="tokenizer sha256"):
         ServedModel(out, tokenizer_sha256="0" * 64)
+    from olmo_scone.serving.manifest import seal
+
     m = json.loads((out / "manifest.json").read_text())
+    # an edit is caught by the manifest's own checksum; a crafted one (resealed) by the field's check
     (out / "manifest.json").write_text(json.dumps({**m, "vocab_sha256": "f" * 64}))
+    with pytest.raises(SconeError, match="does not match its own checksum"):
+        ServedModel(out)
+    (out / "manifest.json").write_text(json.dumps(seal({**m, "vocab_sha256": "f" * 64})))
     with pytest.raises(SconeError, match="vocabulary does not match"):
         ServedModel(out)
-    (out / "manifest.json").write_text(json.dumps({**m, "d_model": 32}))
+    (out / "manifest.json").write_text(json.dumps(seal({**m, "d_model": 32})))
     with pytest.raises(SconeError, match="d_model 32 does not match"):
         ServedModel(out)
 

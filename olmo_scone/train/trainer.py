@@ -368,8 +368,11 @@ class SconeTrainer:
                 print(self.plan.message, flush=True)
         t_last, tokens_last = time.time(), self.tokens_seen
         deadline = _deadline(cfg.time_limit)
+        first_step = self.step
         while self.step < self.max_steps:
-            if _past(deadline):
+            # every launch trains at least one step: a time_limit shorter than the start-up must not
+            # save the same checkpoint and exit on every relaunch
+            if self.step > first_step and _past(deadline):
                 self.save()
                 if self.rank == 0:
                     print(

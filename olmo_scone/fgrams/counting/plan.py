@@ -21,8 +21,9 @@ PARTIAL_BYTES_PER_ENTRY = 16
 MERGE_OVERHEAD = 3
 #: a counting task holds about ten int64 arrays of its chunk; twice that for headroom
 CHUNK_BYTES_PER_TOKEN = 10 * 8 * 2
-#: the smallest memory budget a count is planned for (a worker's own footprint is about this)
-MIN_MEMORY_GB = 0.25
+#: the most hash partitions a plan may have: a budget that needs more is refused (``--memory-gb
+#: 1e-9`` planned about 2^34 of them and printed nothing for ten minutes)
+MAX_PARTITIONS = 1 << 16
 
 
 @dataclasses.dataclass
@@ -44,11 +45,8 @@ class CountSettings:
             fail(f"--num-fgrams must be > 0, got {self.num_fgrams}")
         if self.min_count < 1:
             fail(f"--min-count must be >= 1, got {self.min_count}")
-        if not self.memory_gb >= MIN_MEMORY_GB:
-            fail(
-                f"--memory-gb must be at least {MIN_MEMORY_GB} (a plan for less would cut the count into "
-                f"billions of partitions), got {self.memory_gb}"
-            )
+        if not self.memory_gb > 0:
+            fail(f"--memory-gb must be > 0, got {self.memory_gb}")
         if self.chunk_tokens < 1:
             fail(f"--chunk-tokens must be > 0, got {self.chunk_tokens}")
 
@@ -98,6 +96,12 @@ def plan_count(
     merge_bytes = total * PARTIAL_BYTES_PER_ENTRY * MERGE_OVERHEAD
     need = max(float(cpus_total), cpus_per_node * merge_bytes / budget)
     partitions = 1 << max(0, math.ceil(math.log2(need)))
+    if partitions > MAX_PARTITIONS:
+        least = cpus_per_node * merge_bytes / MAX_PARTITIONS / 2**30
+        fail(
+            f"--memory-gb {s.memory_gb:g} is too small for {total:,} tokens: the merge would need {partitions:,} "
+            f"partitions (at most {MAX_PARTITIONS:,}); give at least --memory-gb {least:.3g}"
+        )
     return CountPlan(_chunks(sources, chunk_tokens), chunk_tokens, partitions, int(total))
 
 
