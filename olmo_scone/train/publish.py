@@ -78,8 +78,8 @@ def incomplete(folder: Path, written: List[Dict[str, int]]) -> Optional[str]:
     from .checkpoint import check_pickle_file
 
     for rank, files in enumerate(written):
-        if not any(n.startswith(f"zero_pp_rank_{rank}_") for n in files) and rank > 0:
-            return f"rank {rank} wrote no optimizer partition"
+        if not files:
+            return f"rank {rank} reported no files"
         for name, size in files.items():
             p = folder / name
             if not p.is_file():
@@ -95,9 +95,7 @@ def incomplete(folder: Path, written: List[Dict[str, int]]) -> Optional[str]:
     return None
 
 
-def publish(
-    save_folder: Path, step: int, world: int, written: List[Dict[str, int]], run_fingerprint: str
-) -> None:
+def publish(save_folder: Path, step: int, world: int, written: List[Dict[str, int]]) -> None:
     """Rank 0: check the staged step, record what it holds, rename it into place, then point
     ``latest`` at it. Nothing here runs unless every rank reported success."""
     staged = save_folder / staging_tag(step)
@@ -109,7 +107,7 @@ def publish(
     files = {name: size for files in written for name, size in files.items()}
     atomic_write_json(
         staged / CHECKPOINT_FILE,
-        {"step": step, "world_size": world, "files": files, "run_fingerprint": run_fingerprint},
+        {"step": step, "world_size": world, "files": files},
     )
     final = save_folder / step_tag(step)
     if final.exists():  # a step of an earlier attempt at this run (e.g. a kill after the rename)
@@ -197,7 +195,7 @@ def resumable_tag(folder: Path) -> Tuple[Optional[str], str]:
         why = "'latest' is missing or empty" if named is not None else None
     for _, tag in reversed(published_steps(folder)):
         if tag != named and _safe_why(folder, tag) is None:
-            if named is None and why is None:
+            if why is None:  # no 'latest' at all (a kill between the rename and its write)
                 return (
                     tag,
                     f"{folder}: no 'latest'; resuming from the newest complete checkpoint {tag}",
@@ -206,10 +204,12 @@ def resumable_tag(folder: Path) -> Tuple[Optional[str], str]:
                 f"{folder}: 'latest' names {named or '(nothing)'}, which is not whole ({why}); "
                 f"falling back to the newest complete checkpoint {tag}"
             )
+    if why is None:
+        return None, ""
     return None, (
-        f"{folder}: 'latest' names {named or '(nothing)'}, which is not whole ({why}), "
-        "and no earlier complete checkpoint exists"
-    ) if why else ""
+        f"{folder}: 'latest' names {named or '(nothing)'}, which is not whole ({why}), and no "
+        "earlier complete checkpoint exists"
+    )
 
 
 def _safe_why(folder: Path, tag: str) -> Optional[str]:

@@ -35,14 +35,7 @@ from ..peak_memory import peak_rss_gb
 from .data import TrainBatches
 from .ds_config import deepspeed_config
 from .publish import read_latest
-from .run_state import (
-    FINISHED_FILE,
-    fingerprint,
-    plan_start,
-    record_finish,
-    record_start,
-    run_identity,
-)
+from .run_state import FINISHED_FILE, plan_start, record_finish, record_start, run_identity
 
 CLIENT_STATE = "scone_trainer_state"
 
@@ -169,7 +162,6 @@ class SconeTrainer:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         # every config/data error, and what to do with the save_folder, before any process group exists
         vocab, self.plan, self.identity, files = preflight(cfg, world, resume)
-        self.identity_fingerprint = fingerprint(self.identity)
         if vocab is None:
             # baselines: CPU steps free and re-allocate the same 100+ MB tensors, kept in the heap
             # (olmo_scone/malloc.py). Not with SCONE: its per-batch f-gram tensors vary in size,
@@ -285,7 +277,6 @@ class SconeTrainer:
                 self.step,
                 self.world,
                 [r["files"] for r in reports],
-                self.identity_fingerprint,
             )
             prune_checkpoints(self.save_folder, self.cfg.save_num_checkpoints_to_keep)
         dist.barrier()  # no rank goes on (or exits) before the checkpoint is published
