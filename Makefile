@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup check format test test-e2e test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds sweep-fgrams sweep-fgram-model gpu-kit gpu-kit-lock gpu-smoke repro-gpu
+.PHONY: setup check format test test-e2e test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds repro-cpu-capacity sweep-fgrams sweep-fgram-model gpu-kit gpu-kit-lock gpu-smoke repro-gpu
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +114,14 @@ REPRO_SEEDS ?= 6198 6199 6200
 repro-cpu-seeds:
 	$(PY) scripts/repro.py --steps $(REPRO_STEPS) --seeds $(REPRO_SEEDS) \
 		--only baseline-m baseline-2m scone-m-300k-a1x scone-m-100k-a0.5x
+
+# The capacity-bound study (docs/results.md): our own 2,048-id BPE, 1- and 2-layer main models where the
+# blocks hold most FLOPs, 7 configurations x 3 seeds of 8.6M tokens (about a day of CPU; resumes from
+# the per-run records in docs/results-capacity-runs/). CAPACITY_ONLY=baseline-m baseline-2m: the regime check.
+CAPACITY_SEEDS ?= 1 2 3
+CAPACITY_ONLY ?=
+repro-cpu-capacity:
+	$(PY) scripts/capacity.py --seeds $(CAPACITY_SEEDS) $(if $(CAPACITY_ONLY),--only $(CAPACITY_ONLY))
 
 # The offline GPU kit (docs/gpu.md): wheels for the GPU image's Python 3.12 + the text its runs use,
 # <= 64 MiB in gpu-kit/. Needs the package index and ../shared/data. gpu-kit-lock re-resolves the pins.

@@ -195,6 +195,10 @@ class Study:
                 fail(f"study step failed (exit {r.returncode}): {line[:200]}")
 
     def prepare(self, selected: Sequence[Dict]) -> None:
+        self.prepare_tokens()
+        self.build_fgrams(selected)
+
+    def prepare_tokens(self) -> None:
         mix = SHARED_DATA / "english-mix"
         if not mix.is_dir():
             fail(
@@ -213,6 +217,9 @@ class Study:
                 str(self.data),
             ]
         )
+
+    def build_fgrams(self, selected: Sequence[Dict]) -> None:
+        """The vocabulary and sidecar of every f-gram count the selected runs use."""
         for s in sorted({r["fgrams"] for r in selected if r["fgrams"]}):
             vocab, tags = vocab_file(self.root, s), tags_dir(self.root, s)
             self.sh(
@@ -246,9 +253,12 @@ class Study:
             if not self.dry:
                 check_tags_match(tags, self.data)
 
+    def train_command(self, r: Dict, seed: int) -> tuple[str, List[str]]:
+        return train_command(self.root, self.data, self.steps, r, seed)
+
     def train(self, r: Dict, seed: int) -> Path:
         folder = run_folder(self.root, r["name"], seed)
-        cfg, args = train_command(self.root, self.data, self.steps, r, seed)
+        cfg, args = self.train_command(r, seed)
         # always run: the trainer does nothing for a finished run, resumes an interrupted one, continues
         # one whose --steps grew, and refuses a folder trained with another --seed (train/run_state.py)
         # the default port: the command is recorded for people to copy
@@ -299,7 +309,12 @@ class Study:
         start = len(self.log)
         evals = self.evaluate(r, self.train(r, seed), seed)
         if records is not None and not self.dry:
-            write_record(records, r["name"], seed, self.steps, evals, self.log[start:])
+            extra = self.record_extra(r, seed)
+            write_record(records, r["name"], seed, self.steps, evals, self.log[start:], extra)
+
+    def record_extra(self, r: Dict, seed: int) -> Optional[Dict]:
+        """What a record keeps beside the perplexities (nothing, in this study)."""
+        return None
 
 
 def portable(arg: str) -> str:

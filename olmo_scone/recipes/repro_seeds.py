@@ -44,13 +44,16 @@ def write_record(
     steps: int,
     perplexities: Dict[str, float],
     commands: Sequence[str],
+    extra: Optional[Dict] = None,
 ) -> Path:
+    """``extra``: what else a study keeps of the run (tokens, training FLOPs, tokens/s)."""
     path = record_path(records, name, seed)
     rec = {
         "run": name,
         "seed": seed,
         "steps": steps,
         **perplexities,
+        **(extra or {}),
         "commit": git_commit(short=True),
     }
     atomic_write_json(path, {**rec, "commands": list(commands)})
@@ -139,28 +142,37 @@ def _pm(s: Dict[str, float], fmt: str) -> str:
     return f"{fmt.format(s['mean'])} ± {s['sd']:.1f}"
 
 
-def seeds_report(records: Sequence[Dict], steps: int, doc: Path) -> str:
-    """The error-bar table and plot, spliced into ``doc`` between this section's markers."""
+def seeds_report(
+    records: Sequence[Dict],
+    steps: int,
+    doc: Path,
+    runs: Optional[Sequence[str]] = None,
+    markers: tuple = (BEGIN, END),
+    png_name: str = "results-cpu-seeds.png",
+) -> str:
+    """The error-bar table and plot of ``runs`` (the CPU study's seeded runs by default), spliced
+    into ``doc`` between ``markers``."""
     from ..atomic import atomic_write_text
     from ..markdown import table
     from .repro import SEEDED_RUNS
     from .repro_report import splice
 
+    runs = SEEDED_RUNS if runs is None else runs
     if not records:
-        fail("no recorded run to report on (docs/results-cpu-runs is empty for this budget)")
+        fail("no recorded run to report on (no record for this budget)")
     header = ["run", "seeds"]
     for label in CORPORA.values():
         header += [f"{label} ppl (mean ± sd)", "vs baseline-m, paired (mean ± sd)", "verdict"]
-    png = plot_paired(records, SEEDED_RUNS, doc.parent / "results-cpu-seeds.png")
+    png = plot_paired(records, runs, doc.parent / png_name)
     text = (
         f"### Generated table: error bars over seeds ({steps} steps a run)\n\n"
         'Each seed draws the initialisation and the data order together. "vs baseline-m" is the\n'
         "paired difference (each seed's run against baseline-m of the same seed); ± is the sample\n"
         "standard deviation over seeds, and the verdict asks whether the 95% confidence interval of\n"
         "the mean difference (Student's t) excludes 0.\n\n"
-        f"{table(rows(records, SEEDED_RUNS), header)}\n\n![seeds]({png.name})\n"
+        f"{table(rows(records, runs), header)}\n\n![seeds]({png.name})\n"
     )
-    atomic_write_text(doc, splice(doc, text, (BEGIN, END)))
+    atomic_write_text(doc, splice(doc, text, markers))
     return text
 
 

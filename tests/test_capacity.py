@@ -1,0 +1,136 @@
+"""The capacity-bound study (recipes/capacity.py): its regime is what it says (from real modules),
+every run's command is a valid config of the sizes its name claims, and a record's costs are
+computed from the run's own files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from olmo_scone.accounting import account
+from olmo_scone.config import SconeTrainConfig, load_config
+from olmo_scone.recipes.capacity import BATCH, SEQ, VOCAB, regime, run_costs, runs, train_command
+from olmo_scone.train.values import check_values
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_regime_puts_the_capacity_in_the_blocks():
+    m, m2 = regime()
+    assert m["run"] == "baseline-m" and m2["run"] == "baseline-2m"
+    # most forward FLOPs in the blocks, the tied output layer counted: 2 d V of them
+    assert 0.5 < m["block_flops_share"] < m2["block_flops_share"]
+    assert m["tokens_per_param"] >= 10
+    assert m2["block_params"] == pytest.approx(
+        2 * m["block_params"], rel=0.01
+    )  # one final LayerNorm
+
+
+def _config(tmp_path, r):
+    tok = tmp_path / "bpe.json"
+    cfg_file, args = train_command(tmp_path, tmp_path / "data", tok, 100, r, seed=1)
+    cfg = load_config(SconeTrainConfig, REPO / cfg_file, args)
+    cfg.model.init_device = "meta"
+    return cfg
+
+
+def test_every_run_is_a_valid_config_of_the_sizes_its_name_claims(tmp_path):
+    base = account(_config(tmp_path, runs()[0]).model, "m")
+    names = set()
+    for r in runs():
+        names.add(r["name"])
+        cfg = _config(tmp_path, r)
+        check_values(cfg)
+        assert cfg.model.vocab_size == VOCAB and cfg.global_train_batch_size == BATCH
+        assert cfg.model.max_sequence_length == SEQ and str(cfg.tokenizer.identifier).endswith(
+            "bpe.json"
+        )
+        assert cfg.model.rope == ("learnedpos" not in r["name"])
+        if r["fgrams"]:
+            acc = account(cfg.model, r["name"], r["fgrams"])
+            blocks = (
+                acc.fgram_model_params - cfg.model.fgram.max_n * cfg.model.d_model
+            )  # its positions aside
+            ratio = blocks / base.main_non_embedding_params
+            assert ratio == pytest.approx(4.0 if "a4x" in r["name"] else 1.0, rel=0.05), (
+                r["name"],
+                ratio,
+            )
+            assert str(cfg.model.fgram.init) == ("olmo" if "olmoinit" in r["name"] else "identity")
+    assert {
+        "baseline-m",
+        "baseline-2m",
+        "scone-m-1m-a1x",
+        "scone-m-100k-a1x",
+        "scone-m-1m-a4x",
+    } <= names
+
+
+def test_print_lists_the_commands_and_runs_nothing(tmp_path):
+    if not (REPO.parent / "shared" / "data" / "english-mix").is_dir():
+        pytest.skip("../shared/data not present")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "capacity.py"),
+            "--print",
+            "--root",
+            str(tmp_path),
+            "--seeds",
+            "1",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "train_tokenizer.py" in out and f"--vocab-size {VOCAB}" in out and "--tokenizer" in out
+    trains = [line for line in out.splitlines() if "scripts/train.py" in line]
+    assert len(trains) == 2 * len(runs())
+    # the regime check first: both baselines of a seed before any SCONE run
+    assert "baseline-m-seed1" in trains[0] and "baseline-2m-seed1" in trains[1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_costs_from_a_runs_own_files(tmp_path):
+    from omegaconf import OmegaConf
+
+    r = next(r for r in runs() if r["name"] == "scone-m-1m-a1x")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    cfg = _config(tmp_path, r)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    (folder / "ds_config.json").write_text(
+        json.dumps(
+            {
+                "train_batch_size": 32,
+                "train_micro_batch_size_per_gpu": 8,
+                "gradient_accumulation_steps": 2,
+            }
+        )
+    )
+    rows = [
+        {
+            "step": s,
+            "tokens": s * BATCH * SEQ,
+            "throughput/device/tokens_per_second": 1000.0,
+            "scone/unique_fgrams_per_microbatch": 50.0,
+        }
+        for s in range(1, 11)
+    ]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    got = run_costs(folder, r)
+    acc = account(cfg.model, r["name"], r["fgrams"])
+    main = acc.inference_fwd_flops_per_token + 2 * cfg.model.d_model * VOCAB
+    fgram = (
+        (acc.training_fwd_flops_per_token - acc.inference_fwd_flops_per_token) * 50 * 10 * (32 // 8)
+    )
+    assert got["tokens"] == 10 * BATCH * SEQ
+    assert got["training_flops"] == pytest.approx(3 * (main * 10 * BATCH * SEQ + fgram))
+    assert got["tokens_per_s"] == 2000.0  # 2 ranks
