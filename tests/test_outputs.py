@@ -256,3 +256,18 @@ def test_a_save_folder_reached_through_a_symlink_takes_the_real_folders_lock(art
         holder.wait()
     assert_clean_error(proc, rf"save_folder .*link is being written by pid {holder.pid} on ")
     assert list(real.iterdir()) == []
+
+
+def test_a_killed_exports_temporaries_never_reach_the_artifact(art, tmp_path, capsys):
+    """A kill mid-shard leaves .table-*.safetensors.tmp-<pid>-<rand> in OUT.partial; the resumed
+    export removes it, and the finished artifact holds only what its manifest lists."""
+    out = tmp_path / "served"
+    partial = tmp_path / "served.partial"
+    partial.mkdir()
+    (partial / ".table-00000.safetensors.tmp-4242-abcdefgh").write_bytes(b"half a shard")
+    proc = _run(export_main, [art.run, "--out", out, "--dtype", "fp32"], capsys)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = set(manifest["files"]) | {s["file"] for s in manifest["shards"]} | {"manifest.json"}
+    present = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert present == listed and not partial.exists()
