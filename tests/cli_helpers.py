@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -51,3 +52,28 @@ def train_overrides(tokens, vocab, tags, folder, steps: int = 2) -> List[str]:
         "wandb=null",
         "evaluators=[]",
     ]
+
+
+def cli_run(main, argv, capsys) -> subprocess.CompletedProcess:
+    """A CLI's ``main`` run in this process as its script runs it (``run_cli``), its exit code and
+    output captured as a finished process's."""
+    import pytest
+
+    from olmo_scone.errors import run_cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, [str(x) for x in argv])
+    cap = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, e.value.code, cap.out, cap.err)
+
+
+def hold_lock(out: Path) -> subprocess.Popen:
+    """Another process writing ``out``: it holds the output's lock until killed."""
+    code = (
+        "import sys, time; from olmo_scone.locking import OutputLock; l = OutputLock(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(120)"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 import pytest
 import torch
-from cli_helpers import TINY_SCONE, assert_clean_error, train_overrides
+from cli_helpers import TINY_SCONE, assert_clean_error, cli_run, hold_lock, train_overrides
 
 from olmo_scone.data.cli import main as prepare_main
 from olmo_scone.errors import run_cli
@@ -30,14 +28,6 @@ from olmo_scone.train.cli import split_args
 REPO = Path(__file__).resolve().parents[1]
 TINY = TINY_SCONE
 pytestmark = pytest.mark.slow
-
-
-def _cli_err(main, argv, capsys) -> subprocess.CompletedProcess:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        run_cli(main, [str(x) for x in argv])
-    cap = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, e.value.code, cap.out, cap.err)
 
 
 # ---- corruptions of a copy of an artifact or checkpoint ------------------------------------------
@@ -598,7 +588,7 @@ if not torch.cuda.is_available():
 def test_bad_input_is_one_error_line_and_leaves_nothing(name, art, tmp_path, capsys):
     case = CASES[name]
     subject = case.subject(art, tmp_path) if case.subject else None
-    proc = _cli_err(case.cli, case.args(art, tmp_path, subject), capsys)
+    proc = cli_run(case.cli, case.args(art, tmp_path, subject), capsys)
     assert_clean_error(proc, case.pattern)
     if case.out is not None:
         out = case.out(tmp_path)
@@ -607,17 +597,6 @@ def test_bad_input_is_one_error_line_and_leaves_nothing(name, art, tmp_path, cap
     assert not list(tmp_path.glob(".*.tmp-*")) and not list(tmp_path.glob(".*.lock")), sorted(
         tmp_path.iterdir()
     )
-
-
-def _hold_lock(out: Path) -> subprocess.Popen:
-    """Another process writing ``out``: it holds the output's lock until killed."""
-    code = (
-        "import sys, time; from olmo_scone.locking import OutputLock; l = OutputLock(sys.argv[1]); "
-        "print('held', flush=True); time.sleep(120)"
-    )
-    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "held"
-    return p
 
 
 @pytest.mark.parametrize("cli", ["build", "tag", "export", "evaluate", "prepare"])
@@ -633,9 +612,9 @@ def test_a_second_writer_of_the_same_output_is_refused(cli, art, tmp_path, capsy
         ),
         "prepare": (prepare_main, [REPO / "README.md", "--out", out]),
     }[cli]
-    holder = _hold_lock(out)
+    holder = hold_lock(out)
     try:
-        proc = _cli_err(*argv, capsys)
+        proc = cli_run(*argv, capsys)
     finally:
         holder.kill()
         holder.wait()

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import TINY_SCONE, assert_clean_error, train_overrides
+from cli_helpers import TINY_SCONE, assert_clean_error, cli_run, hold_lock, train_overrides
 
 from olmo_scone.data.cli import main as prepare_main
-from olmo_scone.errors import run_cli
 from olmo_scone.export import main as export_main
 from olmo_scone.fgrams.cli import build_main, tag_main
 from olmo_scone.serving.cli import evaluate_main
@@ -21,14 +18,6 @@ from olmo_scone.train.cli import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _run(main, argv, capsys) -> subprocess.CompletedProcess:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        run_cli(main, [str(x) for x in argv])
-    cap = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, e.value.code, cap.out, cap.err)
 
 
 def _snapshot(folder: Path) -> dict:
@@ -212,7 +201,7 @@ DESTRUCTIVE = {
 def test_a_destructive_command_is_refused_and_its_input_intact(name, inputs, capsys):
     main, argv, victim, pattern = DESTRUCTIVE[name]
     before = _snapshot(inputs)
-    proc = _run(main, argv(inputs), capsys)
+    proc = cli_run(main, argv(inputs), capsys)
     assert_clean_error(proc, pattern)
     assert _snapshot(inputs) == before, f"{name} changed {victim}"
 
@@ -220,7 +209,7 @@ def test_a_destructive_command_is_refused_and_its_input_intact(name, inputs, cap
 def test_overwrite_still_replaces_the_tools_own_output(art, tmp_path, capsys):
     out = tmp_path / "tags"
     for _ in range(2):
-        proc = _run(
+        proc = cli_run(
             tag_main,
             ["--vocab", art.vocab, "--tokens", art.tokens, "--out", out, "--overwrite"],
             capsys,
@@ -229,24 +218,14 @@ def test_overwrite_still_replaces_the_tools_own_output(art, tmp_path, capsys):
     assert json.loads((out / "fgram_tags.json").read_text())["files"]
 
 
-def _hold_lock(out: Path) -> subprocess.Popen:
-    code = (
-        "import sys, time; from olmo_scone.locking import OutputLock; l = OutputLock(sys.argv[1]); "
-        "print('held', flush=True); time.sleep(120)"
-    )
-    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "held"
-    return p
-
-
 def test_a_save_folder_reached_through_a_symlink_takes_the_real_folders_lock(art, tmp_path, capsys):
     real = tmp_path / "runs" / "real"
     real.mkdir(parents=True)
     link = tmp_path / "link"
     link.symlink_to(real)
-    holder = _hold_lock(real)
+    holder = hold_lock(real)
     try:
-        proc = _run(
+        proc = cli_run(
             train_main,
             [TINY_SCONE, *train_overrides(art.tokens, art.vocab, art.tags, link)],
             capsys,
@@ -265,7 +244,7 @@ def test_a_killed_exports_temporaries_never_reach_the_artifact(art, tmp_path, ca
     partial = tmp_path / "served.partial"
     partial.mkdir()
     (partial / ".table-00000.safetensors.tmp-4242-abcdefgh").write_bytes(b"half a shard")
-    proc = _run(export_main, [art.run, "--out", out, "--dtype", "fp32"], capsys)
+    proc = cli_run(export_main, [art.run, "--out", out, "--dtype", "fp32"], capsys)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     listed = set(manifest["files"]) | {s["file"] for s in manifest["shards"]} | {"manifest.json"}

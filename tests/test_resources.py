@@ -4,10 +4,9 @@ the memory available before any work."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
-from cli_helpers import assert_clean_error
+from cli_helpers import assert_clean_error, cli_run
 
 from olmo_scone.errors import run_cli
 from olmo_scone.fgrams.cli import build_main
@@ -58,12 +57,9 @@ def test_an_evaluation_batch_larger_than_memory_is_refused_before_evaluating(
 
     monkeypatch.setattr(resources, "available_memory_bytes", lambda: 1 << 30)
     argv = [str(art.served), "--tokens", str(art.tokens), "--batch-size", "100000000"]
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        run_cli(evaluate_main, argv)
-    cap = capsys.readouterr()
+    proc = cli_run(evaluate_main, argv, capsys)
     assert_clean_error(
-        subprocess.CompletedProcess(argv, e.value.code, cap.out, cap.err),
+        proc,
         r"--batch-size 100000000 \(\d+ sequences of 64 tokens x 50,304 logits\) needs about [\d.,]+ GiB, 1\.0 GiB are available: lower --batch-size",
     )
-    assert "perplexity" not in cap.out
+    assert "perplexity" not in proc.stdout

@@ -4,13 +4,11 @@ process group starts, and nothing written (no save_folder). The CLI runs in this
 
 from __future__ import annotations
 
-import subprocess
 
 import pytest
 import torch.distributed as dist
-from cli_helpers import TINY_SCONE, assert_clean_error, train_overrides
+from cli_helpers import TINY_SCONE, assert_clean_error, cli_run, train_overrides
 
-from olmo_scone.errors import run_cli
 from olmo_scone.train.cli import main as train_main
 
 pytestmark = pytest.mark.slow
@@ -45,13 +43,7 @@ BAD_VALUES = {
 def test_a_bad_training_value_is_one_line_before_any_process_group(override, art, tmp_path, capsys):
     folder = tmp_path / "run"
     argv = [TINY_SCONE, *train_overrides(art.tokens, art.vocab, art.tags, folder), override]
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        run_cli(train_main, argv)
-    cap = capsys.readouterr()
-    assert_clean_error(
-        subprocess.CompletedProcess(argv, e.value.code, cap.out, cap.err), BAD_VALUES[override]
-    )
+    assert_clean_error(cli_run(train_main, argv, capsys), BAD_VALUES[override])
     assert not dist.is_initialized()
     assert not folder.exists()
 

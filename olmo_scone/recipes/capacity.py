@@ -31,8 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..errors import ArgumentParser, fail
 from ..paths import REPO, SHARED_DATA
-from .repro import PY, Study, run_folder, run_label, vocab_file, tags_dir
-from .tiny import tiny_cpu
+from .repro import PY, Shape, Study, run_folder, study_command
 
 VOCAB, D_MODEL, HEADS, SEQ, BATCH = 2048, 192, 4, 128, 32
 LAYERS_M = 1
@@ -81,47 +80,22 @@ def _k(n: int) -> str:
     return f"{n // 1_000_000}m" if n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
+#: this study's shape (recipes/repro.py): 12 evaluations and 6 checkpoints a run
+SHAPE = Shape(D_MODEL, HEADS, SEQ, BATCH, A_LAYERS, 0.003, "repro-cpu-capacity", 12, 6)
+
+
 def train_command(
     root: Path, data: Path, tokenizer: Path, steps: int, r: Dict, seed: int
 ) -> tuple[str, List[str]]:
-    cfg = "configs/olmo/tiny-scone.yaml" if r["fgrams"] else "configs/olmo/tiny-baseline.yaml"
-    label = run_label(r["name"], seed)
-    args = [
-        f"save_folder={run_folder(root, r['name'], seed)}",
-        f"run_name={label}",
-        f"wandb.name={label}",
-        *tiny_cpu(
-            steps,
-            data,
-            group="repro-cpu-capacity",
-            eval_every=max(1, steps // 12),
-            warmup=max(1, steps // 20),
-            save_every=max(1, steps // 6),
-            eval_batches=25,
-            seed=seed,
-            global_batch=BATCH,
-        ),
+    """The first study's command of this shape, with our tokenizer and its vocabulary."""
+    cfg, args = study_command(root, data, steps, r, seed, SHAPE)
+    return cfg, args + [
         f"tokenizer.identifier={tokenizer}",
         f"model.vocab_size={VOCAB}",
         f"model.embedding_size={VOCAB}",
         "model.eos_token_id=0",
         "model.pad_token_id=1",
-        "optimizer.learning_rate=0.003",
-        f"model.d_model={D_MODEL}",
-        f"model.n_heads={HEADS}",
-        f"model.n_layers={r['layers']}",
-        f"model.max_sequence_length={SEQ}",
-        f"model.rope={str(r['rope']).lower()}",
     ]
-    if r["fgrams"]:
-        args += [
-            f"model.fgram.vocab_path={vocab_file(root, r['fgrams'])}",
-            f"data.fgram_tags={tags_dir(root, r['fgrams'])}",
-            f"model.fgram.n_layers={A_LAYERS[r['a']]}",
-            f"model.fgram.n_heads={HEADS}",
-            f"model.fgram.init={r['init']}",
-        ]
-    return cfg, args
 
 
 class CapacityStudy(Study):

@@ -31,6 +31,7 @@ the analysis around it alone; plots go to ``docs/results-*.png``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -137,10 +138,30 @@ def run_label(name: str, seed: int = SEED) -> str:
     return name if seed == SEED else f"{name}-seed{seed}"
 
 
-def train_command(
-    root: Path, data: Path, steps: int, r: Dict, seed: int = SEED
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What a study fixes for all its runs: the main model's width, heads and context, the batch,
+    ``A_fgram``'s depth per size, the learning rate, and how often runs evaluate and save."""
+
+    d_model: int
+    heads: int
+    seq: int
+    batch: int
+    a_layers: Dict[str, int]
+    learning_rate: float
+    group: str
+    evals_per_run: int
+    saves_per_run: int
+
+
+#: this study's shape
+SHAPE = Shape(D_MODEL, HEADS, SEQ, BATCH, A_LAYERS, 0.002, "repro-cpu", 8, 3)
+
+
+def study_command(
+    root: Path, data: Path, steps: int, r: Dict, seed: int, shape: Shape
 ) -> tuple[str, List[str]]:
-    """The config and the key=value overrides of one run of the study."""
+    """The config and the key=value overrides of one run of a study of ``shape``."""
     cfg = "configs/olmo/tiny-scone.yaml" if r["fgrams"] else "configs/olmo/tiny-baseline.yaml"
     label = run_label(r["name"], seed)
     args = [
@@ -150,30 +171,37 @@ def train_command(
         *tiny_cpu(
             steps,
             data,
-            group="repro-cpu",
-            eval_every=max(1, steps // 8),
+            group=shape.group,
+            eval_every=max(1, steps // shape.evals_per_run),
             warmup=max(1, steps // 20),
-            save_every=max(1, steps // 3),
+            save_every=max(1, steps // shape.saves_per_run),
             eval_batches=25,
             seed=seed,
-            global_batch=BATCH,
+            global_batch=shape.batch,
         ),
-        "optimizer.learning_rate=0.002",
-        f"model.d_model={D_MODEL}",
-        f"model.n_heads={HEADS}",
+        f"optimizer.learning_rate={shape.learning_rate:g}",
+        f"model.d_model={shape.d_model}",
+        f"model.n_heads={shape.heads}",
         f"model.n_layers={r['layers']}",
-        f"model.max_sequence_length={SEQ}",
+        f"model.max_sequence_length={shape.seq}",
         f"model.rope={str(r['rope']).lower()}",
     ]
     if r["fgrams"]:
         args += [
             f"model.fgram.vocab_path={vocab_file(root, r['fgrams'])}",
             f"data.fgram_tags={tags_dir(root, r['fgrams'])}",
-            f"model.fgram.n_layers={A_LAYERS[r['a']]}",
-            f"model.fgram.n_heads={HEADS}",
+            f"model.fgram.n_layers={shape.a_layers[r['a']]}",
+            f"model.fgram.n_heads={shape.heads}",
             f"model.fgram.init={r['init']}",
         ]
     return cfg, args
+
+
+def train_command(
+    root: Path, data: Path, steps: int, r: Dict, seed: int = SEED
+) -> tuple[str, List[str]]:
+    """The config and the key=value overrides of one run of this study."""
+    return study_command(root, data, steps, r, seed, SHAPE)
 
 
 class Study:
