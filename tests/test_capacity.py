@@ -121,6 +121,7 @@ def test_run_costs_from_a_runs_own_files(tmp_path):
             "tokens": s * BATCH * SEQ,
             "throughput/device/tokens_per_second": 1000.0,
             "scone/unique_fgrams_per_microbatch": 50.0,
+            **({"eval/valid/CrossEntropyLoss": 9.0 - s / 10} if s % 5 == 0 else {}),
         }
         for s in range(1, 11)
     ]
@@ -134,3 +135,56 @@ def test_run_costs_from_a_runs_own_files(tmp_path):
     assert got["tokens"] == 10 * BATCH * SEQ
     assert got["training_flops"] == pytest.approx(3 * (main * 10 * BATCH * SEQ + fgram))
     assert got["tokens_per_s"] == 2000.0  # 2 ranks
+    per_unique = 3 * (acc.training_fwd_flops_per_token - acc.inference_fwd_flops_per_token) * 4 * 50
+    assert got["curve"] == [
+        [5 * BATCH * SEQ, pytest.approx(3 * main * 5 * BATCH * SEQ + 5 * per_unique), 8.5],
+        [10 * BATCH * SEQ, pytest.approx(got["training_flops"]), 8.0],
+    ]
+
+
+def test_the_report_is_rebuilt_from_the_records_alone(tmp_path):
+    from olmo_scone.recipes.capacity import MARKERS, main
+    from olmo_scone.recipes.repro_seeds import write_record
+
+    records = tmp_path / "records"
+    for seed, (base, deep, scone) in zip((1, 2, 3), ((100, 95, 96), (102, 96, 99), (101, 94, 97))):
+        for name, ppl in (("baseline-m", base), ("baseline-2m", deep), ("scone-m-1m-a1x", scone)):
+            curve = [[1000 * k, 1e9 * k, 5.0 - k / 10] for k in (1, 2)]
+            extra = {"tokens": 2000, "training_flops": 2e9, "tokens_per_s": 1500.0, "curve": curve}
+            write_record(
+                records,
+                name,
+                seed,
+                7,
+                {"wikitext103-valid": ppl, "english-mix-valid": ppl},
+                ["cmd"],
+                extra,
+            )
+    doc = tmp_path / "results.md"
+    doc.write_text(f"intro\n{MARKERS[0]}\nSTALE-TABLE\n{MARKERS[1]}\noutro\n")
+    with pytest.raises(SystemExit) as e:
+        from olmo_scone.errors import run_cli
+
+        run_cli(
+            main,
+            [
+                "--report",
+                "--records",
+                str(records),
+                "--steps",
+                "7",
+                "--doc",
+                str(doc),
+                "--root",
+                str(tmp_path / "root"),
+            ],
+        )
+    assert e.value.code == 0
+    text = doc.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "STALE-TABLE" not in text
+    # baseline-2m: -5.0, -5.9, -6.9% against baseline-m of the same seed: resolved at 95%
+    row = next(line for line in text.splitlines() if line.startswith("| baseline-2m"))
+    assert "**better** (95%)" in row and "-5.9" in row
+    assert "what each run cost" in text and "1,500" in text
+    assert (tmp_path / "results-capacity-seeds.png").stat().st_size > 1000
+    assert (tmp_path / "results-capacity-curves.png").stat().st_size > 1000

@@ -168,20 +168,38 @@ def run_costs(folder: Path, r: Dict) -> Dict:
     main_fwd = acc.inference_fwd_flops_per_token + 2 * m.d_model * (
         m.embedding_size or m.vocab_size
     )
-    flops = 3 * main_fwd * tokens
-    if r["fgrams"]:
-        per_fgram = acc.training_fwd_flops_per_token - acc.inference_fwd_flops_per_token
-        micro_batches = cfg.global_train_batch_size // cfg.device_train_microbatch_size
-        unique = (
-            sum(row.get("scone/unique_fgrams_per_microbatch", 0) for row in rows) * micro_batches
-        )
-        flops += 3 * per_fgram * unique
+    # A_fgram's forward FLOPs per unique f-gram (0 for a baseline), times the micro-batches a step
+    per_fgram = acc.training_fwd_flops_per_token - acc.inference_fwd_flops_per_token
+    micro_batches = cfg.global_train_batch_size // cfg.device_train_microbatch_size
+    unique = sum(row.get("scone/unique_fgrams_per_microbatch", 0) for row in rows) * micro_batches
+    flops = 3 * main_fwd * tokens + 3 * per_fgram * unique
     speeds = [row["throughput/device/tokens_per_second"] for row in rows[len(rows) // 10 :]]
     return {
         "tokens": tokens,
         "training_flops": float(flops),
         "tokens_per_s": round(world * sum(speeds) / max(1, len(speeds)), 1),
+        "curve": held_out_curve(rows, 3 * main_fwd, 3 * per_fgram * micro_batches),
     }
+
+
+def held_out_curve(
+    rows: List[Dict], flops_per_token: float, flops_per_unique: float
+) -> List[List[float]]:
+    """``[tokens, training FLOPs so far, held-out loss]`` at every in-loop evaluation (the trainer's
+    ``eval/valid/CrossEntropyLoss``, 25 batches of the held-out split)."""
+    import math
+
+    out, fgram_flops = [], 0.0
+    for row in rows:
+        fgram_flops += flops_per_unique * row.get("scone/unique_fgrams_per_microbatch", 0)
+        loss = row.get("eval/valid/CrossEntropyLoss")
+        if loss is None and row.get("eval/valid/Perplexity"):
+            loss = math.log(row["eval/valid/Perplexity"])
+        if loss is not None:
+            out.append(
+                [row["tokens"], flops_per_token * row["tokens"] + fgram_flops, round(loss, 5)]
+            )
+    return out
 
 
 def regime() -> List[Dict]:
@@ -277,14 +295,72 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.dry:
         return 0
     records = read_records(a.records, a.steps)
-    print(
-        seeds_report(
-            records,
-            a.steps,
-            a.doc,
-            [r["name"] for r in runs()],
-            MARKERS,
-            "results-capacity-seeds.png",
-        )
-    )
+    names = [r["name"] for r in runs()]
+    more = costs_section(records, names, a.doc.parent / "results-capacity-curves.png")
+    print(seeds_report(records, a.steps, a.doc, names, MARKERS, "results-capacity-seeds.png", more))
     return 0
+
+
+def costs_section(records: Sequence[Dict], names: Sequence[str], png: Path) -> str:
+    """What each run cost (tokens, training FLOPs, tokens/s, mean over its seeds) and the held-out
+    curves against tokens and against training FLOPs, from the records alone."""
+    from statistics import fmean
+
+    from ..markdown import table
+
+    rows = []
+    for name in names:
+        mine = [r for r in records if r["run"] == name and "tokens" in r]
+        if mine:
+            rows.append(
+                [
+                    name,
+                    str(len(mine)),
+                    f"{fmean(r['tokens'] for r in mine) / 1e6:.2f}M",
+                    f"{fmean(r['training_flops'] for r in mine):.3g}",
+                    f"{fmean(r['tokens_per_s'] for r in mine):,.0f}",
+                ]
+            )
+    if not rows:
+        return ""
+    plot_curves(records, names, png)
+    header = ["run", "seeds", "tokens", "training FLOPs", "tokens/s (2 ranks, this machine)"]
+    return (
+        "\n### Generated table: what each run cost\n\n"
+        "Training FLOPs: 3 x forward, the main model's per token (tied output layer counted) plus\n"
+        "`A_fgram` over the unique f-grams its micro-batches ran. Curves: in-loop held-out loss (25\n"
+        "batches of the english-mix hold-out, `A_fgram` live), mean over seeds.\n\n"
+        f"{table(rows, header)}\n\n![curves]({png.name})\n"
+    )
+
+
+def plot_curves(records: Sequence[Dict], names: Sequence[str], out: Path) -> Path:
+    """Held-out loss against tokens and against training FLOPs, one line per run (mean over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..atomic import atomic_file
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, name in enumerate(names):
+        curves = [np.asarray(r["curve"]) for r in records if r["run"] == name and r.get("curve")]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        mean = np.mean([c[:n] for c in curves], axis=0)
+        for ax, x, label in ((axes[0], 0, "tokens"), (axes[1], 1, "training FLOPs")):
+            ax.plot(
+                mean[:, x], mean[:, 2], marker=".", label=f"{name} ({len(curves)})", color=f"C{i}"
+            )
+            ax.set(xlabel=label, ylabel="held-out loss", xscale="log")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
+    plt.close(fig)
+    return out

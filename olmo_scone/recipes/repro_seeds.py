@@ -149,9 +149,10 @@ def seeds_report(
     runs: Optional[Sequence[str]] = None,
     markers: tuple = (BEGIN, END),
     png_name: str = "results-cpu-seeds.png",
+    more: str = "",
 ) -> str:
     """The error-bar table and plot of ``runs`` (the CPU study's seeded runs by default), spliced
-    into ``doc`` between ``markers``."""
+    into ``doc`` between ``markers`` (``more``: a study's own sections after them)."""
     from ..atomic import atomic_write_text
     from ..markdown import table
     from .repro import SEEDED_RUNS
@@ -170,7 +171,7 @@ def seeds_report(
         "paired difference (each seed's run against baseline-m of the same seed); ± is the sample\n"
         "standard deviation over seeds, and the verdict asks whether the 95% confidence interval of\n"
         "the mean difference (Student's t) excludes 0.\n\n"
-        f"{table(rows(records, runs), header)}\n\n![seeds]({png.name})\n"
+        f"{table(rows(records, runs), header)}\n\n![seeds]({png.name})\n{more}"
     )
     atomic_write_text(doc, splice(doc, text, markers))
     return text
