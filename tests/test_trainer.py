@@ -483,6 +483,30 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
+def test_each_run_has_its_own_wandb_id_and_a_resume_keeps_it(setup, tmp_path):
+    """One config in two save_folders: two W&B runs (offline), whatever wandb.name says; a resume
+    (max_duration raised) logs into the same one again."""
+    prepared, vpath, d = setup
+
+    def launch(folder, steps):
+        args = [a for a in overrides(prepared, vpath, d, folder, steps=steps) if a != "wandb=null"]
+        proc = train_single_process(
+            args + ["wandb.project=olmo-scone-test", "wandb.name=same-name"]
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        wid = json.loads((folder / "run.json").read_text())["wandb_id"]
+        return wid, sorted(
+            p.name.rsplit("-", 1)[-1] for p in (folder / "wandb").glob("offline-run-*")
+        )
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    id_a, runs_a = launch(a, 1)
+    id_b, runs_b = launch(b, 1)
+    assert id_a != id_b and runs_a == [id_a] and runs_b == [id_b]
+    id_a2, runs_a2 = launch(a, 2)  # continues the finished run: the same W&B run
+    assert id_a2 == id_a and runs_a2 == [id_a, id_a]
+
+
 def test_save_num_checkpoints_to_keep_prunes_old_checkpoints(setup, tmp_path):
     """OLMo's save_num_checkpoints_to_keep: after each save only the newest N checkpoints stay (at
     paper scale a checkpoint is ~23 GB); the one 'latest' names is never removed."""

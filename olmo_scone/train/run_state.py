@@ -188,8 +188,33 @@ def record_start(cfg, identity: Dict[str, Any]) -> None:
     remove_staging(folder)
     atomic_write_json(
         folder / RUN_FILE,
-        {"fingerprint": fingerprint(identity), "identity": identity, "started": time.time()},
+        {
+            "fingerprint": fingerprint(identity),
+            "identity": identity,
+            "started": time.time(),
+            # this run's own W&B id: a resume continues it, another save_folder (or a restart) gets its own
+            "wandb_id": new_wandb_id(),
+        },
     )
+
+
+def new_wandb_id() -> str:
+    """8 random characters from W&B's alphabet (lower-case letters and digits), as wandb makes them."""
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+
+
+def wandb_id(folder: Path) -> str:
+    """The W&B id recorded for the run in ``folder`` (one is added to a run.json from before ids)."""
+    from ..atomic import atomic_write_json
+
+    run = _read(Path(folder) / RUN_FILE) or {}
+    if not run.get("wandb_id"):
+        run["wandb_id"] = new_wandb_id()
+        atomic_write_json(Path(folder) / RUN_FILE, run)
+    return run["wandb_id"]
 
 
 def record_finish(cfg, step: int) -> None:

@@ -35,7 +35,14 @@ from ..peak_memory import peak_rss_gb
 from .data import TrainBatches
 from .ds_config import deepspeed_config
 from .publish import read_latest
-from .run_state import FINISHED_FILE, plan_start, record_finish, record_start, run_identity
+from .run_state import (
+    FINISHED_FILE,
+    plan_start,
+    record_finish,
+    record_start,
+    run_identity,
+    wandb_id,
+)
 
 CLIENT_STATE = "scone_trainer_state"
 
@@ -232,7 +239,7 @@ class SconeTrainer:
 
         self.evaluators = build_evaluators(cfg, self.device) if cfg.evaluators else []
         self.autocast = torch.bfloat16 if cfg.precision == "amp_bf16" else None
-        self.wandb = self._init_wandb() if self.rank == 0 and cfg.wandb is not None else None
+        self.wandb = None  # started in fit(), once run.json holds this run's W&B id
 
     # ---- checkpoints ------------------------------------------------------------------
     def save(self) -> None:
@@ -349,14 +356,15 @@ class SconeTrainer:
             )
             # the DeepSpeed config this run really used (derived from the YAML + deepspeed.config_path)
             atomic_write_json(self.save_folder / "ds_config.json", self.ds_config)
-            if (
-                self.plan.action == "fresh"
-            ):  # the old record, curve and checkpoint pointer go: none is this run's
+            if self.plan.action == "fresh":
+                # the old record, curve and checkpoint pointer go: none is this run's
                 record_start(cfg, self.identity)
             else:  # resuming (perhaps a finished run whose max_duration grew): not finished until it is
                 (self.save_folder / FINISHED_FILE).unlink(missing_ok=True)
             if self.plan.message:
                 print(self.plan.message, flush=True)
+            if cfg.wandb is not None:
+                self.wandb = self._init_wandb()
         t_last, tokens_last = time.time(), self.tokens_seen
         deadline = _deadline(cfg.time_limit)
         first_step = self.step
@@ -440,7 +448,7 @@ class SconeTrainer:
             dir=str(self.save_folder),
             mode=mode,
             resume="allow",
-            id=(w.name or self.cfg.run_name or "run").replace("/", "-"),
+            id=wandb_id(self.save_folder),
         )
 
     def _log(self, m: Dict[str, Any]) -> None:
