@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -250,3 +252,32 @@ def test_a_killed_exports_temporaries_never_reach_the_artifact(art, tmp_path, ca
     listed = set(manifest["files"]) | {s["file"] for s in manifest["shards"]} | {"manifest.json"}
     present = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert present == listed and not partial.exists()
+
+
+@pytest.mark.parametrize("which", ["artifact", "save_folder"])
+def test_evaluate_json_is_the_only_thing_on_stdout(which, art, baseline_run):
+    """`evaluate.py --json ... | python -m json.tool` works: what loading prints (DeepSpeed's
+    accelerator warning, zero_to_fp32's lines for a save_folder) goes to stderr."""
+    model = art.served if which == "artifact" else baseline_run
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "evaluate.py"),
+            str(model),
+            "--text",
+            str(REPO / "README.md"),
+            "--json",
+            "--max-batches",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    tool = subprocess.run(
+        [sys.executable, "-m", "json.tool"], input=proc.stdout, capture_output=True, text=True
+    )
+    assert tool.returncode == 0, proc.stdout
+    result = json.loads(proc.stdout)
+    assert result["tokens"] > 0 and result["perplexity"] > 1

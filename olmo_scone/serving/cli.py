@@ -162,6 +162,17 @@ def check_batch_memory(batch_size: int, chunks: int, seq: int, vocab: int) -> No
     )
 
 
+def load_quietly(a):
+    """The served model, with whatever loading prints (DeepSpeed's import-time accelerator warning,
+    ``zero_to_fp32``'s lines for a baseline save_folder) sent to stderr: stdout is the result's
+    (``evaluate.py --json | python -m json.tool``)."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return load_served(a.model, a.table, a.device, not a.no_verify)
+
+
 def _is_result(path: Path) -> bool:
     """Whether ``path`` holds an earlier ``evaluate.py --out`` result (what it may replace)."""
     try:
@@ -174,7 +185,7 @@ def _is_result(path: Path) -> bool:
 def _evaluate(a, texts) -> int:
     from .evaluate import chunks_from_tokens, perplexity, token_streams
 
-    served = load_served(a.model, a.table, a.device, not a.no_verify)
+    served = load_quietly(a)
     seq = served.cfg.model.max_sequence_length
     if a.tokens:
         streams = token_streams(
@@ -223,7 +234,7 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     check_device(a.device)
     if any(not t for t in a.prompt):
         fail("--prompt is empty: give some text to continue")
-    served = load_served(a.model, a.table, a.device, not a.no_verify)
+    served = load_quietly(a)
     tok = tokenizer_for(served.cfg)
     prompts = [tok.encode(t, add_special_tokens=False) for t in a.prompt]
     outs = generate(
