@@ -83,6 +83,8 @@ def test_print_lists_the_commands_and_runs_nothing(tmp_path):
             "--seeds",
             "1",
             "2",
+            "--records",
+            str(tmp_path / "records"),
         ],
         capture_output=True,
         text=True,
@@ -95,7 +97,7 @@ def test_print_lists_the_commands_and_runs_nothing(tmp_path):
     assert len(trains) == 2 * len(runs())
     # the regime check first: both baselines of a seed before any SCONE run
     assert "baseline-m-seed1" in trains[0] and "baseline-2m-seed1" in trains[1]
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # ran nothing, recorded nothing
 
 
 def test_run_costs_from_a_runs_own_files(tmp_path):

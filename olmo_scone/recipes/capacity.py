@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..errors import ArgumentParser, fail
 from ..paths import REPO, SHARED_DATA
-from .repro import PY, Shape, Study, run_folder, study_command
+from .repro import PY, Shape, Study, execution_order, run_folder, select_runs, study_command
 
 VOCAB, D_MODEL, HEADS, SEQ, BATCH = 2048, 192, 4, 128, 32
 LAYERS_M = 1
@@ -240,25 +240,6 @@ def regime() -> List[Dict]:
     return out
 
 
-def select(only: Optional[Sequence[str]]) -> List[Dict]:
-    every = runs()
-    if not only:
-        return every
-    names = {r["name"] for r in every}
-    unknown = [n for n in only if n not in names]
-    if unknown:
-        fail(
-            f"unknown run(s) {', '.join(unknown)}; the study's runs are: {', '.join(sorted(names))}"
-        )
-    return [r for r in every if r["name"] in set(only)]
-
-
-def order(selected: Sequence[Dict]) -> List[Dict]:
-    return sorted(
-        selected, key=lambda r: FIRST.index(r["name"]) if r["name"] in FIRST else len(FIRST)
-    )
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .repro_seeds import read_records, seeds_report
 
@@ -285,7 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if a.steps < 3:
         fail(f"--steps must be at least 3, got {a.steps}")
-    selected = order(select(a.only))
+    selected = execution_order(select_runs(a.only, runs()), FIRST)
     study = CapacityStudy(a.root, a.steps, a.dry or a.report)
     if not a.report:
         study.prepare(selected)

@@ -96,9 +96,10 @@ def all_runs() -> List[Dict]:
     return runs() + ablation_runs()
 
 
-def select_runs(only: Optional[Sequence[str]]) -> List[Dict]:
-    """The runs named by ``--only`` (all when none); an unknown name is an error, not a no-op."""
-    every = all_runs()
+def select_runs(only: Optional[Sequence[str]], every: Optional[List[Dict]] = None) -> List[Dict]:
+    """The runs of ``every`` (this study's by default) named by ``--only`` (all when none); an
+    unknown name is an error, not a no-op."""
+    every = all_runs() if every is None else every
     if not only:
         return every
     names = {r["name"] for r in every}
@@ -110,10 +111,10 @@ def select_runs(only: Optional[Sequence[str]]) -> List[Dict]:
     return [r for r in every if r["name"] in set(only)]
 
 
-def execution_order(selected: Sequence[Dict]) -> List[Dict]:
-    """The order runs are trained in: the central comparison (baseline-m vs SCONE-m at the middle
-    f-gram count) first, so that a study cut short still answers its first question."""
-    first = ["baseline-m", f"scone-m-{A_SWEEP_FGRAMS // 1000}k-a1x", "baseline-2m"]
+def execution_order(selected: Sequence[Dict], first: Optional[Sequence[str]] = None) -> List[Dict]:
+    """The order runs are trained in: the central comparison first (this study's: baseline-m vs
+    SCONE-m at the middle f-gram count), so that a study cut short still answers its first question."""
+    first = list(first or ["baseline-m", f"scone-m-{A_SWEEP_FGRAMS // 1000}k-a1x", "baseline-2m"])
     return sorted(
         selected, key=lambda r: first.index(r["name"]) if r["name"] in first else len(first)
     )
