@@ -31,11 +31,12 @@ def test_toy_repro_gpu_end_to_end(prepared, wikitext_valid, tmp_path):
     wiki.write_text("\n".join(wikitext_valid.read_text().splitlines()[:400]) + "\n")
     wikitext_valid = wiki
     doc.write_text("# Results\n\nanalysis\n")
-    # a job slot that ends at once: the first run saves at step 0 and asks to be run again
-    first = _repro(prepared, wikitext_valid, root, "--slot-seconds", "0", "--no-plot")
+    # a job slot that ends at once: the first run trains its one step a launch, saves it and asks
+    # to be run again
+    first = _repro(prepared, wikitext_valid, root, "--slot-seconds", "1e-9", "--no-plot")
     assert first.returncode == UNFINISHED, first.stderr[-2000:]
     assert "stopped at its time limit; run the same command again" in first.stdout
-    assert (root / RUNS[0] / "latest").read_text() == "step0"
+    assert (root / RUNS[0] / "latest").read_text() == "step1"
     proc = _repro(prepared, wikitext_valid, root, "--doc", str(doc), "--no-plot")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Curves: not drawn here" in doc.read_text()  # as on a node without matplotlib

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..errors import ArgumentParser, fail
+from ..errors import ArgumentParser, fail, positive_float
 from ..launch import torchrun_command
 from ..paths import REPO
 
@@ -325,7 +325,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--toy", action="store_true", help="tiny models on the CPU (the test)")
     p.add_argument(
         "--slot-seconds",
-        type=float,
+        type=positive_float,
         default=None,
         help="time_limit of one training launch (default: 540, under a 10-minute job slot)",
     )
