@@ -64,9 +64,9 @@ def test_every_run_is_a_valid_config_of_the_sizes_its_name_claims(tmp_path):
     assert {
         "baseline-m",
         "baseline-2m",
-        "scone-m-1m-a1x",
+        "scone-m-500k-a1x",
         "scone-m-100k-a1x",
-        "scone-m-1m-a4x",
+        "scone-m-500k-a4x",
     } <= names
 
 
@@ -103,7 +103,7 @@ def test_print_lists_the_commands_and_runs_nothing(tmp_path):
 def test_run_costs_from_a_runs_own_files(tmp_path):
     from omegaconf import OmegaConf
 
-    r = next(r for r in runs() if r["name"] == "scone-m-1m-a1x")
+    r = next(r for r in runs() if r["name"] == "scone-m-500k-a1x")
     folder = tmp_path / "run"
     folder.mkdir()
     cfg = _config(tmp_path, r)
@@ -150,7 +150,7 @@ def test_the_report_is_rebuilt_from_the_records_alone(tmp_path):
 
     records = tmp_path / "records"
     for seed, (base, deep, scone) in zip((1, 2, 3), ((100, 95, 96), (102, 96, 99), (101, 94, 97))):
-        for name, ppl in (("baseline-m", base), ("baseline-2m", deep), ("scone-m-1m-a1x", scone)):
+        for name, ppl in (("baseline-m", base), ("baseline-2m", deep), ("scone-m-500k-a1x", scone)):
             curve = [[1000 * k, 1e9 * k, 5.0 - k / 10] for k in (1, 2)]
             extra = {"tokens": 2000, "training_flops": 2e9, "tokens_per_s": 1500.0, "curve": curve}
             write_record(
