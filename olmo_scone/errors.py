@@ -102,7 +102,9 @@ def _number(
                 f"{text!r} is not {'an integer' if kind is int else 'a number'}"
             ) from None
         # NaN and infinity are never in range (an infinite --shard-gb or --memory-gb plans nonsense)
-        if value != value or value in (float("inf"), float("-inf")) or not test(value):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if not test(value):
             raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
         return value
 

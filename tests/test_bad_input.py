@@ -374,7 +374,7 @@ CASES = {
     "export --shard-gb inf": Case(
         export_main,
         lambda a, t, s: [a.run, "--out", t / "out", "--shard-gb", "inf"],
-        r"--shard-gb: must be positive, got inf",
+        r"--shard-gb: must be a finite number, got inf",
         out=OUT,
     ),
     "build --memory-gb 1e-9": Case(
