@@ -322,12 +322,25 @@ def write_artifact(
 
             write_hf_files(partial, load_config(SconeTrainConfig, config_path), has_table=True)
     manifest["export_wall_time_s"] = round(time.time() - t0, 2)
-    manifest["files"] = list_files(partial, skip=[s["file"] for s in shards])
+    manifest["files"] = list_files(partial, skip=own_checksummed(manifest))
     manifest = seal(manifest)
     # last: its presence means the artifact is whole
     atomic_write_json(partial / "manifest.json", manifest)
     replace_directory(partial, out)
     return manifest
+
+
+def own_checksummed(manifest: dict) -> list:
+    """The artifact files whose content the manifest already binds with checksums of their own,
+    checked by their loaders: the table shards, the matcher's arrays and the vocabulary. They grow
+    with S (77 GB of index at 1B f-grams), so listing them again would read them twice at every open."""
+    out = [s["file"] for s in manifest["shards"]]
+    matcher = manifest.get("matcher")
+    if matcher:
+        out += [f"{matcher['folder']}/{f['file']}" for f in matcher["files"].values()]
+    if manifest.get("vocab_sha256"):
+        out.append("fgrams.safetensors")
+    return out
 
 
 def remove_dead_temporaries(partial: Path) -> None:

@@ -4,12 +4,12 @@ every file of the folder listed with its size and sha256.
 An edited ``config.yaml`` (``activation_type: relu``) served another model with exit 0, an edited
 ``config.json`` or a flipped ``model.safetensors`` loaded silently through ``transformers``, and a
 manifest path ``../../other/table-00000.safetensors`` was read. So the manifest's ``files`` lists
-every file an export wrote (``{relative path: {"bytes", "sha256"}}``, the manifest itself aside),
-and every loader calls :func:`verify_files` before it reads anything: sizes always; content
-hashes always for the small files (configs, tokenizer, code, model card) and the main model, and for
-the large ones (table shards, the matcher's index, the vocabulary) unless ``verify`` is off
-(``--no-verify``, for tables of hundreds of GB already verified once; a shard's header checksum is
-still compared with the manifest then).
+every file an export wrote (``{relative path: {"bytes", "sha256"}}``) but the manifest itself and
+the files it already binds with checksums of their own (table shards, the matcher's arrays, the
+vocabulary: they grow with S and their loaders check them), and every loader calls
+:func:`verify_files` before it reads anything: sizes always, content hashes always up to 64 MiB and
+for the main model, beyond that unless ``verify`` is off (``--no-verify``, for folders of hundreds
+of GB already verified once; a shard's header checksum is still compared with the manifest then).
 """
 
 from __future__ import annotations
