@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,166 @@ def test_the_readme_flow_tokenizer_into_generate(hf_model, exported):
         ServedModel(exported[0]), [inputs["input_ids"][0].tolist()], 8, use_cache=False
     )[0]
     assert greedy[0, inputs["input_ids"].shape[1] :].tolist() == served
+
+
+@pytest.fixture(scope="module")
+def hf_baseline(small_scone, tmp_path_factory):
+    """conftest's small model's main model exported as a baseline folder (no table), loaded."""
+    from transformers import AutoModelForCausalLM
+
+    from olmo_scone.export import export_baseline
+
+    cfg, model, d, _ = small_scone
+    out = tmp_path_factory.mktemp("hf-base") / "served"
+    export_baseline(model, cfg, out)
+    return AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True).eval()
+
+
+def _left_padded(prompts, pad_id=1):
+    width = max(map(len, prompts))
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+@pytest.mark.parametrize("which", ["scone", "baseline"])
+def test_left_padded_batched_generate_equals_one_prompt_at_a_time(
+    which, hf_model, hf_baseline, exported
+):
+    """Learned absolute positions: without position ids from the attention mask, left padding
+    shifted every real token of the shorter prompts (KL 0.76 at the first new token)."""
+    model = hf_model if which == "scone" else hf_baseline
+    batch = exported[1]
+    prompts = [batch[0, :20].tolist(), batch[3, :5].tolist(), batch[5, :12].tolist()]
+    ids, mask = _left_padded(prompts)
+    with torch.no_grad():
+        together = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False, pad_token_id=1
+        )
+        first = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits
+        for i, p in enumerate(prompts):
+            alone = model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False)
+            assert together[i, ids.shape[1] :].tolist() == alone[0, len(p) :].tolist(), i
+            # the logits of the real tokens, not only the argmax
+            own = model(torch.tensor([p])).logits[0]
+            torch.testing.assert_close(first[i, -len(p) :], own, rtol=1e-4, atol=1e-4)
+
+
+def _positions(mask):
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def test_beam_search_runs_and_its_best_beam_is_a_likely_continuation(hf_model, exported):
+    prompt = torch.tensor([exported[1][0, :10].tolist()])
+    with torch.no_grad():
+        beams = hf_model.generate(
+            prompt,
+            max_new_tokens=6,
+            num_beams=3,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        greedy = hf_model.generate(prompt, max_new_tokens=6, do_sample=False)
+
+    def logprob(seq):
+        with torch.no_grad():
+            lp = torch.log_softmax(hf_model(seq).logits[0, :-1], -1)
+        return lp[torch.arange(9, 15), seq[0, 10:]].sum().item()
+
+    # beam search keeps a continuation at least as likely as the greedy one, scored by the forward
+    assert logprob(beams.sequences[:1]) >= logprob(greedy) - 1e-4
+
+
+def test_generating_past_the_context_is_one_clear_error(hf_model, exported):
+    prompt = torch.tensor([exported[1][0, :60].tolist()])
+    with pytest.raises(ValueError, match="exceed this model's context of 64"):
+        hf_model.generate(prompt, max_new_tokens=10, do_sample=False)
+
+
+def test_save_pretrained_round_trips_to_the_same_model_and_the_runtime_opens_it(
+    hf_model, exported, tmp_path
+):
+    from transformers import AutoModelForCausalLM
+
+    out, batch = exported
+    with torch.no_grad():
+        want = hf_model(batch[:2]).logits
+    hf_model.save_pretrained(tmp_path / "saved")
+    again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "saved"), trust_remote_code=True)
+    assert again.fgram_table is not None and again.fgram_table.rows == 3000
+    with torch.no_grad():
+        torch.testing.assert_close(again(batch[:2]).logits, want, rtol=0, atol=0)
+    served = ServedModel(tmp_path / "saved", mode="ram").logits(batch[:2])
+    torch.testing.assert_close(served, want, rtol=1e-5, atol=1e-5)
+    # unchanged weights: the same model file, byte for byte
+    assert (tmp_path / "saved" / "model.safetensors").read_bytes() == (
+        out / "model.safetensors"
+    ).read_bytes()
+
+
+def test_save_pretrained_of_changed_weights_reloads_the_changed_model(exported, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out, batch = exported
+    model = AutoModelForCausalLM.from_pretrained(str(out), trust_remote_code=True).eval()
+    with torch.no_grad():
+        model.model.transformer.blocks[0].ff_out.weight.mul_(1.5)
+        want = model(batch[:2]).logits
+    model.save_pretrained(tmp_path / "tuned")
+    again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "tuned"), trust_remote_code=True)
+    with torch.no_grad():
+        torch.testing.assert_close(again(batch[:2]).logits, want, rtol=0, atol=0)
+    torch.testing.assert_close(
+        ServedModel(tmp_path / "tuned", mode="ram").logits(batch[:2]), want, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_save_pretrained_into_a_non_empty_folder_is_refused_in_one_line(hf_model, exported):
+    out, _ = exported
+    before = sorted((p.name, p.stat().st_size) for p in out.iterdir())
+    with pytest.raises(ValueError, match="is not empty") as e:
+        hf_model.save_pretrained(out)
+    assert "\n" not in str(e.value)
+    assert sorted((p.name, p.stat().st_size) for p in out.iterdir()) == before
+
+
+def test_a_folder_loads_without_remote_code_and_none_of_its_code_runs(exported, tmp_path):
+    """With the package installed, ``import olmo_scone.hf`` registers the classes: no
+    trust_remote_code is asked for, and a payload appended to a folder's code files is not run
+    (the folder is refused by its checksums instead)."""
+    out, batch = exported
+    clean, tampered = tmp_path / "clean", tmp_path / "tampered"
+    shutil.copytree(out, clean)
+    shutil.copytree(out, tampered)
+    marker = tmp_path / "payload-ran"
+    for name in ("modeling_olmo_scone.py", "configuration_olmo_scone.py"):
+        with open(tampered / name, "a") as f:
+            f.write(f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+    code = f"""
+import torch, olmo_scone.hf
+from transformers import AutoModelForCausalLM, pipeline
+m = AutoModelForCausalLM.from_pretrained({str(clean)!r})
+assert type(m).__module__ == "olmo_scone.hf.modeling", type(m).__module__
+assert m.fgram_table is not None
+print(m.generate(torch.tensor([{batch[0, :8].tolist()}]), max_new_tokens=4, do_sample=False)[0].tolist())
+gen = pipeline("text-generation", model={str(clean)!r})
+print(len(gen("The nation", max_new_tokens=3, do_sample=False)[0]["generated_text"]) > 0)
+try:
+    AutoModelForCausalLM.from_pretrained({str(tampered)!r})
+except Exception as e:
+    print("refused:", e)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not marker.exists()
+    lines = proc.stdout.strip().splitlines()
+    served = generate(ServedModel(out), [batch[0, :8].tolist()], 4, use_cache=False)[0]
+    assert json.loads(lines[-3])[8:] == served and lines[-2] == "True"
+    assert (
+        lines[-1].startswith("refused:")
+        and "_olmo_scone.py" in lines[-1]
+        and "re-export it" in lines[-1]
+    )

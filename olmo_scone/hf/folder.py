@@ -1,5 +1,7 @@
-"""The Hugging Face side of an exported folder: what ``AutoModelForCausalLM.from_pretrained(DIR,
-trust_remote_code=True)`` and ``AutoTokenizer.from_pretrained(DIR)`` read.
+"""The Hugging Face side of an exported folder: what ``AutoModelForCausalLM.from_pretrained(DIR)``
+(after ``import olmo_scone.hf``, or with ``trust_remote_code=True``) and
+``AutoTokenizer.from_pretrained(DIR)`` read, and what ``save_pretrained`` writes
+(:func:`save_export_copy`).
 
 Written beside the project's own files (manifest, checksums, config.yaml, model.safetensors, table
 shards, matcher): ``config.json`` (OLMo's model config, hf_olmo's format, with an ``auto_map``
@@ -12,7 +14,11 @@ memory-maps them after loading.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 from pathlib import Path
+
 
 from .modeling import MODEL_TYPE
 
@@ -45,6 +51,9 @@ def write_hf_files(folder: Path, cfg, has_table: bool) -> None:
     config = SconeOLMoConfig(
         use_cache=True,
         architectures=["SconeOLMoForCausalLM"],
+        # what pipeline("text-generation", model=DIR) and generate()'s length checks look for
+        tokenizer_class="PreTrainedTokenizerFast",
+        max_position_embeddings=cfg.model.max_sequence_length,
         auto_map={
             "AutoConfig": "configuration_olmo_scone.SconeOLMoConfig",
             "AutoModelForCausalLM": "modeling_olmo_scone.SconeOLMoForCausalLM",
@@ -83,6 +92,70 @@ def write_hf_files(folder: Path, cfg, has_table: bool) -> None:
     atomic_write_text(folder / "README.md", _model_card(cfg, has_table))
 
 
+def save_export_copy(model, source: Path, dest: Path) -> None:
+    """``model.save_pretrained(dest)`` for a model loaded from the exported folder ``source``: every
+    file of ``source`` (hard-linked where the filesystem allows, else copied), the main model's
+    weights written from ``model`` in the export's layout, the manifest (or a baseline's record)
+    updated for them and re-sealed; all in a temporary folder renamed to ``dest``."""
+    from ..atomic import atomic_directory, atomic_write_bytes, atomic_write_json, sha256_file
+    from ..export import MAIN_MODEL_METADATA
+    from ..safetensors_bytes import safetensors_bytes
+    from ..serving.manifest import BASELINE_RECORD, MANIFEST, seal
+
+    dest = Path(dest)
+    if dest.resolve() == source or (dest.is_dir() and any(dest.iterdir())):
+        raise ValueError(
+            f"save_pretrained: {dest} is not empty (an exported folder is saved into a new or empty folder)"
+        )
+    state = _main_model_state(model, source)
+    record = MANIFEST if (source / MANIFEST).is_file() else BASELINE_RECORD
+    with atomic_directory(dest, overwrite=dest.exists()) as tmp:
+        for path in sorted(source.rglob("*")):
+            rel = path.relative_to(source)
+            if path.is_dir() or str(rel) in ("model.safetensors", record):
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(path, tmp / rel)
+        atomic_write_bytes(tmp / "model.safetensors", safetensors_bytes(state, MAIN_MODEL_METADATA))
+        info = json.loads((source / record).read_text("utf-8"))
+        info["model_sha256"] = sha256_file(tmp / "model.safetensors")
+        info["files"]["model.safetensors"] = {
+            "bytes": (tmp / "model.safetensors").stat().st_size,
+            "sha256": info["model_sha256"],
+        }
+        atomic_write_json(
+            tmp / record, seal({k: v for k, v in info.items() if k != "record_sha256"})
+        )
+
+
+def _main_model_state(model, source: Path) -> dict:
+    """``model``'s main-model weights under the export's names, refused if any name or shape
+    differs from the folder's (its table and config.yaml describe that model, not another)."""
+    from safetensors import safe_open
+
+    state = {
+        k.removeprefix("model."): v.detach().to("cpu").contiguous()
+        for k, v in model.state_dict().items()
+    }
+    with safe_open(str(source / "model.safetensors"), "pt") as f:
+        want = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    state = {k: v for k, v in state.items() if k in want}
+    for k, shape in want.items():
+        if k not in state or tuple(state[k].shape) != shape:
+            raise ValueError(
+                f"save_pretrained: the model's {k} no longer matches {source}/model.safetensors "
+                f"({shape}); its table was exported for that model: re-export from training instead"
+            )
+    return state
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _model_card(cfg, has_table: bool) -> str:
     kind = (
         "a SCONE model served with its f-gram embedding table (the table and the host matcher's "
@@ -107,16 +180,19 @@ This folder holds {kind}, exported by olmo-scone
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 tok = AutoTokenizer.from_pretrained(DIR)
-model = AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True)  # fgram_table="ram" reads the table into RAM
+import olmo_scone.hf  # registers the model type with transformers: no trust_remote_code needed
+model = AutoModelForCausalLM.from_pretrained(DIR)  # fgram_table="ram" reads the table into RAM
 out = model.generate(**tok("The nation", return_tensors="pt"), max_new_tokens=20, do_sample=False)
 print(tok.decode(out[0]))
 ```
 
 `modeling_olmo_scone.py` and `configuration_olmo_scone.py` import the **installed `olmo-scone`
 package** (and OLMo's `ai2-olmo`, whose `hf_olmo` classes it builds on): install it first
-(`make setup` in its repository, or `pip install -e .` there). `trust_remote_code=True` is your
-explicit opt-in to running that package's code; the weights, the table and the vocabulary are
-still read only through safetensors and numpy files, never unpickled.
+(`make setup` in its repository, or `pip install -e .` there). `import olmo_scone.hf` registers
+its classes, so the folder's own code files are never run; without that import,
+`trust_remote_code=True` is your explicit opt-in to running them. The weights, the table and the
+vocabulary are read only through safetensors and numpy files, never unpickled.
+`model.save_pretrained(NEW_DIR)` writes a whole folder again (table and matcher included).
 
 The project's own runtime serves the same folder: `scripts/evaluate.py DIR`, `scripts/generate.py DIR`.
 """
