@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import List, Optional, Type, TypeVar
 
 import yaml
-from olmo.config import BaseConfig, DataConfig, ModelConfig, StrEnum, TrainConfig
+from olmo.config import (
+    BaseConfig,
+    DataConfig,
+    DistributedStrategy,
+    ModelConfig,
+    StrEnum,
+    TrainConfig,
+)
 from olmo.exceptions import OLMoConfigurationError
 
 from .errors import fail
@@ -118,9 +125,8 @@ def load_config(
         if "=" not in o:
             fail(f"override {o!r} is not of the form key=value")
     try:
-        with (
-            warnings.catch_warnings()
-        ):  # OLMo registers its resolvers with a deprecated OmegaConf call
+        # OLMo registers its resolvers with a deprecated OmegaConf call
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return cls.load(path, overrides, key=key, validate_paths=False)
     except OLMoConfigurationError as e:
@@ -194,6 +200,9 @@ class SconeTrainConfig(TrainConfig):
     model: SconeModelConfig = field(default_factory=SconeModelConfig)
     data: SconeDataConfig = field(default_factory=SconeDataConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    #: OLMo's default is FSDP; this trainer is DeepSpeed ZeRO, so it is unset here and any value a
+    #: config sets is refused (train/olmo_keys.py) instead of training ZeRO-1 without a word
+    distributed_strategy: Optional[DistributedStrategy] = None
     #: what a launch does with a save_folder whose run was made from other inputs (see
     #: olmo_scone/train/run_state.py): ``refuse`` (one error line naming what changed) or
     #: ``restart`` (start that run over). A finished run with the same inputs is never retrained.

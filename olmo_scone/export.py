@@ -401,16 +401,30 @@ def main(argv=None) -> int:
     p.add_argument(
         "checkpoint", help="save_folder of a scripts/train.py run (its latest checkpoint)"
     )
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="the serving artifact's folder (written as OUT.partial, then renamed)",
+    )
     p.add_argument("--tag", default=None, help="a checkpoint tag (e.g. step1000) instead of latest")
-    p.add_argument("--dtype", default="bf16", choices=DTYPES)
+    p.add_argument(
+        "--dtype",
+        default="bf16",
+        choices=DTYPES,
+        help="dtype of the table rows (the main model stays in fp32)",
+    )
     p.add_argument(
         "--shard-gb", type=positive_float, default=2.0, help="approximate size of a table shard"
     )
     p.add_argument(
         "--batch-size", type=positive_int, default=4096, help="f-grams per A_fgram batch"
     )
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing export at --out (never an input)",
+    )
     a = p.parse_args(argv)
     m = export(a.checkpoint, a.out, a.dtype, a.shard_gb, a.batch_size, a.overwrite, a.tag)
     if m is None:  # not rank 0 of a multi-rank export: rank 0 reports

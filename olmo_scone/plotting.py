@@ -70,8 +70,12 @@ def main(argv=None) -> int:
     p = ArgumentParser(prog="plot_curves.py", description=__doc__)
     p.add_argument("runs", nargs="+", help="save folders of training runs")
     p.add_argument("--out", required=True, help="PNG file")
-    p.add_argument("--metric", default="eval/valid/Perplexity")
-    p.add_argument("--title", default="")
+    p.add_argument(
+        "--metric",
+        default="eval/valid/Perplexity",
+        help="metric to plot from each run's metrics.jsonl",
+    )
+    p.add_argument("--title", default="", help="plot title")
     a = p.parse_args(argv)
     print(plot_runs(a.runs, a.out, a.metric, a.title))
     return 0

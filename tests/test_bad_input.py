@@ -350,6 +350,36 @@ CASES = {
         r"does not implement load_path = '/elsewhere'",
         out=OUT,
     ),
+    "train distributed_strategy=fsdp set explicitly": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "distributed_strategy=fsdp",
+        ],
+        r"does not implement distributed_strategy = 'fsdp' \(allowed: null\)",
+        out=OUT,
+    ),
+    "train max_duration under one batch of tokens": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "max_duration=1000T",
+        ],
+        r"max_duration '1000T' is less than one step \([\d,]+ tokens: global_train_batch_size x max_sequence_length\)",
+        out=OUT,
+    ),
+    "train max_duration in days": Case(
+        train_main,
+        lambda a, t, s: [
+            TINY,
+            *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
+            "max_duration=2d",
+        ],
+        r"max_duration '2d' is neither a number of steps, tokens \(2e11T\) nor epochs \(2ep\)",
+        out=OUT,
+    ),
     "train --resume, interrupted run, latest names a deleted tag": Case(
         train_main,
         lambda a, t, s: [s / "config.yaml", f"save_folder={s}", "--resume"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -106,3 +107,31 @@ def test_a_checkpoint_without_a_run_record_is_refused_unless_overwritten(tmp_pat
     (f / RUN_FILE).write_text("{not json")
     with pytest.raises(SconeError, match="unreadable or corrupt"):
         plan_start(cfg(f), IDENTITY, 10, resume=False)
+
+
+def test_max_duration_in_steps_tokens_and_epochs():
+    """OLMo's three forms; epochs count whole instances of the train files (a tail shorter than
+    one sequence is no instance)."""
+    import numpy as np
+
+    from olmo_scone.config import SconeTrainConfig
+    from olmo_scone.data.sources import TokenFile, TokenFiles
+    from olmo_scone.train.trainer import max_steps
+
+    c = SconeTrainConfig.new()
+    c.global_train_batch_size, c.model.max_sequence_length = 8, 64
+    files = TokenFiles(
+        [
+            TokenFile(Path("a.npy"), np.dtype(np.uint16), 64 * 100 + 63, "train", "a.npy"),
+            TokenFile(Path("b.npy"), np.dtype(np.uint16), 64 * 30, "train", "b.npy"),
+        ],
+        {},
+        None,
+        None,
+    )
+    want = {"100": 100, "5120T": 10, "5119T": 9, "1ep": 16, "2ep": 32, "0.5ep": 8}
+    got = {}
+    for d in want:
+        c.max_duration = d
+        got[d] = max_steps(c, files)
+    assert got == want

@@ -429,6 +429,8 @@ def test_the_trainer_owns_run_state(setup, tmp_path):
     proc = run(2, "seed=8", "load_policy=restart")
     assert proc.returncode == 0 and "starting over (load_policy=restart)" in proc.stdout
     assert sorted(losses(folder)) == [1, 2]  # the old curve is gone, not mixed into the new one
+    # and so are the old run's checkpoints: a stale step3 would outrank the new run's own
+    assert not (folder / "step3").exists() and (folder / "latest").read_text() == "step2"
 
     (folder / "run.json").unlink()  # a folder from before run.json (or another tool's checkpoint)
     assert_clean_error(run(2), r"records no run\.json")

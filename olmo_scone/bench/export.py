@@ -65,6 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--configs",
         nargs="+",
         default=["configs/olmo/tiny-scone.yaml", "configs/olmo/scone-gpt2-128m-1m.yaml"],
+        help="training configs whose export is timed (one model each)",
     )
     p.add_argument(
         "--rows",
@@ -73,8 +74,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=[20000, 2000],
         help="rows per config (same order)",
     )
-    p.add_argument("--threads", nargs="+", type=positive_int, default=[1, 2])
-    p.add_argument("--batch-size", type=positive_int, default=1024)
+    p.add_argument(
+        "--threads",
+        nargs="+",
+        type=positive_int,
+        default=[1, 2],
+        help="torch thread counts to time the export with",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=1024, help="f-grams per A_fgram forward batch"
+    )
     a = p.parse_args(argv)
     print(machine())
     out: List[List] = []

@@ -204,11 +204,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=REPO / "runs" / "bench",
         help="where corpora and vocabularies go",
     )
-    p.add_argument("--num-fgrams", type=int, default=1_000_000)
+    p.add_argument("--num-fgrams", type=int, default=1_000_000, help="S: how many f-grams to keep")
     p.add_argument(
         "--naive-tokens", type=int, default=1_000_000, help="corpus prefix for the naive Counter"
     )
-    p.add_argument("--memory-gb", type=float, default=8.0)
+    p.add_argument("--memory-gb", type=float, default=8.0, help="memory budget of the counter (GB)")
     p.add_argument(
         "--processes", type=int, default=2, help="worker processes (local) and CPUs (Ray)"
     )
@@ -217,7 +217,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         action="store_true",
         help="also the >=100M-token / 10M-f-gram build and S=10M matching",
     )
-    p.add_argument("--scale-tokens", type=int, default=100_000_000)
+    p.add_argument(
+        "--scale-tokens",
+        type=int,
+        default=100_000_000,
+        help="corpus size (tokens) the measured rates are scaled to",
+    )
     a = p.parse_args(argv)
 
     m = prepared_real_text(a.cache / "real-text")

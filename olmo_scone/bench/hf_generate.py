@@ -73,11 +73,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=REPO / "runs" / "demo" / "data",
         help="token directory (make demo's)",
     )
-    p.add_argument("--work", type=Path, default=REPO / "runs" / "bench-hf-generate")
-    p.add_argument("--num-fgrams", type=int, default=200_000)
-    p.add_argument("--prompt-len", type=int, default=32)
-    p.add_argument("--new-tokens", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=REPO / "runs" / "bench-hf-generate",
+        help="folder for the benchmark's model and data",
+    )
+    p.add_argument("--num-fgrams", type=int, default=200_000, help="S of the benchmark's model")
+    p.add_argument("--prompt-len", type=int, default=32, help="prompt length (tokens)")
+    p.add_argument("--new-tokens", type=int, default=64, help="tokens generated per round")
+    p.add_argument(
+        "--rounds", type=int, default=7, help="timed rounds, alternating the two decoders"
+    )
     a = p.parse_args(argv)
     torch.set_grad_enabled(False)
     out = _export(a.work, a.data, a.num_fgrams)

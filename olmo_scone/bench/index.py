@@ -143,8 +143,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=Path("/tmp/olmo-scone-index-bench"),
         help="where the index is built (kept)",
     )
-    p.add_argument("--fgrams", type=positive_int, default=100_000_000)
-    p.add_argument("--lookups", type=positive_int, default=10_000)
+    p.add_argument(
+        "--fgrams", type=positive_int, default=100_000_000, help="f-grams in the synthetic index"
+    )
+    p.add_argument(
+        "--lookups", type=positive_int, default=10_000, help="random lookups timed per mode"
+    )
     a = p.parse_args(argv)
     print(machine())
     folder = a.work / f"index-{a.fgrams}"

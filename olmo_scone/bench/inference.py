@@ -402,8 +402,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=REPO / "runs" / "bench-inference",
         help="artifacts (tens of GB)",
     )
-    p.add_argument("--d-model", type=int, default=768)
-    p.add_argument("--n-heads", type=int, default=12)
+    p.add_argument("--d-model", type=int, default=768, help="d_model of the timed main model")
+    p.add_argument(
+        "--n-heads", type=int, default=12, help="attention heads of the timed main model"
+    )
     p.add_argument(
         "--n-layers", type=int, default=12, help="default: the paper's GPT-2-size 128M main model"
     )
@@ -421,11 +423,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=None,
         help="table-only mmap table size; default: free disk - 12 GB; 0: skip",
     )
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--prefill-rounds", type=int, default=5)
-    p.add_argument("--decode-steps", type=int, default=24)
-    p.add_argument("--prompt-len", type=int, default=96)
-    p.add_argument("--lookup-iters", type=int, default=200)
+    p.add_argument(
+        "--rounds", type=int, default=7, help="timed rounds per variant (the median is reported)"
+    )
+    p.add_argument("--prefill-rounds", type=int, default=5, help="timed prefill rounds per variant")
+    p.add_argument("--decode-steps", type=int, default=24, help="decode steps per round")
+    p.add_argument("--prompt-len", type=int, default=96, help="prompt length (tokens)")
+    p.add_argument(
+        "--lookup-iters", type=int, default=200, help="host lookups timed per batch size"
+    )
     p.add_argument("--memory-gb", type=float, default=8.0, help="for building the 10M vocabulary")
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     a = p.parse_args(argv)

@@ -124,7 +124,12 @@ def vocab_bytes(num_fgrams: int, k: int = 5) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="benchmark_matcher_build.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, default=Path("/tmp/olmo-scone-matcher-bench"))
+    p.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/olmo-scone-matcher-bench"),
+        help="scratch folder for the built indexes",
+    )
     p.add_argument(
         "--real",
         nargs="+",
@@ -133,7 +138,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="top-S prefixes of one vocabulary counted from the real text (count >= 5; sizes "
         "beyond what the text holds become the whole vocabulary)",
     )
-    p.add_argument("--synthetic", nargs="+", type=positive_int, default=[4_000_000, 16_000_000])
+    p.add_argument(
+        "--synthetic",
+        nargs="+",
+        type=positive_int,
+        default=[4_000_000, 16_000_000],
+        help="sizes (f-grams) of the synthetic vocabularies to build",
+    )
     a = p.parse_args(argv)
     from ..fgrams.vocab import load_vocab
 

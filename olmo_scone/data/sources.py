@@ -62,8 +62,10 @@ def check_token_ids(
     for lo in chunk_starts(f.length, chunk, full):
         top = int(data[lo : lo + chunk].max())
         if top >= vocab_size:
-            fail(f"{f.path}: token id {top} is not below {tokenizer}'s vocabulary size {vocab_size}: the file was "
-                 f"written with another tokenizer or dtype (read as {f.dtype.name}), or edited")
+            fail(
+                f"{f.path}: token id {top} is not below {tokenizer}'s vocabulary size {vocab_size}: the file was "
+                f"written with another tokenizer or dtype (read as {f.dtype.name}), or edited"
+            )
 
 
 def check_all_token_ids(files: "TokenFiles") -> None:
@@ -75,7 +77,9 @@ def check_all_token_ids(files: "TokenFiles") -> None:
         check_token_ids(f, int(tok["vocab_size"]), str(tok.get("name")), full=full)
 
 
-def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] = None) -> TokenFiles:
+def open_token_files(
+    spec: str, split: str = "train", tokenizer: Optional[str] = None
+) -> TokenFiles:
     """``spec``: a directory made by prepare_data.py (its ``split``), or a glob of raw memmap files.
 
     For a glob the tokenizer must be named, since bare files do not say which one made them.
@@ -86,12 +90,16 @@ def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] =
         if tokenizer is not None and resolve_tokenizer(tokenizer).sha256 != m.tokenizer["sha256"]:
             fail(f"{p} was tokenized with {m.tokenizer['name']}, not {tokenizer}")
         info = m.split(split)
-        files = [TokenFile(p / f["path"], m.dtype, f["tokens"], split, f["path"]) for f in info["files"]]
+        files = [
+            TokenFile(p / f["path"], m.dtype, f["tokens"], split, f["path"]) for f in info["files"]
+        ]
         if sum(f.length for f in files) == 0:
             fail(f"{p}: the {split} split holds no tokens")
         return TokenFiles(files, m.tokenizer, m.data["fingerprint"], p)
     if p.is_dir():
-        fail(f"{p} has no {MANIFEST_NAME}; pass a directory made by scripts/prepare_data.py or a glob of .npy files")
+        fail(
+            f"{p} has no {MANIFEST_NAME}; pass a directory made by scripts/prepare_data.py or a glob of .npy files"
+        )
     if not _expand(spec):
         fail(f"no token files at {spec}")
     if tokenizer is None:
@@ -101,7 +109,9 @@ def open_token_files(spec: str, split: str = "train", tokenizer: Optional[str] =
 
 def _expand(spec: str) -> List[Path]:
     """The files a path or glob names, sorted."""
-    found = sorted(Path(x) for x in glob.glob(spec)) if any(c in spec for c in "*?[") else [Path(spec)]
+    found = (
+        sorted(Path(x) for x in glob.glob(spec)) if any(c in spec for c in "*?[") else [Path(spec)]
+    )
     return [x for x in found if x.is_file()]
 
 
@@ -114,7 +124,9 @@ def open_token_paths(specs: List[str], tokenizer: str, split: str = "train") -> 
     paths: List[Path] = []
     for spec in specs:
         if "://" in str(spec):
-            fail(f"{spec}: remote token files are not read directly; copy them to local (or mounted) storage")
+            fail(
+                f"{spec}: remote token files are not read directly; copy them to local (or mounted) storage"
+            )
         found = _expand(str(spec))
         if not found:
             fail(f"no token files at {spec}")

@@ -92,7 +92,9 @@ def resolve_tokenizer(name_or_path: str = DEFAULT_TOKENIZER) -> TokenizerSpec:
     name = name_or_path[:-5] if name_or_path.endswith(".json") else name_or_path
     path = tokenizers_dir() / f"{name}.json"
     if not path.is_file() or name not in _SPECIAL_IDS:
-        fail(f"unknown tokenizer {name_or_path!r}; choose one of: {', '.join(sorted(_SPECIAL_IDS))}")
+        fail(
+            f"unknown tokenizer {name_or_path!r}; choose one of: {', '.join(sorted(_SPECIAL_IDS))}"
+        )
     from tokenizers import Tokenizer
 
     vocab_size = Tokenizer.from_file(str(path)).get_vocab_size()
@@ -112,7 +114,9 @@ def _tokenizer_file(path: Path) -> TokenizerSpec:
         tok = Tokenizer.from_file(str(path))
         added = json.loads(path.read_text("utf-8")).get("added_tokens") or []
     except Exception as e:  # tokenizers raises its own exception types for a file it cannot read
-        fail(f"{path} is not a Hugging Face tokenizer file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})")
+        fail(
+            f"{path} is not a Hugging Face tokenizer file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})"
+        )
     special = {t.get("content"): t.get("id") for t in added if t.get("special")}
     eos = next((special[n] for n in EOS_NAMES if n in special), None)
     if eos is None:
@@ -122,4 +126,6 @@ def _tokenizer_file(path: Path) -> TokenizerSpec:
         )
     pad = next((special[n] for n in PAD_NAMES if n in special), eos)
     resolved = path.resolve()
-    return TokenizerSpec(str(resolved), resolved, sha256_file(resolved), tok.get_vocab_size(), int(eos), int(pad))
+    return TokenizerSpec(
+        str(resolved), resolved, sha256_file(resolved), tok.get_vocab_size(), int(eos), int(pad)
+    )

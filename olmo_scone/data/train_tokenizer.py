@@ -43,7 +43,9 @@ def train_texts(s: TokenizerTraining, files: List[Path]) -> Iterator[str]:
     from .prepare import split_of
 
     index_of = {str(f): i for i, f in enumerate(files)}
-    docs = progress(iter_documents(files, s.text_blocks, s.input_format), desc="reading documents", unit="doc")
+    docs = progress(
+        iter_documents(files, s.text_blocks, s.input_format), desc="reading documents", unit="doc"
+    )
     n = 0
     for doc in docs:
         if not doc.text.strip():
@@ -57,7 +59,15 @@ def train_texts(s: TokenizerTraining, files: List[Path]) -> Iterator[str]:
 
 def build_bpe(texts: Iterator[str], vocab_size: int, min_frequency: int = 2, progress: bool = True):
     """Train the BPE; returns a ``tokenizers.Tokenizer``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
 
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -122,15 +132,45 @@ def main(argv=None) -> int:
         description="Train a byte-level BPE (GPT-NeoX-style, EOS and PAD special tokens) on the train "
         "split of documents, as prepare_data.py would split them.",
     )
-    p.add_argument("inputs", nargs="*", help="files, directories or globs (default: the embedded corpus)")
+    p.add_argument(
+        "inputs", nargs="*", help="files, directories or globs (default: the embedded corpus)"
+    )
     p.add_argument("--out", required=True, type=Path, help="the tokenizer.json to write")
-    p.add_argument("--vocab-size", required=True, type=positive_int, help=f"ids, at least {MIN_VOCAB_SIZE}")
-    p.add_argument("--valid-fraction", type=float, default=0.05, help="as prepare_data.py's (default: %(default)s)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="as prepare_data.py's (default: %(default)s)")
-    p.add_argument("--min-frequency", type=positive_int, default=2, help="pairs seen fewer times are not merged")
-    p.add_argument("--txt-blocks", action="store_true", help=".txt: one document per blank-line-separated block")
-    p.add_argument("--input-format", choices=["auto", "json", "text"], default="auto")
-    p.add_argument("--max-documents", type=positive_int, default=None, help="stop after this many documents")
+    p.add_argument(
+        "--vocab-size", required=True, type=positive_int, help=f"ids, at least {MIN_VOCAB_SIZE}"
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.05,
+        help="as prepare_data.py's (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="as prepare_data.py's (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-frequency",
+        type=positive_int,
+        default=2,
+        help="pairs seen fewer times are not merged",
+    )
+    p.add_argument(
+        "--txt-blocks",
+        action="store_true",
+        help=".txt: one document per blank-line-separated block",
+    )
+    p.add_argument(
+        "--input-format",
+        choices=["auto", "json", "text"],
+        default="auto",
+        help="how to read the input files: JSON lines with a text field, plain text, or by extension",
+    )
+    p.add_argument(
+        "--max-documents", type=positive_int, default=None, help="stop after this many documents"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer file")
     a = p.parse_args(argv)
     from ..outputs import refuse_foreign, refuse_overlap
@@ -145,8 +185,15 @@ def main(argv=None) -> int:
     with OutputLock(a.out, "--out"):
         spec = train_tokenizer(
             TokenizerTraining(
-                inputs, a.out, a.vocab_size, a.valid_fraction, a.seed, a.min_frequency,
-                a.txt_blocks, a.input_format, a.max_documents,
+                inputs,
+                a.out,
+                a.vocab_size,
+                a.valid_fraction,
+                a.seed,
+                a.min_frequency,
+                a.txt_blocks,
+                a.input_format,
+                a.max_documents,
             )
         )
     print(

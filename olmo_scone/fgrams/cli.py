@@ -226,7 +226,11 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
         "--tokenizer", default=None, help="tokenizer name (needed only for bare token files)"
     )
     p.add_argument("--out", required=True, type=Path, help="sidecar directory")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing sidecar at --out (never an input)",
+    )
     p.add_argument(
         "--ray",
         nargs="?",
@@ -244,9 +248,8 @@ def tag_main(argv: Optional[Sequence[str]] = None) -> int:
         )
     vocab = load_vocab(a.vocab)
     splits = ["train", "valid"] if a.split == "all" else [a.split]
-    if not Path(
-        a.tokens
-    ).is_dir():  # bare token files (a glob, as OLMo's data.paths) have no splits
+    # bare token files (a glob, as OLMo's data.paths) have no splits
+    if not Path(a.tokens).is_dir():
         splits = splits[:1]
     groups = [open_token_files(a.tokens, s, a.tokenizer) for s in splits]
     files = groups[0]

@@ -198,7 +198,7 @@ def build(out: Path, lock: bool = False, tokens_from: Optional[Path] = None) -> 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="build_gpu_kit.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=REPO / "gpu-kit")
+    p.add_argument("--out", type=Path, default=REPO / "gpu-kit", help="where the kit is written")
     p.add_argument(
         "--lock",
         action="store_true",

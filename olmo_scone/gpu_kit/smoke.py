@@ -511,7 +511,12 @@ def kit_expectations(kit: Optional[Path]) -> tuple[Optional[Path], Dict[str, str
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="gpu_smoke", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu"),
+        default="cuda",
+        help="run on the GPU (cuda) or rehearse on the CPU",
+    )
     p.add_argument("--kit", type=Path, default=None, help="the kit folder (make gpu-kit)")
     p.add_argument(
         "--tokens",
@@ -519,7 +524,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=None,
         help="a token directory instead of the kit's (the CPU mode's tests)",
     )
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--out", type=Path, required=True, help="folder for the smoke run's outputs and report"
+    )
     a = p.parse_args(argv)
     tokens, expected = kit_expectations(a.kit)
     tokens = a.tokens or tokens

@@ -245,12 +245,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .repro_seeds import read_records, seeds_report
 
     p = ArgumentParser(prog="capacity.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", type=Path, default=REPO / "runs" / "repro-cpu-capacity")
+    p.add_argument(
+        "--root",
+        type=Path,
+        default=REPO / "runs" / "repro-cpu-capacity",
+        help="the study's working folder (tokenizer, data, f-grams, runs)",
+    )
     p.add_argument(
         "--steps", type=int, default=DEFAULT_STEPS, help="steps per run (default: %(default)s)"
     )
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    p.add_argument("--records", type=Path, default=RECORDS)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="seeds to run (each run once per seed)",
+    )
+    p.add_argument("--records", type=Path, default=RECORDS, help="folder of the per-run records")
     p.add_argument("--only", nargs="*", help="run names (default: all)")
     p.add_argument(
         "--print", dest="dry", action="store_true", help="print every command, run nothing"
@@ -259,7 +270,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument(
         "--regime", action="store_true", help="print where the FLOPs and parameters are, and stop"
     )
-    p.add_argument("--doc", type=Path, default=REPO / "docs" / "results.md")
+    p.add_argument(
+        "--doc",
+        type=Path,
+        default=REPO / "docs" / "results.md",
+        help="the results page whose capacity section is rewritten",
+    )
     a = p.parse_args(argv)
     if a.regime:
         for row in regime():

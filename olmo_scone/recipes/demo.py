@@ -130,7 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument(
         "--out", type=Path, required=True, help="directory for report.md, report.json, curves.png"
     )
-    p.add_argument("--prompt", default=DEFAULT_PROMPT)
+    p.add_argument("--prompt", default=DEFAULT_PROMPT, help="prompt for the demo's generation")
     p.add_argument(
         "--max-batches",
         type=int,

@@ -380,7 +380,9 @@ def check_tags_match(tags: Path, data: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="repro.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--root", type=Path, default=REPO / "runs" / "repro-cpu")
+    p.add_argument(
+        "--root", type=Path, default=REPO / "runs" / "repro-cpu", help="the study's working folder"
+    )
     p.add_argument(
         "--steps",
         type=int,

@@ -315,7 +315,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument(
         "--wikitext", type=Path, default=None, help="WikiText-103 valid (default: the kit's)"
     )
-    p.add_argument("--root", type=Path, default=REPO / "runs" / "repro-gpu")
+    p.add_argument(
+        "--root", type=Path, default=REPO / "runs" / "repro-gpu", help="the study's working folder"
+    )
     p.add_argument(
         "--minutes",
         type=float,

@@ -111,16 +111,27 @@ def _paper(axis: str, scale: str, nodes: int) -> List[List[str]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="sweep.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("axis", choices=["fgrams", "fgram-model"])
+    p.add_argument(
+        "axis",
+        choices=["fgrams", "fgram-model"],
+        help="what the sweep varies: S (fgrams) or A_fgram's size (fgram-model)",
+    )
     p.add_argument(
         "--scale",
         default="tiny",
         help="tiny (CPU, runs here) or olmo-1b / olmo-1.3b (prints torchrun commands)",
     )
-    p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--root", type=Path, default=Path("runs/sweeps"))
-    p.add_argument("--data", type=Path, default=Path("runs/demo/data"))
-    p.add_argument("--steps", type=int, default=TINY_STEPS)
+    p.add_argument("--nodes", type=int, default=1, help="nodes the printed commands are for")
+    p.add_argument(
+        "--root", type=Path, default=Path("runs/sweeps"), help="folder of the sweep's runs"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path("runs/demo/data"),
+        help="prepared token directory (scripts/prepare_data.py)",
+    )
+    p.add_argument("--steps", type=int, default=TINY_STEPS, help="training steps per run")
     p.add_argument("--plot", type=Path, default=None, help="PNG of the tiny sweep's curves")
     p.add_argument(
         "--run", action="store_true", help="run the commands (the default for SCALE=tiny)"

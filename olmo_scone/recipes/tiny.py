@@ -54,14 +54,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(
         prog="python -m olmo_scone.recipes.tiny", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("--steps", type=positive_int, required=True)
+    p.add_argument("--steps", type=positive_int, required=True, help="training steps")
     p.add_argument("--data", type=Path, required=True, help="token directory (prepare_data.py)")
     p.add_argument("--group", required=True, help="W&B group")
-    p.add_argument("--eval-every", type=positive_int, required=True)
-    p.add_argument("--warmup", type=positive_int, required=True)
-    p.add_argument("--save-every", type=positive_int, default=None)
-    p.add_argument("--eval-batches", type=positive_int, default=20)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--eval-every", type=positive_int, required=True, help="evaluate every N steps")
+    p.add_argument("--warmup", type=positive_int, required=True, help="warm-up steps")
+    p.add_argument(
+        "--save-every",
+        type=positive_int,
+        default=None,
+        help="checkpoint every N steps (default: at the end only)",
+    )
+    p.add_argument("--eval-batches", type=positive_int, default=20, help="batches per evaluation")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: the config's)")
     a = p.parse_args(argv)
     overrides = tiny_cpu(
         a.steps,

@@ -95,7 +95,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--table", choices=["ram", "mmap"], default="ram", help="where the f-gram table lives"
     )
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of the main model (cpu, cuda, cuda:1); the table stays on the host",
+    )
     p.add_argument(
         "--no-verify",
         action="store_true",
@@ -108,12 +112,19 @@ def evaluate_main(argv: Optional[Sequence[str]] = None) -> int:
     p = ArgumentParser(prog="evaluate.py", description="Held-out perplexity of a served model.")
     _common(p)
     p.add_argument("--tokens", help="a token directory (prepare_data.py) or a glob of token files")
-    p.add_argument("--split", default="valid")
+    p.add_argument(
+        "--split", default="valid", help="split of --tokens to evaluate (train or valid)"
+    )
     p.add_argument(
         "--text", nargs="*", help="plain-text files, tokenized with the model's tokenizer"
     )
-    p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--max-batches", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="sequences per forward")
+    p.add_argument(
+        "--max-batches",
+        type=positive_int,
+        default=None,
+        help="evaluate at most this many batches (default: all)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     p.add_argument(
         "--out",
@@ -225,11 +236,25 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     )
     _common(p)
     p.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for a batch)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=32)
+    p.add_argument(
+        "--max-new-tokens", type=positive_int, default=32, help="tokens to generate per prompt"
+    )
     p.add_argument("--temperature", type=non_negative_float, default=0.0, help="0: greedy")
-    p.add_argument("--top-k", type=non_negative_int, default=0)
-    p.add_argument("--top-p", type=unit_interval, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--top-k",
+        type=non_negative_int,
+        default=0,
+        help="sample from the k most likely tokens (0: all)",
+    )
+    p.add_argument(
+        "--top-p",
+        type=unit_interval,
+        default=1.0,
+        help="nucleus sampling: the smallest set of tokens with this much probability (1: all)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="sampling seed (the same seed, the same tokens)"
+    )
     a = p.parse_args(argv)
     check_device(a.device)
     if any(not t for t in a.prompt):

@@ -69,9 +69,8 @@ def _allowed_objects() -> tuple:
             for n in dir(np.dtypes)
             if n.endswith("DType")
         )
-    if not hasattr(np, "core") or not hasattr(
-        np.core, "multiarray"
-    ):  # pragma: no cover - numpy 2 layout
+    # numpy 2 layout
+    if not hasattr(np, "core") or not hasattr(np.core, "multiarray"):  # pragma: no cover
         objs.append((np._core.multiarray._reconstruct, "numpy._core.multiarray._reconstruct"))
     return tuple(objs)
 

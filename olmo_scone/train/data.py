@@ -249,9 +249,8 @@ class TrainBatches:
         for i in range(0, per_rank, self.micro_batch):
             items = [self.instance(int(j)) for j in mine[i : i + self.micro_batch]]
             mb = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in items[0]}
-            if (
-                self.vocab is not None
-            ):  # what A_fgram needs for this micro-batch, built here on the host
+            # what A_fgram needs for this micro-batch, built here on the host
+            if self.vocab is not None:
                 mb["fgram_batch"] = fgram_batch(mb["fgram_rows"], self.vocab)
             out.append(mb)
         return out

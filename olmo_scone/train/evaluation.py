@@ -66,9 +66,8 @@ def _downstream(cfg: SconeTrainConfig, ev, tokenizer, device: torch.device):
     if isinstance(task_class, tuple):
         task_class, kwargs = task_class
     dataset = task_class(tokenizer=tokenizer, **kwargs)
-    if (
-        dataset.model_ctx_len != cfg.model.max_sequence_length
-    ):  # the task classes do not pass it through
+    # the task classes do not pass it through
+    if dataset.model_ctx_len != cfg.model.max_sequence_length:
         dataset.model_ctx_len = cfg.model.max_sequence_length
         dataset.samples = []
         dataset.prep_examples()

@@ -62,10 +62,10 @@ HONOURED: Tuple[str, ...] = (
 
 #: honoured keys whose value is nevertheless restricted (the trainer implements one meaning)
 RESTRICTED = {
-    "load_path": (
-        None,
-        "latest",
-    ),  # a run's own save_folder; other checkpoints: export/serve them instead
+    # a run's own save_folder; other checkpoints: export/serve them instead
+    "load_path": (None, "latest"),
+    # DeepSpeed ZeRO (deepspeed.zero_stage), never OLMo's FSDP or DDP
+    "distributed_strategy": (None,),
 }
 
 
@@ -100,9 +100,8 @@ def unsupported(cfg) -> List[Tuple[str, Any, Any]]:
         return OmegaConf.to_container(OmegaConf.structured(c), resolve=False, enum_to_str=True)
 
     reference = SconeTrainConfig.new()
-    reference.wandb = (
-        WandbConfig()
-    )  # unset by default; when set, its own defaults are what OLMo means
+    # unset by default; when set, its own defaults are what OLMo means
+    reference.wandb = WandbConfig()
     mine, default = plain(cfg), plain(reference)
     out = []
     for key, value in _leaves(mine):
@@ -110,9 +109,8 @@ def unsupported(cfg) -> List[Tuple[str, Any, Any]]:
             out.append((key, value, RESTRICTED[key]))
             continue
         section = _unset_section(key, default)
-        if (
-            section is not None
-        ):  # a section OLMo leaves unset (compile, ddp, ...): report it once, whole
+        # a section OLMo leaves unset (compile, ddp, ...): report it once, whole
+        if section is not None:
             if not _honoured(section) and all(k != section for k, _, _ in out):
                 out.append((section, _lookup(mine, section), None))
         elif not _honoured(key) and value is not None and value != _lookup(default, key):
@@ -129,10 +127,17 @@ def _unset_section(key: str, default: Dict) -> str | None:
     return None
 
 
+def _shown(key: str, value: Any, default: Any) -> str:
+    if key in RESTRICTED:
+        allowed = " or ".join("null" if a is None else repr(a) for a in RESTRICTED[key])
+        return f"{key} = {value!r} (allowed: {allowed})"
+    return f"{key} = {value!r} (OLMo's default: {default!r})"
+
+
 def refuse_unsupported(cfg) -> None:
     bad = unsupported(cfg)
     if bad:
-        shown = "; ".join(f"{k} = {v!r} (OLMo's default: {d!r})" for k, v, d in bad[:3])
+        shown = "; ".join(_shown(k, v, d) for k, v, d in bad[:3])
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         fail(
             f"this DeepSpeed trainer does not implement {shown}{more}: remove them, or set them to OLMo's "

@@ -21,7 +21,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..config import SconeTrainConfig
+from ..data.sources import TokenFiles
 from ..errors import fail, full_disk
 from ..malloc import keep_large_allocations
 from ..peak_memory import peak_rss_gb
@@ -47,18 +48,28 @@ from .run_state import (
 CLIENT_STATE = "scone_trainer_state"
 
 
-def max_steps(cfg: SconeTrainConfig) -> int:
+def max_steps(cfg: SconeTrainConfig, files: Optional[TokenFiles] = None) -> int:
+    """``max_duration`` in steps. OLMo's three forms: steps (``1000``), tokens (``2e11T``) and
+    epochs (``2ep``: whole passes over the train instances, which needs the token ``files``)."""
     d = cfg.max_duration
-    if isinstance(d, str) and d.endswith("ep"):
-        fail("max_duration in epochs is not supported; give steps or tokens (e.g. 2e11T)")
+    tokens_per_step = cfg.global_train_batch_size * cfg.model.max_sequence_length
     try:
+        if isinstance(d, str) and d.endswith("ep"):
+            if files is None:
+                raise ValueError("epochs need the training data")
+            instances = sum(f.length // cfg.model.max_sequence_length for f in files.files)
+            return int(float(d[:-2]) * instances // cfg.global_train_batch_size)
         if isinstance(d, str) and d.endswith("T"):
-            return int(
-                float(d[:-1]) // (cfg.global_train_batch_size * cfg.model.max_sequence_length)
-            )
+            steps = int(float(d[:-1]) // tokens_per_step)
+            if steps <= 0 < float(d[:-1]):
+                fail(
+                    f"max_duration {d!r} is less than one step ({tokens_per_step:,} tokens: "
+                    "global_train_batch_size x max_sequence_length)"
+                )
+            return steps
         return int(d)
     except (TypeError, ValueError):
-        fail(f"max_duration {d!r} is neither a number of steps nor tokens (e.g. 2e11T)")
+        fail(f"max_duration {d!r} is neither a number of steps, tokens (2e11T) nor epochs (2ep)")
 
 
 def check_tokenizer(cfg: SconeTrainConfig, data_tokenizer: Dict[str, Any]) -> None:
@@ -122,12 +133,12 @@ def preflight(cfg: SconeTrainConfig, world_size: int, resume: bool = False):
         if not Path(cfg.data.fgram_tags).exists():
             fail(f"data.fgram_tags not found: {cfg.data.fgram_tags}")
         check_sidecar(files, Path(cfg.data.fgram_tags), vocab.sha256, len(vocab))
-    if max_steps(cfg) <= 0:
+    if max_steps(cfg, files) <= 0:
         fail(
-            f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, e.g. 2e11T)"
+            f"max_duration {cfg.max_duration!r} is not a positive number of steps (or tokens, 2e11T, or epochs, 2ep)"
         )
     identity = run_identity(cfg, files.fingerprint, vocab.sha256 if vocab is not None else None)
-    plan = plan_start(cfg, identity, max_steps(cfg), resume or cfg.load_path == "latest")
+    plan = plan_start(cfg, identity, max_steps(cfg, files), resume or cfg.load_path == "latest")
     if plan.resume:
         from .checkpoint import check_checkpoint
         from .publish import checkpoint_world_size
@@ -175,9 +186,8 @@ class SconeTrainer:
             # and with 1 GiB thresholds the heap fragmented by ~100 MB a step until the OOM killer
             # ended a study run at 10.5 GB (docs/benchmarks.md); glibc's default stays flat.
             keep_large_allocations()
-        if (
-            self.plan.action == "done"
-        ):  # relaunching a finished run: nothing is built, nothing written
+        # relaunching a finished run: nothing is built, nothing written
+        if self.plan.action == "done":
             return
         cuda = torch.cuda.is_available()
         deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
@@ -195,9 +205,8 @@ class SconeTrainer:
         if model_cfg.init_device != "cpu":
             model_cfg.init_device = str(self.device)
         self.model = SconeOLMo(model_cfg, fgram_vocab=vocab).to(self.device)
-        if (
-            cfg.activation_checkpointing is not None
-        ):  # OLMo's strategies, for the main model and A_fgram alike
+        # OLMo's strategies, for the main model and A_fgram alike
+        if cfg.activation_checkpointing is not None:
             self.model.set_activation_checkpointing(cfg.activation_checkpointing)
             if self.model.fgram_model is not None:
                 for block in self.model.fgram_model.blocks:
@@ -229,7 +238,7 @@ class SconeTrainer:
             model=self.model, optimizer=optimizer, config=ds_cfg
         )
         self.scheduler = build_scheduler(cfg)
-        self.max_steps = max_steps(cfg)
+        self.max_steps = max_steps(cfg, files)
         self.step = 0
         self.tokens_seen = 0
         if self.plan.resume:
@@ -322,9 +331,8 @@ class SconeTrainer:
                 fgram["micro"] += 1
             loss = self._loss(batch)
             self.engine.backward(loss)
-            with (
-                torch.no_grad()
-            ):  # torch >= 2.13: ZeRO's all-gather into views trips autograd's view check otherwise
+            # torch >= 2.13: ZeRO's all-gather into views trips autograd's view check otherwise
+            with torch.no_grad():
                 self.engine.step()
             losses.append(loss.detach())
         mean = torch.stack(losses).mean()
