@@ -684,3 +684,36 @@ def test_metrics_are_strict_json():
         stop_if_not_finite(
             {"train/CrossEntropyLoss": 3.0, "optim/total_grad_norm": float("inf")}, 5
         )
+
+
+def test_plain_python_without_torchrun_trains_as_one_rank(setup, tmp_path):
+    """``python scripts/train.py`` used to end in an mpi4py traceback (DeepSpeed's MPI discovery)."""
+    prepared, vpath, d = setup
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    folder = tmp_path / "one"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train.py"),
+            str(REPO / "configs" / "olmo" / "tiny-scone.yaml"),
+            *overrides(prepared, vpath, d, folder, steps=2, extra=["save_interval=2"]),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "not under torchrun: training as one rank" in proc.stdout
+    assert sorted(losses(folder)) == [1, 2] and (folder / "latest").read_text() == "step2"
+    assert json.loads((folder / "step2" / "checkpoint.json").read_text())["world_size"] == 1
+
+
+def test_a_config_error_under_torchrun_is_said_once(setup, tmp_path):
+    prepared, vpath, d = setup
+    args = overrides(prepared, vpath, d, tmp_path / "x", extra=["optimizer.learning_rate=-1"])
+    proc = torchrun(args)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "optimizer.learning_rate = -1" in errors[0], out[-3000:]

@@ -1,7 +1,8 @@
 """``torchrun ... scripts/train.py CONFIG [key=value | --key=value ...] [--resume]``.
 
 Overrides take OLMo's two forms (``key=value`` and ``--key=value``, normalised with OLMo's
-``clean_opt``), and ``--resume`` may stand anywhere among them.
+``clean_opt``), and ``--resume`` may stand anywhere among them. ``python scripts/train.py ...``
+without torchrun trains as one rank, as ``torchrun --nproc_per_node=1`` would.
 """
 
 from __future__ import annotations
@@ -39,15 +40,60 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     args, resume = split_args(list(sys.argv[1:] if argv is None else argv))
     a = p.parse_args(args + (["--resume"] if resume else []))
-    cfg = load_config(SconeTrainConfig, a.config, a.overrides)
+    one_rank_without_torchrun()
+    with said_once_per_node():
+        cfg = load_config(SconeTrainConfig, a.config, a.overrides)
     from ..supervision import die_with_torchrun_agent
 
     die_with_torchrun_agent()  # a killed agent must not leave this rank training on its own
     from .trainer import SconeTrainer
 
     with save_folder_lock(cfg.save_folder):
-        SconeTrainer(cfg, resume=a.resume).fit()
+        with said_once_per_node():
+            trainer = SconeTrainer(cfg, resume=a.resume)
+        trainer.fit()
     return 0
+
+
+def one_rank_without_torchrun() -> None:
+    """A plain ``python scripts/train.py``: set up what torchrun would for one rank. (DeepSpeed
+    would otherwise look for MPI and end in an ``mpi4py`` traceback.)"""
+    import os
+
+    if "RANK" in os.environ or "LOCAL_RANK" in os.environ:
+        return
+    from ..launch import free_port
+
+    os.environ.update(
+        RANK="0",
+        LOCAL_RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_WORLD_SIZE="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(free_port()),
+    )
+    print("not under torchrun: training as one rank (torchrun --nproc_per_node=N for N ranks)")
+
+
+def said_once_per_node():
+    """Config, data and save_folder errors before training are the same on every rank: only each
+    node's local rank 0 prints the ``error:`` line, the others exit 2 quietly (under torchrun the
+    line was otherwise repeated once per rank among the agent's report)."""
+    import contextlib
+    import os
+
+    from ..errors import SconeError
+
+    @contextlib.contextmanager
+    def quiet():
+        try:
+            yield
+        except SconeError:
+            if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+                raise SystemExit(2)
+            raise
+
+    return quiet()
 
 
 def save_folder_lock(save_folder: str):
