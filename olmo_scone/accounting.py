@@ -154,6 +154,20 @@ def account(
     )
 
 
+def training_flops_rates(config: SconeModelConfig, num_fgrams: Optional[int]) -> tuple:
+    """``(per token, per f-gram run through A_fgram)`` training FLOPs, what
+    ``throughput/total_training_Gflops`` adds up step by step. The main model's is OLMo's own
+    (``OLMo.num_fwd_flops + num_bck_flops`` of the main model alone), so a baseline logs what
+    OLMo's trainer would and runs overlay on one dashboard; A_fgram's is 3x its forward FLOPs per
+    f-gram of K tokens (:func:`account`)."""
+    from olmo.model import OLMo
+
+    main = OLMo(dataclasses.replace(config, init_device="meta"), init_params=False)
+    a = account(config, num_fgrams=num_fgrams)
+    per_fgram = a.training_fwd_flops_per_token - a.inference_fwd_flops_per_token
+    return main.num_fwd_flops + main.num_bck_flops, 3 * per_fgram
+
+
 def summary_table(rows: List[Accounting]) -> str:
     from .markdown import table
 

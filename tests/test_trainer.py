@@ -717,3 +717,30 @@ def test_a_config_error_under_torchrun_is_said_once(setup, tmp_path):
     assert proc.returncode != 0
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "optimizer.learning_rate = -1" in errors[0], out[-3000:]
+
+
+def test_training_flops_follow_olmo_for_the_main_model_and_count_each_fgram_run(setup, full_run):
+    """``throughput/total_training_Gflops``: the main model at OLMo's own per-token FLOPs (an OLMo
+    built from the run's config without A_fgram), plus A_fgram's share, which grows with the unique
+    f-grams logged at each step and with nothing else."""
+    import dataclasses
+
+    from olmo.model import OLMo
+
+    from olmo_scone.config import load_run_config
+
+    cfg = load_run_config(full_run)
+    plain = OLMo(dataclasses.replace(cfg.model, init_device="meta"), init_params=False)
+    per_token = plain.num_fwd_flops + plain.num_bck_flops
+    rows = [json.loads(x) for x in (full_run / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "throughput/total_training_Gflops" in r]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    fgram_share = [
+        r["throughput/total_training_Gflops"] * 1e9 - per_token * r["tokens"] for r in rows
+    ]
+    unique = [r["scone/unique_fgrams_per_microbatch"] for r in rows]
+    steps_fgram = [fgram_share[0]] + [b - a for a, b in zip(fgram_share, fgram_share[1:])]
+    ratios = [f / u for f, u in zip(steps_fgram, unique)]
+    assert min(unique) > 0 and min(ratios) > 0
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-6)
+    assert all(r["throughput/device/batches_per_second"] > 0 for r in rows)

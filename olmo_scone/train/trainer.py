@@ -16,6 +16,7 @@ On CPU the process group uses gloo; on GPUs, NCCL.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -241,6 +242,13 @@ class SconeTrainer:
         self.max_steps = max_steps(cfg, files)
         self.step = 0
         self.tokens_seen = 0
+        from ..accounting import training_flops_rates
+
+        # OLMo's throughput/total_training_Gflops (accounting.py): per token, and per f-gram run
+        self.flops_per_token, self.flops_per_fgram = training_flops_rates(
+            cfg.model, len(vocab) if vocab is not None else None
+        )
+        self.training_flops = 0.0
         if self.plan.resume:
             self._resume()
         self.metrics_path = self.save_folder / "metrics.jsonl"
@@ -259,6 +267,7 @@ class SconeTrainer:
         state = {
             "step": self.step,
             "tokens_seen": self.tokens_seen,
+            "training_flops": self.training_flops,
             "rng": _rng_state(),
             "world_size": self.world,
         }
@@ -305,6 +314,10 @@ class SconeTrainer:
             _, client = self.engine.load_checkpoint(str(self.save_folder), tag=self.plan.tag)
         state = client[CLIENT_STATE]
         self.step, self.tokens_seen = int(state["step"]), int(state["tokens_seen"])
+        # checkpoints from before the FLOPs count: the main model's part, from the tokens
+        self.training_flops = float(
+            state.get("training_flops", self.flops_per_token * self.tokens_seen)
+        )
         _set_rng_state(state["rng"])
 
     # ---- one step -----------------------------------------------------------------------
@@ -314,6 +327,14 @@ class SconeTrainer:
         out = self.engine(ids, fgram_batch=fb.to(self.device) if fb is not None else None)
         logits = out.logits[:, :-1].float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+    def step_flops(self, m: Dict[str, float]) -> float:
+        """This step's training FLOPs: its tokens through the main model, and the unique f-grams
+        every micro-batch ran through A_fgram (this rank's mean, times the micro-batches of a step)."""
+        micro_batches = self.cfg.global_train_batch_size // self.cfg.device_train_microbatch_size
+        unique = m.get("scone/unique_fgrams_per_microbatch", 0.0) * micro_batches
+        tokens = self.cfg.global_train_batch_size * self.cfg.model.max_sequence_length
+        return self.flops_per_token * tokens + self.flops_per_fgram * unique
 
     def train_step(self) -> Dict[str, float]:
         lr = self.scheduler.get_lr(self.cfg.optimizer.learning_rate, self.step, self.max_steps)
@@ -373,7 +394,7 @@ class SconeTrainer:
                 print(self.plan.message, flush=True)
             if cfg.wandb is not None:
                 self.wandb = self._init_wandb()
-        t_last, tokens_last = time.time(), self.tokens_seen
+        t_last, tokens_last, step_last = time.time(), self.tokens_seen, self.step
         deadline = _deadline(cfg.time_limit)
         first_step = self.step
         while self.step < self.max_steps:
@@ -391,14 +412,19 @@ class SconeTrainer:
             m = self.train_step()
             stop_if_not_finite(m, self.step)
             now = time.time()
+            self.training_flops += self.step_flops(m)
+            seconds = max(now - t_last, 1e-9)
             m.update(
                 {
                     "step": self.step,
                     "tokens": self.tokens_seen,
                     "throughput/total_tokens": self.tokens_seen,
+                    "throughput/total_training_Gflops": self.training_flops / 1e9,
+                    "throughput/total_training_log_Gflops": math.log(self.training_flops / 1e9),
                     "throughput/device/tokens_per_second": (self.tokens_seen - tokens_last)
-                    / max(now - t_last, 1e-9)
+                    / seconds
                     / self.world,
+                    "throughput/device/batches_per_second": (self.step - step_last) / seconds,
                     "System/Peak RSS (MB)": peak_rss_gb() * 1024,
                 }
             )
@@ -420,10 +446,8 @@ class SconeTrainer:
                 and self.step < self.max_steps
             ):
                 self.save()
-            t_last, tokens_last = (
-                time.time(),
-                self.tokens_seen,
-            )  # throughput counts training time only
+            # throughput counts training time only
+            t_last, tokens_last, step_last = time.time(), self.tokens_seen, self.step
         self.save()
         if self.rank == 0:
             record_finish(cfg, self.step)
