@@ -163,8 +163,14 @@ def export_model(
         fail(f"{source} is a baseline model (no f-gram branch): nothing to export")
     main_state = main_model_state(model, cfg)
 
-    def rows(lo: int, hi: int) -> torch.Tensor:
-        return model.compute_fgram_table(batch_size=batch_size, start=lo, stop=hi)
+    def rows(lo: int, hi: int, advance: Callable[[int], object]) -> torch.Tensor:
+        # A_fgram's batches start at the shard's start, as compute_fgram_table's own: the same bytes
+        parts = []
+        for a in range(lo, hi, batch_size):
+            b = min(a + batch_size, hi)
+            parts.append(model.compute_fgram_table(batch_size=batch_size, start=a, stop=b))
+            advance(b - a)
+        return torch.cat(parts)
 
     return write_artifact(
         Path(out),
@@ -234,15 +240,16 @@ def write_artifact(
     vocab,
     d_model: int,
     vocab_size: int,
-    rows_fn: Callable[[int, int], torch.Tensor],
+    rows_fn: Callable[[int, int, Callable[[int], object]], torch.Tensor],
     dtype: str = "bf16",
     shard_gb: float = 2.0,
     source: str = "",
     num_rows: Optional[int] = None,
     ranks: Optional[Ranks] = None,
 ) -> Optional[dict]:
-    """Write a serving artifact whose table rows ``[lo, hi)`` come from ``rows_fn`` (``A_fgram`` in an
-    export; synthetic rows in the inference benchmark). ``vocab``/``main_state``/``config_path``
+    """Write a serving artifact whose table rows ``[lo, hi)`` come from ``rows_fn(lo, hi, advance)``
+    (``A_fgram`` in an export; synthetic rows in the inference benchmark), which calls
+    ``advance(rows)`` as it goes: rank 0's progress bar counts rows, on a terminal or in a log. ``vocab``/``main_state``/``config_path``
     may be None for a table-only artifact (benchmarks of tables larger than any vocabulary here).
     Resumable: finished shards in ``DIR.partial`` that verify are kept. With several ``ranks``, each
     writes its own shards and rank 0 the rest; returns the manifest on rank 0, None elsewhere."""
@@ -258,14 +265,21 @@ def write_artifact(
     t0 = time.time()
     ranges = _shard_ranges(n, dtype, d_model, shard_gb)
     mine = [(i, lo, hi) for i, (lo, hi) in enumerate(ranges) if i % ranks.world == ranks.rank]
-    for i, lo, hi in progress(
-        mine, desc="writing table shards", unit="shard", disable=ranks.rank != 0 or None
-    ):
+    bar = progress(
+        total=sum(hi - lo for _, lo, hi in mine),
+        desc=f"table rows ({len(mine)} shards)",
+        unit="row",
+        unit_scale=True,
+        disable=ranks.rank != 0,
+    )
+    for i, lo, hi in mine:
         path = partial / _shard_name(i)
-        if not _finished_shard(path, dtype, lo, hi, d_model):
-            _write_shard_or_explain(
-                partial, path, quantize(rows_fn(lo, hi), dtype), dtype, lo, hi, d_model
-            )
+        if _finished_shard(path, dtype, lo, hi, d_model):
+            bar.update(hi - lo)  # kept from an interrupted export
+        else:
+            rows = quantize(rows_fn(lo, hi, bar.update), dtype)
+            _write_shard_or_explain(partial, path, rows, dtype, lo, hi, d_model)
+    bar.close()
     ranks.barrier()  # every shard is on disk
     if ranks.rank != 0:
         return None

@@ -49,6 +49,8 @@ def test_two_rank_export_is_byte_identical_to_one_rank(art, tmp_path):
         proc = _export(n, art.run, out)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         assert f"on {n} rank(s)" in proc.stdout
+        # rank 0's bar counts rows, and ends whole, with no terminal (captured output)
+        assert "table rows" in proc.stderr and "100%" in proc.stderr
     files = sorted(str(p.relative_to(one)) for p in one.rglob("*") if p.is_file())
     assert files == sorted(str(p.relative_to(two)) for p in two.rglob("*") if p.is_file())
     assert "matcher/index-keys.npy" in files

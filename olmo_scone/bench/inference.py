@@ -77,8 +77,9 @@ def _synthetic_rows(d_model: int, block: int = 1 << 16):
         torch.bfloat16
     )
 
-    def rows(lo: int, hi: int) -> torch.Tensor:
+    def rows(lo: int, hi: int, advance) -> torch.Tensor:
         idx = (torch.arange(lo, hi, dtype=torch.int64) * 40503) % block
+        advance(hi - lo)
         return base[idx]
 
     return rows
