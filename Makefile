@@ -28,13 +28,15 @@ format:
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Every check but the end-to-end rehearsals (under 8 minutes here); the ten slowest tests are listed.
 test:
-	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -m "not e2e" --durations=10
 
-# The GPU kit's end-to-end rehearsals on the CPU (~10 min: a bare Python 3.12 venv, the smoke run,
-# repro-gpu at toy size); CI runs them after make test.
+# The end-to-end rehearsals (pyproject.toml's e2e marker: the trainer's relaunch/kill/full-disk
+# sequences, memory over many steps, byte-identical rebuilds, the docs' commands after make demo,
+# the GPU kit and repro-gpu on the CPU); CI runs them after make test.
 test-e2e:
-	$(PY) -m pytest -q -m e2e
+	$(PY) -m pytest -q -m e2e --durations=10
 
 test-fast:
 	$(PY) -m pytest -q -m "not slow and not e2e"

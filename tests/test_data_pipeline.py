@@ -131,6 +131,7 @@ def test_rerun_reuses_and_a_different_dataset_is_refused(prepared, real_corpus, 
     assert (prepared.root / "manifest.json").read_text() == before  # nothing lost
 
 
+@pytest.mark.e2e
 def test_plain_text_blocks_and_dolma2_tokenizer(tmp_path, wikitext_valid):
     text = wikitext_valid.read_text("utf-8")[:60_000]
     (tmp_path / "wiki.txt").write_text(text, "utf-8")
@@ -184,6 +185,7 @@ def test_atomic_output_leaves_no_partial_directory_on_failure(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["docs.jsonl"]  # no temporary left behind
 
 
+@pytest.mark.e2e
 def test_documents_are_in_reading_order_and_rebuilds_are_byte_identical(
     prepared, real_corpus, tmp_path
 ):

@@ -43,6 +43,7 @@ def _export(ranks: int, run: Path, out: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_two_rank_export_is_byte_identical_to_one_rank(art, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     for n, out in ((1, one), (2, two)):

@@ -56,6 +56,7 @@ def test_cpu_rehearsal_runs_every_step_and_writes_its_report(prepared, tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_loss_tolerance_tells_bf16_rounding_from_another_batch(prepared):
     """At initialisation the loss is near ln(vocab) for any batch, so the first-loss check is only
     worth something if LOSS_RTOL sits below what another batch moves it and above bf16 rounding:

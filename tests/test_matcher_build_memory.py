@@ -35,6 +35,7 @@ def test_prefix_closed_vocab_has_one_trie_node_per_fgram():
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_build_memory_model_predicts_four_times_larger_builds():
     small = [_measure(300_000, True), _measure(300_000, False)]
     assert small[0]["nodes"] <= 300_000 < 1.5 * 300_000 < small[1]["nodes"]

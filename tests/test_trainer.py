@@ -207,6 +207,7 @@ def test_two_rank_zero1_training_and_exact_resume_after_kill(setup, full_run, tm
         assert got[step] == pytest.approx(ref[step], rel=1e-5), (step, got[step], ref[step])
 
 
+@pytest.mark.e2e
 def test_latest_is_published_only_when_every_rank_is_whole(setup, full_run, tmp_path):
     """Rank 1 stopped (SIGSTOP) as soon as it starts writing step 4, then the agent killed: with
     DeepSpeed's own publication rank 0 wrote 'latest' = step4 beside a half-written optimizer
@@ -239,6 +240,7 @@ def test_latest_is_published_only_when_every_rank_is_whole(setup, full_run, tmp_
     assert json.loads((cut / "step8" / "checkpoint.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.e2e
 def test_latest_naming_an_incomplete_step_falls_back_to_the_newest_whole_one(
     setup, full_run, tmp_path
 ):
@@ -286,6 +288,7 @@ def test_a_resume_with_another_world_size_is_refused_before_the_model_is_built(
     )
 
 
+@pytest.mark.e2e
 def test_a_disk_that_fills_during_a_save_keeps_the_last_checkpoint(setup, full_run, tmp_path):
     """The save_folder on a small tmpfs that fills between two saves: the save of step 4 fails with
     one line, its staging folder is removed (the disk does not stay full), 'latest' stays on step2;
@@ -383,6 +386,7 @@ def _snapshot(folder: Path) -> dict:
     }
 
 
+@pytest.mark.e2e
 def test_the_trainer_owns_run_state(setup, tmp_path):
     """Relaunching a finished run does nothing; a raised max_duration continues it; other inputs are
     refused (or, under load_policy=restart, start over); a folder without run.json is refused."""
@@ -485,6 +489,7 @@ def test_metrics_eval_and_offline_wandb(setup, tmp_path):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
+@pytest.mark.e2e
 def test_each_run_has_its_own_wandb_id_and_a_resume_keeps_it(setup, tmp_path):
     """One config in two save_folders: two W&B runs (offline), whatever wandb.name says; a resume
     (max_duration raised) logs into the same one again."""
@@ -509,6 +514,7 @@ def test_each_run_has_its_own_wandb_id_and_a_resume_keeps_it(setup, tmp_path):
     assert id_a2 == id_a and runs_a2 == [id_a, id_a]
 
 
+@pytest.mark.e2e
 def test_save_num_checkpoints_to_keep_prunes_old_checkpoints(setup, tmp_path):
     """OLMo's save_num_checkpoints_to_keep: after each save only the newest N checkpoints stay (at
     paper scale a checkpoint is ~23 GB); the one 'latest' names is never removed."""
@@ -537,6 +543,7 @@ def test_save_num_checkpoints_to_keep_prunes_old_checkpoints(setup, tmp_path):
     assert sorted(p.name for p in folder.glob("step*")) == ["step4", "step7"]
 
 
+@pytest.mark.e2e
 def test_olmo_data_paths_train_with_their_sidecar(setup, tmp_path):
     """OLMo's data.paths (raw memmap .npy files by glob) instead of a prepare_data.py directory: the
     tokenizer gives the dtype, the files' content gives the fingerprint the sidecar is bound to."""
@@ -608,6 +615,7 @@ def test_olmo_data_paths_train_with_their_sidecar(setup, tmp_path):
     )
 
 
+@pytest.mark.e2e
 def test_time_limit_saves_and_the_same_command_continues(setup, tmp_path):
     """OLMo's time_limit: a launch past it saves after the current step and exits 0 unfinished; the
     same command continues to max_duration, and the curve equals one uninterrupted run's."""
@@ -627,6 +635,7 @@ def test_time_limit_saves_and_the_same_command_continues(setup, tmp_path):
     assert losses(cut) == losses(whole)
 
 
+@pytest.mark.e2e
 def test_scone_training_memory_stays_flat(setup, tmp_path):
     """The trainer leaves glibc's thresholds alone for SCONE runs: with them raised (the baselines'
     setting) the heap grew ~100 MB a step on variable-size f-gram tensors until a study run was
@@ -644,6 +653,7 @@ def test_scone_training_memory_stays_flat(setup, tmp_path):
     assert rss[30] - rss[10] < 300, rss
 
 
+@pytest.mark.e2e
 def test_a_run_that_stops_learning_stops(setup, tmp_path):
     """A non-finite loss (here: the fp32 master weights of a checkpoint made NaN, then the run
     continued) ends the run with one line naming the step: no finished.json, no checkpoint of the
@@ -686,6 +696,7 @@ def test_metrics_are_strict_json():
         )
 
 
+@pytest.mark.e2e
 def test_plain_python_without_torchrun_trains_as_one_rank(setup, tmp_path):
     """``python scripts/train.py`` used to end in an mpi4py traceback (DeepSpeed's MPI discovery)."""
     prepared, vpath, d = setup
