@@ -62,8 +62,14 @@ def cli_run(main, argv, capsys) -> subprocess.CompletedProcess:
     from olmo_scone.errors import run_cli
 
     capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        run_cli(main, [str(x) for x in argv])
+    # train.py sets up one rank's environment when it finds none: not for the tests after this one
+    env = dict(os.environ)
+    try:
+        with pytest.raises(SystemExit) as e:
+            run_cli(main, [str(x) for x in argv])
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
     cap = capsys.readouterr()
     return subprocess.CompletedProcess(argv, e.value.code, cap.out, cap.err)
 

@@ -365,9 +365,9 @@ CASES = {
         lambda a, t, s: [
             TINY,
             *train_overrides(a.tokens, a.vocab, a.tags, t / "out"),
-            "max_duration=1000T",
+            "max_duration=100T",
         ],
-        r"max_duration '1000T' is less than one step \([\d,]+ tokens: global_train_batch_size x max_sequence_length\)",
+        r"max_duration '100T' is less than one step \([\d,]+ tokens: global_train_batch_size x max_sequence_length\)",
         out=OUT,
     ),
     "train max_duration in days": Case(
