@@ -190,3 +190,38 @@ def test_the_report_is_rebuilt_from_the_records_alone(tmp_path):
     assert "what each run cost" in text and "1,500" in text
     assert (tmp_path / "results-capacity-seeds.png").stat().st_size > 1000
     assert (tmp_path / "results-capacity-curves.png").stat().st_size > 1000
+
+
+def test_findings_pair_runs_by_seed_and_resolve_only_at_95_percent():
+    from olmo_scone.recipes.capacity_findings import finding_rows, paired, seeds_to_resolve
+
+    def rec(run, seed, wiki, mix):
+        return {"run": run, "seed": seed, "wikitext103-valid": wiki, "english-mix-valid": mix}
+
+    records = [
+        rec("baseline-m", 1, 100.0, 50.0),
+        rec("baseline-m", 2, 110.0, 50.0),
+        rec("baseline-m", 3, 120.0, 50.0),
+        # 5%, 6%, 7% better than the same seed's baseline-m on WikiText; mixed on english-mix
+        rec("scone-m-500k-a1x", 1, 95.0, 49.0),
+        rec("scone-m-500k-a1x", 2, 110.0 * 0.94, 51.0),
+        rec("scone-m-500k-a1x", 3, 120.0 * 0.93, 49.5),
+        rec("scone-m-100k-a1x", 1, 97.0, 50.0),
+        rec("baseline-2m", 4, 80.0, 40.0),  # no seed in common with SCONE-m: no pair
+    ]
+    d = paired(records, "scone-m-500k-a1x", "baseline-m", "wikitext103-valid")
+    assert {k: round(v, 6) for k, v in d.items()} == {1: -5.0, 2: -6.0, 3: -7.0}
+    rows = {r[0].split(".")[0]: r for r in finding_rows(records)}
+    # mean -6, sd 1, t(2) = 4.303: half-width 4.303 / sqrt(3) = 2.48 -> resolved
+    assert rows["1"][2].startswith("-6.0% ± 1.0 (95%: ±2.5) [seeds 1, 2, 3]")
+    assert "resolved: better" in rows["1"][3]
+    # english-mix: -2%, +2%, -1%: not resolved
+    assert rows["1"][5].startswith("not resolved (3 seeds")
+    # one seed of S = 100K: a value, no interval; baseline-2m shares no seed
+    assert rows["2"][2].startswith("-2.1% [seeds 1]") and rows["2"][3] == "1 seed: no interval yet"
+    assert rows["4"][3] == "not run yet"
+    # n = 3: 4.303 / sqrt(3) = 2.48 < 4.3 (n = 2: 12.706 / sqrt(2) = 8.98 is not)
+    assert seeds_to_resolve(-4.3, 1.0) == 3
+    # past the t table, 1.96: 1.96 * 2 / sqrt(16) = 0.98 < 1 (n = 15: 1.012)
+    assert seeds_to_resolve(1.0, 2.0) == 16
+    assert seeds_to_resolve(0.0, 1.0) is None

@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..errors import ArgumentParser, fail
 from ..paths import REPO, SHARED_DATA
+from .capacity_findings import findings_section
 from .repro import PY, Shape, Study, execution_order, run_folder, select_runs, study_command
 
 VOCAB, D_MODEL, HEADS, SEQ, BATCH = 2048, 192, 4, 128, 32
@@ -295,6 +296,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     records = read_records(a.records, a.steps)
     names = [r["name"] for r in runs()]
     more = costs_section(records, names, a.doc.parent / "results-capacity-curves.png")
+    fwd = {row["run"]: row["fwd_flops_per_token"] for row in regime()}
+    more += findings_section(records, fwd["baseline-2m"] / fwd["baseline-m"])
     print(seeds_report(records, a.steps, a.doc, names, MARKERS, "results-capacity-seeds.png", more))
     return 0
 
