@@ -225,3 +225,27 @@ def test_findings_pair_runs_by_seed_and_resolve_only_at_95_percent():
     # past the t table, 1.96: 1.96 * 2 / sqrt(16) = 0.98 < 1 (n = 15: 1.012)
     assert seeds_to_resolve(1.0, 2.0) == 16
     assert seeds_to_resolve(0.0, 1.0) is None
+
+
+def test_a_reproduction_moves_only_the_runs_own_folder():
+    import json
+
+    from olmo_scone.recipes.reproduce import moved_commands, run_folder_of
+
+    rec = json.loads((REPO / "docs/results-capacity-runs/scone-m-500k-a1x-seed1.json").read_text())
+    old = "runs/repro-cpu-capacity/seed1/scone-m-500k-a1x"
+    assert run_folder_of(rec["commands"]) == old
+    new = moved_commands(rec["commands"], "runs/check/s1/x")
+    text = "\n".join(new)
+    assert old not in text
+    assert "--out runs/check/s1/x-served" in text and "save_folder=runs/check/s1/x " in text
+    assert "runs/check/s1/x/eval-wikitext103-valid.json" in text
+    # the study's inputs are read where they are
+    for kept in (
+        "data.tokens_dir=runs/repro-cpu-capacity/data",
+        "tokenizer.identifier=runs/repro-cpu-capacity/bpe-2048.json",
+        "runs/repro-cpu-capacity/fgrams-500k.safetensors",
+        "../shared/data/wikitext/wiki.valid.tokens",
+    ):
+        assert kept in text
+    assert len(new) == len(rec["commands"])

@@ -277,7 +277,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=REPO / "docs" / "results.md",
         help="the results page whose capacity section is rewritten",
     )
+    p.add_argument(
+        "--reproduce",
+        nargs=2,
+        metavar=("RUN", "SEED"),
+        help="re-run one record's commands into RUN's folder under runs/repro-cpu-capacity-check and "
+        "compare its perplexities with the record's (docs/results-capacity-reproduction.json)",
+    )
     a = p.parse_args(argv)
+    if a.reproduce:
+        from .reproduce import reproduce
+
+        run, seed = a.reproduce
+        res = reproduce(
+            a.records / f"{run}-seed{seed}.json",
+            f"runs/repro-cpu-capacity-check/seed{seed}/{run}",
+            REPO / "docs" / "results-capacity-reproduction.json",
+        )
+        print(json.dumps({k: res[k] for k in ("recorded", "reproduced", "exact")}))
+        return 0
     if a.regime:
         for row in regime():
             print(json.dumps(row))
