@@ -65,6 +65,7 @@ def run_cli(
     except SconeError as e:
         _close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
+        record_for_torchrun(f"error: {e}")
         sys.exit(2)
     except OSError as e:
         if e.errno not in DISK_FULL_ERRNOS:
@@ -81,6 +82,23 @@ def run_cli(
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(int(code or 0))
+
+
+def record_for_torchrun(line: str) -> None:
+    """Under torchrun, leave ``line`` in the worker's error file: the agent's failure report then
+    ends with it (its "Root Cause" entry) instead of "To enable traceback see ..."."""
+    import json
+    import os
+    import time
+
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    try:
+        with open(path, "w") as f:
+            json.dump({"message": line, "timestamp": int(time.time())}, f)
+    except OSError:
+        pass
 
 
 class ArgumentParser(argparse.ArgumentParser):

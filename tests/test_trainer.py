@@ -728,6 +728,9 @@ def test_a_config_error_under_torchrun_is_said_once(setup, tmp_path):
     assert proc.returncode != 0
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "optimizer.learning_rate = -1" in errors[0], out[-3000:]
+    # and torchrun's report ends with it (its root cause), not "To enable traceback see ..."
+    last = [line for line in out.splitlines() if line.strip() and not set(line) <= {"="}][-1]
+    assert last.strip() == f"traceback : {errors[0]}", out[-3000:]
 
 
 def test_training_flops_follow_olmo_for_the_main_model_and_count_each_fgram_run(setup, full_run):

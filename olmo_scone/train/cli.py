@@ -78,18 +78,20 @@ def one_rank_without_torchrun() -> None:
 def said_once_per_node():
     """Config, data and save_folder errors before training are the same on every rank: only each
     node's local rank 0 prints the ``error:`` line, the others exit 2 quietly (under torchrun the
-    line was otherwise repeated once per rank among the agent's report)."""
+    line was otherwise repeated once per rank among the agent's report). Every rank leaves the line
+    in its torchrun error file, so the agent's report ends with it too."""
     import contextlib
     import os
 
-    from ..errors import SconeError
+    from ..errors import SconeError, record_for_torchrun
 
     @contextlib.contextmanager
     def quiet():
         try:
             yield
-        except SconeError:
+        except SconeError as e:
             if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+                record_for_torchrun(f"error: {e}")
                 raise SystemExit(2)
             raise
 
