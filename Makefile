@@ -15,7 +15,7 @@ setup:
 	# deepspeed ships as an sdist whose setup.py imports torch: build it against
 	# the torch above (no isolated build env, which would pull another torch).
 	$(PIP) install -q -c constraints.txt --no-build-isolation -e ".[dev]"
-	$(PY) -c "import olmo, olmo.eval, olmo_data, deepspeed, safetensors, wandb, ray, olmo_scone"
+	$(PY) -c "import olmo, olmo.eval, olmo_data, deepspeed, safetensors, wandb, ray, numba, olmo_scone"
 	test -x $(VENV)/bin/dolma
 	@echo "olmo-scone environment OK"
 

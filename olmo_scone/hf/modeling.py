@@ -85,9 +85,12 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
     def attach_fgram_table(self, root: Path, mode: str = "mmap", verify: bool = True) -> None:
         from olmo_scone.serving.runtime import open_fgram_table
 
+        from olmo_scone.serving.fast_lookup import CompiledLookup
+
         self.fgram_table, self.fgram_matcher = open_fgram_table(
             Path(root), mode, verify, vocab_size=self.config.vocab_size, d_model=self.config.d_model
         )
+        self.fgram_lookup = CompiledLookup(self.fgram_matcher)
 
     def fgram_input_embeddings(
         self, input_ids: torch.Tensor, context: torch.Tensor, padding: Optional[torch.Tensor] = None
@@ -98,7 +101,7 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
         from olmo_scone.model import replace_embeddings
 
         x = self.model.transformer.wte(input_ids)
-        rows = self.fgram_matcher.match_batch(context.cpu().numpy())[:, -input_ids.shape[1] :]
+        rows = self.fgram_lookup.match_new(context.cpu().numpy(), input_ids.shape[1])
         if padding is not None:
             rows = np.where(padding.cpu().numpy(), -1, rows)
         hit = rows >= 0

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Tuple
 
-import numpy as np
 import torch
 
 from ..config import SconeTrainConfig, load_config
 from ..errors import fail
+from .fast_lookup import CompiledLookup
 from .table import FgramTable, load_artifact_manifest
 
 
@@ -122,6 +122,8 @@ class ServedModel:
         if matcher is None and table is not None:
             matcher = FgramMatcher(vocab, cfg.model.vocab_size)
         self.matcher = matcher
+        # the per-step match and deduplication, compiled (serving/fast_lookup.py)
+        self.lookup = CompiledLookup(matcher) if matcher is not None else None
         if table is not None:
             model.use_fgram_table(table, drop_fgram_model=True)
         cuda = self.device.type == "cuda"
@@ -144,10 +146,8 @@ class ServedModel:
         matched = inverse = emb = None
         if self.matcher is not None:
             ctx_ids = ids if context is None else context.cpu()
-            rows = self.matcher.match_batch(ctx_ids.numpy())[:, -ids.shape[1] :]
-            hit = rows >= 0
-            if hit.any():
-                uniq, inv = np.unique(rows[hit], return_inverse=True)
+            hit, uniq, inv = self.lookup.lookup(ctx_ids.numpy(), ids.shape[1])
+            if len(uniq):
                 buf = torch.empty(
                     (len(uniq), self.table.d_model),
                     dtype=self.table.transfer_dtype,

@@ -1,0 +1,122 @@
+"""The host lookup of a decode or prefill step, compiled with numba: match the longest f-gram ending
+at each new position and deduplicate the rows, in one call.
+
+Why compiled: :meth:`FgramMatcher.match_batch` is whole-array numpy, which is what a corpus needs,
+but a decode step has only B x K tokens, and there the ~40 numpy calls per step (one hash-probe
+round per n, ``np.unique``, masks) cost far more than the work (docs/benchmarks.md: 130 us at
+batch 1). Here each position walks the f-gram trie itself, probing the same hash index (same keys,
+same home slot, same linear probing: :mod:`olmo_scone.fgrams.hashindex`), so the result is the
+numpy matcher's, position for position (tests/test_fast_lookup.py). Why numba: it compiles these
+loops from Python source at first use (cached on disk after), installs as a wheel from the package
+registry for numpy 1 and 2 alike, and needs no compiler on the serving machine.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numba
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe(keys, values, shift, mask, max_probe, key):
+    slot = np.int64((key * _GOLDEN) >> shift)
+    for _ in range(max_probe):
+        k = keys[slot]
+        if k == key:
+            return values[slot]
+        if k == _EMPTY:
+            return -1
+        slot = (slot + 1) & mask
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _longest(t, end, V, max_n, keys, values, shift, mask, max_probe, node_row):
+    """Row of the longest f-gram ending at ``t[end]`` (-1: none): for each n, the trie walk from
+    the n-gram's first token (the pair's node, then one child a token)."""
+    best = -1
+    for n in range(2, max_n + 1):
+        start = end - n + 1
+        if start < 0:
+            break
+        node = _probe(keys, values, shift, mask, max_probe, np.uint64(t[start] * V + t[start + 1]))
+        j = start + 2
+        while node >= 0 and j <= end:
+            node = _probe(keys, values, shift, mask, max_probe, np.uint64((V + node) * V + t[j]))
+            j += 1
+        if node < 0:
+            # not a trie node; a longer n-gram ending here starts further left and has other
+            # prefixes, so it is still tried
+            continue
+        r = node_row[node]
+        if r >= 0:
+            best = r
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _match_new(tokens, new, V, max_n, keys, values, shift, mask, max_probe, node_row):
+    """Rows ``[B, new]`` of the longest f-gram ending at each of the last ``new`` positions of each
+    row of ``tokens`` ``[B, T]`` (every row its own stream)."""
+    B, T = tokens.shape
+    out = np.full((B, new), -1, np.int64)
+    for b in range(B):
+        for i in range(new):
+            out[b, i] = _longest(
+                tokens[b], T - new + i, V, max_n, keys, values, shift, mask, max_probe, node_row
+            )
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _dedupe(rows):
+    """(unique matched rows, ascending; index into them of each matched position, row-major)."""
+    flat = rows.ravel()
+    hits = flat[flat >= 0]
+    uniq = np.unique(hits)
+    inverse = np.searchsorted(uniq, hits)
+    return uniq, inverse
+
+
+class CompiledLookup:
+    """A :class:`~olmo_scone.fgrams.matching.FgramMatcher`'s index, matched by compiled code."""
+
+    def __init__(self, matcher):
+        idx = matcher.index
+        self.keys, self.values = idx.keys, idx.values
+        self.shift = np.uint64(64 - idx.bits)
+        self.mask = np.int64(idx.mask)
+        self.max_probe = int(idx.max_probe)
+        self.node_row = matcher.node_row
+        self.V, self.max_n = int(matcher.vocab_size), int(matcher.max_n)
+
+    def match_new(self, tokens: np.ndarray, new: int) -> np.ndarray:
+        """``FgramMatcher.match_batch(tokens)[:, -new:]``, computed for those positions only."""
+        t = np.ascontiguousarray(tokens, dtype=np.int64)
+        return _match_new(
+            t,
+            int(new),
+            self.V,
+            self.max_n,
+            self.keys,
+            self.values,
+            self.shift,
+            self.mask,
+            self.max_probe,
+            self.node_row,
+        )
+
+    def match_batch(self, tokens: np.ndarray) -> np.ndarray:
+        return self.match_new(tokens, np.shape(tokens)[1])
+
+    def lookup(self, tokens: np.ndarray, new: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(matched ``[B, new]`` bool, unique rows, inverse): what a step gathers and where each
+        gathered row goes (the runtime's ``prepare``)."""
+        rows = self.match_new(tokens, new)
+        uniq, inverse = _dedupe(rows)
+        return rows >= 0, uniq, inverse

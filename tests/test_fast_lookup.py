@@ -1,0 +1,56 @@
+"""The compiled decode-step lookup (serving/fast_lookup.py) against the numpy matcher, at every
+position of real text, and its deduplication against numpy's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from olmo_scone.fgrams.matching import FgramMatcher
+from olmo_scone.fgrams.vocab import load_vocab
+from olmo_scone.serving.fast_lookup import CompiledLookup
+
+
+@pytest.fixture(scope="module")
+def matchers(prepared, tagged_vocab):
+    m = FgramMatcher(load_vocab(tagged_vocab.vocab), 50280)
+    return m, CompiledLookup(m)
+
+
+def _windows(prepared, split: str, b: int, t: int) -> np.ndarray:
+    tokens = np.concatenate([np.asarray(x) for x in prepared.memmaps(split)])
+    return tokens[: b * t].astype(np.int64).reshape(b, t)
+
+
+def test_every_position_of_real_text_matches_the_numpy_matcher(prepared, matchers):
+    numpy_m, compiled = matchers
+    for split in ("train", "valid"):
+        t = _windows(prepared, split, 64, 128)
+        want = numpy_m.match_batch(t)
+        got = compiled.match_batch(t)
+        np.testing.assert_array_equal(got, want)
+        # the f-grams of all lengths are there, or this would test little
+        lengths = numpy_m.lengths[want[want >= 0]]
+        assert (want >= 0).mean() > 0.3 and set(np.unique(lengths)) >= {2, 3, 4}
+
+
+@pytest.mark.parametrize("batch, width, new", [(1, 5, 1), (64, 5, 1), (7, 40, 13), (3, 2, 2)])
+def test_only_the_new_positions_are_matched_as_in_the_whole_window(
+    prepared, matchers, batch, width, new
+):
+    numpy_m, compiled = matchers
+    t = _windows(prepared, "valid", batch, width)
+    np.testing.assert_array_equal(compiled.match_new(t, new), numpy_m.match_batch(t)[:, -new:])
+
+
+def test_lookup_deduplicates_as_numpy_does(prepared, matchers):
+    numpy_m, compiled = matchers
+    t = _windows(prepared, "valid", 64, 5)
+    rows = numpy_m.match_batch(t)[:, -1:]
+    hit = rows >= 0
+    uniq, inverse = np.unique(rows[hit], return_inverse=True)
+    got_hit, got_uniq, got_inverse = compiled.lookup(t, 1)
+    np.testing.assert_array_equal(got_hit, hit)
+    np.testing.assert_array_equal(got_uniq, uniq)
+    np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
+    assert len(uniq) < hit.sum()  # repeated f-grams in one step, so deduplication did something
