@@ -103,3 +103,27 @@ def test_the_formatter_and_linter_see_every_package_folder():
         Path(line.strip()).resolve() for line in out.splitlines() if line.strip().endswith(".py")
     }
     assert set(PKG.rglob("*.py")) <= seen, sorted(set(PKG.rglob("*.py")) - seen)[:5]
+
+
+#: the serving core (#25): what an engine plugin imports, in an environment without OLMo's pins
+SERVING_CORE = (
+    "olmo_scone.fgrams.matching",
+    "olmo_scone.serving.table",
+    "olmo_scone.serving.manifest",
+    "olmo_scone.serving.fast_lookup",
+    "olmo_scone.serving.gpt2_layout",
+)
+
+
+def test_the_serving_core_imports_neither_olmo_nor_the_training_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in SERVING_CORE)
+        + "print(sorted(m for m in ('olmo', 'hf_olmo', 'deepspeed', 'transformers', 'dolma', 'ray', 'wandb') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
