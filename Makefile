@@ -14,7 +14,7 @@ setup:
 	$(PIP) install -q torch==2.13.0
 	# deepspeed ships as an sdist whose setup.py imports torch: build it against
 	# the torch above (no isolated build env, which would pull another torch).
-	$(PIP) install -q -c constraints.txt --no-build-isolation -e ".[dev]"
+	$(PIP) install -q -c constraints.txt --no-build-isolation -e ".[dev,fast]"
 	$(PY) -c "import olmo, olmo.eval, olmo_data, deepspeed, safetensors, wandb, ray, numba, olmo_scone"
 	test -x $(VENV)/bin/dolma
 	@echo "olmo-scone environment OK"

@@ -54,3 +54,15 @@ def test_lookup_deduplicates_as_numpy_does(prepared, matchers):
     np.testing.assert_array_equal(got_uniq, uniq)
     np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
     assert len(uniq) < hit.sum()  # repeated f-grams in one step, so deduplication did something
+
+
+def test_without_numba_the_numpy_lookup_gives_the_same_results(prepared, matchers):
+    """Where numba is missing or refuses the numpy (the GPU kit's image), make_lookup falls back."""
+    from olmo_scone.serving.fast_lookup import NumpyLookup
+
+    numpy_m, compiled = matchers
+    t = _windows(prepared, "valid", 16, 9)
+    fallback = NumpyLookup(numpy_m)
+    np.testing.assert_array_equal(fallback.match_new(t, 4), compiled.match_new(t, 4))
+    for a, b in zip(fallback.lookup(t, 2), compiled.lookup(t, 2)):
+        np.testing.assert_array_equal(a, b)

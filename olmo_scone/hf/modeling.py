@@ -85,12 +85,12 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
     def attach_fgram_table(self, root: Path, mode: str = "mmap", verify: bool = True) -> None:
         from olmo_scone.serving.runtime import open_fgram_table
 
-        from olmo_scone.serving.fast_lookup import CompiledLookup
+        from olmo_scone.serving.fast_lookup import make_lookup
 
         self.fgram_table, self.fgram_matcher = open_fgram_table(
             Path(root), mode, verify, vocab_size=self.config.vocab_size, d_model=self.config.d_model
         )
-        self.fgram_lookup = CompiledLookup(self.fgram_matcher)
+        self.fgram_lookup = make_lookup(self.fgram_matcher)
 
     def fgram_input_embeddings(
         self, input_ids: torch.Tensor, context: torch.Tensor, padding: Optional[torch.Tensor] = None

@@ -8,21 +8,33 @@ batch 1). Here each position walks the f-gram trie itself, probing the same hash
 same home slot, same linear probing: :mod:`olmo_scone.fgrams.hashindex`), so the result is the
 numpy matcher's, position for position (tests/test_fast_lookup.py). Why numba: it compiles these
 loops from Python source at first use (cached on disk after), installs as a wheel from the package
-registry for numpy 1 and 2 alike, and needs no compiler on the serving machine.
+registry, and needs no compiler on the serving machine. It is an optional dependency (``pip
+install -e ".[fast]"``, which ``make setup`` does): where numba is missing or refuses the installed
+numpy (the GPU kit's image has numpy 2.5, newer than numba 0.60 accepts), :func:`make_lookup`
+returns the same interface on the numpy matcher, with the same results, slower.
 """
 
 from __future__ import annotations
 
 from typing import Tuple
 
-import numba
 import numpy as np
+
+try:
+    import numba
+except ImportError:  # not installed, or refusing this numpy version
+    numba = None
+
+
+def _jit(fn):
+    return numba.njit(cache=True, nogil=True)(fn) if numba is not None else fn
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _probe(keys, values, shift, mask, max_probe, key):
     slot = np.int64((key * _GOLDEN) >> shift)
     for _ in range(max_probe):
@@ -35,7 +47,7 @@ def _probe(keys, values, shift, mask, max_probe, key):
     return -1
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _longest(t, end, V, max_n, keys, values, shift, mask, max_probe, node_row):
     """Row of the longest f-gram ending at ``t[end]`` (-1: none): for each n, the trie walk from
     the n-gram's first token (the pair's node, then one child a token)."""
@@ -59,7 +71,7 @@ def _longest(t, end, V, max_n, keys, values, shift, mask, max_probe, node_row):
     return best
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _match_new(tokens, new, V, max_n, keys, values, shift, mask, max_probe, node_row):
     """Rows ``[B, new]`` of the longest f-gram ending at each of the last ``new`` positions of each
     row of ``tokens`` ``[B, T]`` (every row its own stream)."""
@@ -73,7 +85,7 @@ def _match_new(tokens, new, V, max_n, keys, values, shift, mask, max_probe, node
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@_jit
 def _dedupe(rows):
     """(unique matched rows, ascending; index into them of each matched position, row-major)."""
     flat = rows.ravel()
@@ -81,6 +93,30 @@ def _dedupe(rows):
     uniq = np.unique(hits)
     inverse = np.searchsorted(uniq, hits)
     return uniq, inverse
+
+
+def make_lookup(matcher):
+    """The compiled lookup when numba is usable, else the numpy one (same results)."""
+    return CompiledLookup(matcher) if numba is not None else NumpyLookup(matcher)
+
+
+class NumpyLookup:
+    """:class:`CompiledLookup`'s interface on the numpy matcher (where numba is unavailable)."""
+
+    def __init__(self, matcher):
+        self.matcher = matcher
+
+    def match_new(self, tokens: np.ndarray, new: int) -> np.ndarray:
+        return self.matcher.match_batch(np.asarray(tokens, dtype=np.int64))[:, -int(new) :]
+
+    def match_batch(self, tokens: np.ndarray) -> np.ndarray:
+        return self.matcher.match_batch(np.asarray(tokens, dtype=np.int64))
+
+    def lookup(self, tokens: np.ndarray, new: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = self.match_new(tokens, new)
+        hit = rows >= 0
+        uniq, inverse = np.unique(rows[hit], return_inverse=True)
+        return hit, uniq, inverse.reshape(-1)
 
 
 class CompiledLookup:

@@ -17,7 +17,7 @@ import torch
 
 from ..config import SconeTrainConfig, load_config
 from ..errors import fail
-from .fast_lookup import CompiledLookup
+from .fast_lookup import make_lookup
 from .table import FgramTable, load_artifact_manifest
 
 
@@ -123,7 +123,7 @@ class ServedModel:
             matcher = FgramMatcher(vocab, cfg.model.vocab_size)
         self.matcher = matcher
         # the per-step match and deduplication, compiled (serving/fast_lookup.py)
-        self.lookup = CompiledLookup(matcher) if matcher is not None else None
+        self.lookup = make_lookup(matcher) if matcher is not None else None
         if table is not None:
             model.use_fgram_table(table, drop_fgram_model=True)
         cuda = self.device.type == "cuda"
