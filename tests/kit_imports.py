@@ -28,6 +28,10 @@ IMPORTED_ONLY_HERE = {
     "zstandard": "fsspec imports it when it is installed",
     "cloudpickle": "dill imports it when it is installed",
     "olmo-scone": "the checkout itself, on PYTHONPATH on the node",
+    # the optional extra 'fast': the node's numpy 2.5 is newer than numba accepts, so there the
+    # serving lookup falls back to the numpy matcher (serving/fast_lookup.py)
+    **dict.fromkeys(["numba", "llvmlite"], "olmo-scone[fast], optional"),
+    "scipy": "numba imports it when it is installed",
 }
 
 
