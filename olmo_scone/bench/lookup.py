@@ -3,8 +3,8 @@
 A decode step matches the newest token of each of B sequences on its last K tokens, deduplicates
 the matched rows and gathers them from the table in RAM. Both variants do exactly that on the same
 contexts (windows of real held-out text) into the same table: the numpy matcher
-(``match_batch`` + ``np.unique``, what the runtime did before) and the compiled one
-(``CompiledLookup.lookup``), the gather (``torch.index_select`` into a preallocated buffer, the
+(``NumpyLookup``: ``match_batch`` + ``np.unique``, what the runtime did before) and the compiled
+one (``CompiledLookup``), the gather (``torch.index_select`` into a preallocated buffer, the
 runtime's RAM path) shared. Rounds alternate the variants so machine noise hits both; the
 median over rounds is reported.
 """
@@ -31,16 +31,8 @@ def _contexts(tokens: np.ndarray, batch: int, k: int, n: int, seed: int) -> List
     return [np.stack([tokens[s : s + k] for s in row]).astype(np.int64) for row in starts]
 
 
-def numpy_step(matcher, tbl: torch.Tensor, ctx: np.ndarray) -> int:
-    rows = matcher.match_batch(ctx)[:, -1:]
-    hit = rows >= 0
-    uniq, inverse = np.unique(rows[hit], return_inverse=True)
-    out = torch.empty((len(uniq), tbl.shape[1]), dtype=tbl.dtype)
-    torch.index_select(tbl, 0, torch.from_numpy(uniq), out=out)
-    return len(uniq)
-
-
-def compiled_step(lookup, tbl: torch.Tensor, ctx: np.ndarray) -> int:
+def step(lookup, tbl: torch.Tensor, ctx: np.ndarray) -> int:
+    """One decode step's host work: match the newest tokens, deduplicate, gather the rows."""
     hit, uniq, inverse = lookup.lookup(ctx, 1)
     out = torch.empty((len(uniq), tbl.shape[1]), dtype=tbl.dtype)
     torch.index_select(tbl, 0, torch.from_numpy(uniq), out=out)
@@ -49,17 +41,20 @@ def compiled_step(lookup, tbl: torch.Tensor, ctx: np.ndarray) -> int:
 
 def measure(matcher, lookup, tbl, tokens, batch: int, iters: int, rounds: int) -> Dict:
     """Median microseconds per step of each variant, and the share of positions matched."""
+    from ..serving.fast_lookup import NumpyLookup
+
     ctxs = _contexts(tokens, batch, matcher.max_n, iters, seed=batch)
+    variants = {"numpy": NumpyLookup(matcher), "compiled": lookup}
     for ctx in ctxs[:20]:  # warm-up (and numba's compilation, cached on disk after the first run)
-        numpy_step(matcher, tbl, ctx)
-        compiled_step(lookup, tbl, ctx)
-    times: Dict[str, List[float]] = {"numpy": [], "compiled": []}
+        for v in variants.values():
+            step(v, tbl, ctx)
+    times: Dict[str, List[float]] = {name: [] for name in variants}
     for r in range(rounds):
-        order = [("numpy", numpy_step, matcher), ("compiled", compiled_step, lookup)]
-        for name, step, m in order if r % 2 == 0 else order[::-1]:
+        order = list(variants.items())
+        for name, v in order if r % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             for ctx in ctxs:
-                step(m, tbl, ctx)
+                step(v, tbl, ctx)
             times[name].append((time.perf_counter() - t0) / len(ctxs) * 1e6)
     hits = np.mean([(matcher.match_batch(c)[:, -1] >= 0).mean() for c in ctxs[:200]])
     return {

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ArgumentParser, non_negative_int, positive_int
+from .documents import add_document_flags
 from .embedded import embedded_corpus_path
 from .prepare import PrepareSettings, corpus_statistics, prepare
 from .remote import REMOTE_SOURCES, fetch_remote
@@ -48,20 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="dolma tokens processes (0: all cores)",
     )
-    p.add_argument(
-        "--txt-blocks",
-        action="store_true",
-        help=".txt: one document per blank-line-separated block",
-    )
-    p.add_argument(
-        "--input-format",
-        choices=["auto", "json", "text"],
-        default="auto",
-        help="read inputs as this format whatever their extension (default: by extension)",
-    )
-    p.add_argument(
-        "--max-documents", type=positive_int, default=None, help="stop after this many documents"
-    )
+    add_document_flags(p)
     p.add_argument(
         "--overwrite",
         action="store_true",

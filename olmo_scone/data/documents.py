@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator, List, Sequence
 
-from ..errors import fail
+from ..errors import fail, positive_int
 
 JSON_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt",)
@@ -199,3 +199,22 @@ def source_label(path: str | os.PathLike) -> str:
         if base.endswith(suf):
             return base[: -len(suf)]
     return base
+
+
+def add_document_flags(p) -> None:
+    """The reader options every tool that reads documents takes (prepare_data.py,
+    train_tokenizer.py), so both read a corpus the same way."""
+    p.add_argument(
+        "--txt-blocks",
+        action="store_true",
+        help=".txt: one document per blank-line-separated block",
+    )
+    p.add_argument(
+        "--input-format",
+        choices=["auto", "json", "text"],
+        default="auto",
+        help="read inputs as this format whatever their extension (default: by extension)",
+    )
+    p.add_argument(
+        "--max-documents", type=positive_int, default=None, help="stop after this many documents"
+    )

@@ -125,6 +125,7 @@ def train_tokenizer(s: TokenizerTraining) -> dict:
 def main(argv=None) -> int:
     from ..errors import ArgumentParser, non_negative_int, positive_int
     from ..locking import OutputLock
+    from .documents import add_document_flags
     from .embedded import embedded_corpus_path
 
     p = ArgumentParser(
@@ -157,20 +158,7 @@ def main(argv=None) -> int:
         default=2,
         help="pairs seen fewer times are not merged",
     )
-    p.add_argument(
-        "--txt-blocks",
-        action="store_true",
-        help=".txt: one document per blank-line-separated block",
-    )
-    p.add_argument(
-        "--input-format",
-        choices=["auto", "json", "text"],
-        default="auto",
-        help="how to read the input files: JSON lines with a text field, plain text, or by extension",
-    )
-    p.add_argument(
-        "--max-documents", type=positive_int, default=None, help="stop after this many documents"
-    )
+    add_document_flags(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer file")
     a = p.parse_args(argv)
     from ..outputs import refuse_foreign, refuse_overlap

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Optional, Sequence
 
-from .repro_seeds import CORPORA, T95, summary
+from .repro_seeds import CORPORA, T95, paired, summary
 
 #: (finding, run A, run B, what a negative difference means)
 FINDINGS = (
@@ -45,16 +45,6 @@ FINDINGS = (
         "scone-m-500k-a1x",
     ),
 )
-
-
-def paired(records: Sequence[Dict], a: str, b: str, corpus: str) -> Dict[int, float]:
-    """{seed: 100 * (ppl of ``a`` / ppl of ``b`` - 1)} over the seeds both runs have."""
-    ref = {r["seed"]: r[corpus] for r in records if r["run"] == b}
-    return {
-        r["seed"]: 100 * (r[corpus] / ref[r["seed"]] - 1)
-        for r in records
-        if r["run"] == a and r["seed"] in ref
-    }
 
 
 def t95(df: int) -> float:

@@ -86,14 +86,19 @@ def _name_seed(path: Path) -> tuple[str, int]:
     return name, int(seed)
 
 
+def paired(records: Sequence[Dict], a: str, b: str, corpus: str) -> Dict[int, float]:
+    """{seed: 100 * (ppl of ``a`` / ppl of ``b`` - 1)} over the seeds both runs have."""
+    ref = {r["seed"]: r[corpus] for r in records if r["run"] == b}
+    return {
+        r["seed"]: 100 * (r[corpus] / ref[r["seed"]] - 1)
+        for r in records
+        if r["run"] == a and r["seed"] in ref
+    }
+
+
 def paired_differences(records: Sequence[Dict], run: str, corpus: str) -> Dict[int, float]:
     """{seed: perplexity of ``run`` relative to baseline-m of the same seed, in %}."""
-    base = {r["seed"]: r[corpus] for r in records if r["run"] == BASELINE}
-    return {
-        r["seed"]: 100 * (r[corpus] / base[r["seed"]] - 1)
-        for r in records
-        if r["run"] == run and r["seed"] in base
-    }
+    return paired(records, run, BASELINE, corpus)
 
 
 def summary(values: Sequence[float]) -> Dict[str, float]:

@@ -7,6 +7,8 @@ without torchrun trains as one rank, as ``torchrun --nproc_per_node=1`` would.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import List, Optional, Sequence, Tuple
 
 from ..config import SconeTrainConfig, load_config
@@ -58,8 +60,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def one_rank_without_torchrun() -> None:
     """A plain ``python scripts/train.py``: set up what torchrun would for one rank. (DeepSpeed
     would otherwise look for MPI and end in an ``mpi4py`` traceback.)"""
-    import os
-
     if "RANK" in os.environ or "LOCAL_RANK" in os.environ:
         return
     from ..launch import free_port
@@ -75,35 +75,26 @@ def one_rank_without_torchrun() -> None:
     print("not under torchrun: training as one rank (torchrun --nproc_per_node=N for N ranks)")
 
 
+@contextlib.contextmanager
 def said_once_per_node():
     """Config, data and save_folder errors before training are the same on every rank: only each
     node's local rank 0 prints the ``error:`` line, the others exit 2 quietly (under torchrun the
     line was otherwise repeated once per rank among the agent's report). Every rank leaves the line
     in its torchrun error file, so the agent's report ends with it too."""
-    import contextlib
-    import os
-
     from ..errors import SconeError, record_for_torchrun
 
-    @contextlib.contextmanager
-    def quiet():
-        try:
-            yield
-        except SconeError as e:
-            if int(os.environ.get("LOCAL_RANK", "0")) != 0:
-                record_for_torchrun(f"error: {e}")
-                raise SystemExit(2)
-            raise
-
-    return quiet()
+    try:
+        yield
+    except SconeError as e:
+        if int(os.environ.get("LOCAL_RANK", "0")) != 0:
+            record_for_torchrun(f"error: {e}")
+            raise SystemExit(2)
+        raise
 
 
 def save_folder_lock(save_folder: str):
     """One writer per save_folder, held by rank 0 for the whole run: a second launch, or a
     ``--resume`` racing a run that is still writing, stops with one line naming the holder."""
-    import contextlib
-    import os
-
     from ..locking import OutputLock
 
     if int(os.environ.get("RANK", "0")) != 0:
