@@ -49,12 +49,27 @@ def imported_distributions(log_dir: Path) -> set[str]:
     modules = set()
     for f in log_dir.glob("*.txt"):
         modules.update(f.read_text().split())
-    by_module = importlib.metadata.packages_distributions()
+    by_module = _distributions_by_top_level_module()
     return {
         canonicalize_name(d)
         for m in modules
         if m not in sys.stdlib_module_names
         for d in by_module.get(m, [])
+    }
+
+
+def _distributions_by_top_level_module() -> dict[str, list[str]]:
+    """importlib.metadata.packages_distributions, less what a package vendors: importing setuptools
+    appends its _vendor folder to sys.path, after which jaraco, more_itertools and backports would
+    look like distributions of their own in whichever process had imported setuptools first (an
+    order-dependent failure, seen in CI); on the node they come with the image's setuptools."""
+    paths = [p for p in sys.path if Path(p).name != "_vendor"]
+    installed = {
+        canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions(path=paths)
+    }
+    return {
+        module: [d for d in dists if canonicalize_name(d) in installed]
+        for module, dists in importlib.metadata.packages_distributions().items()
     }
 
 

@@ -121,3 +121,13 @@ def test_bad_arguments_and_a_missing_kit_are_one_line(tmp_path):
         proc = subprocess.run([SCRIPT, *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_the_import_check_counts_what_setuptools_vendors_as_setuptools(tmp_path):
+    # once setuptools is imported its _vendor folder is on sys.path; jaraco then must still count
+    # as part of setuptools (in the image), not as distributions the kit lacks
+    import setuptools  # noqa: F401
+
+    (tmp_path / "1.txt").write_text("jaraco\nmore_itertools\nbackports\nnumpy\nsetuptools\n")
+    assert imported_distributions(tmp_path) == {"numpy", "setuptools"}
+    assert missing_on_the_node(tmp_path) == set()
