@@ -9,6 +9,7 @@
     DIR/fgrams.safetensors       the f-gram vocabulary (a copy)
     DIR/model.safetensors        the main model's weights, without A_fgram
     DIR/config.yaml              the training config
+    DIR/vllm/                    the main model in GPT-2's layout, for vLLM (vllm_plugin/folder.py)
 
 The export builds ``DIR.partial`` and renames it to ``DIR`` when complete. An interrupted export
 re-run with the same arguments keeps the shards already in ``DIR.partial`` whose checksums verify
@@ -204,8 +205,10 @@ def export_baseline(model, cfg: SconeTrainConfig, out: Path, source: str = "") -
     atomic_write_bytes(partial / "model.safetensors", safetensors_bytes(state, MAIN_MODEL_METADATA))
     atomic_write_text(partial / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     write_hf_files(partial, cfg, has_table=False)
+    vllm = _vllm_folder(partial, cfg, state, None)
     info = {
         "kind": "baseline",
+        "vllm": vllm,
         "source_checkpoint": source,
         "model_sha256": sha256_file(partial / "model.safetensors"),
         "files": list_files(partial),
@@ -214,6 +217,19 @@ def export_baseline(model, cfg: SconeTrainConfig, out: Path, source: str = "") -
     atomic_write_json(partial / "olmo_scone_export.json", info)  # last: the folder is whole
     replace_directory(partial, out)
     return info
+
+
+def _vllm_folder(partial: Path, cfg: SconeTrainConfig, main_state: dict, vocab) -> Optional[str]:
+    """The main model in GPT-2's layout for vLLM (vllm_plugin/folder.py): the folder's name, or
+    None with one line saying why the model has none."""
+    from .vllm_plugin.folder import FOLDER, write_vllm_folder
+
+    max_n = vocab.max_n if vocab is not None else None
+    why_not = write_vllm_folder(partial, cfg.model, main_state, vocab is not None, max_n)
+    if why_not is not None:
+        print(why_not, flush=True)
+        return None
+    return FOLDER
 
 
 #: metadata of the main model's safetensors file: ``format: pt`` is what ``transformers`` requires
@@ -334,7 +350,9 @@ def write_artifact(
         if main_state is not None:  # what transformers' from_pretrained reads (hf/folder.py)
             from .hf.folder import write_hf_files
 
-            write_hf_files(partial, load_config(SconeTrainConfig, config_path), has_table=True)
+            cfg = load_config(SconeTrainConfig, config_path)
+            write_hf_files(partial, cfg, has_table=True)
+            manifest["vllm"] = _vllm_folder(partial, cfg, main_state, vocab)
     manifest["export_wall_time_s"] = round(time.time() - t0, 2)
     manifest["files"] = list_files(partial, skip=own_checksummed(manifest))
     manifest = seal(manifest)

@@ -66,3 +66,36 @@ def test_without_numba_the_numpy_lookup_gives_the_same_results(prepared, matcher
     np.testing.assert_array_equal(fallback.match_new(t, 4), compiled.match_new(t, 4))
     for a, b in zip(fallback.lookup(t, 2), compiled.lookup(t, 2)):
         np.testing.assert_array_equal(a, b)
+
+
+def _request_windows(requests: list, k: int) -> np.ndarray:
+    """Each token's window of its own request's last k tokens, -1 before the request's start."""
+    out = []
+    for r in requests:
+        padded = np.concatenate([np.full(k - 1, -1, np.int64), r])
+        out += [padded[p : p + k] for p in range(len(r))]
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("lookup", ["compiled", "numpy"])
+def test_windows_of_an_engine_batch_match_each_request_as_a_whole(prepared, matchers, lookup):
+    """What the vLLM plugin matches: a batch of requests of different lengths, each token with its
+    own window of history (the request's start a boundary); every position as the numpy matcher
+    gives it on that request's whole sequence."""
+    from olmo_scone.serving.fast_lookup import NumpyLookup
+
+    numpy_m, compiled = matchers
+    lk = compiled if lookup == "compiled" else NumpyLookup(numpy_m)
+    tokens = np.concatenate([np.asarray(x) for x in prepared.memmaps("valid")]).astype(np.int64)
+    cuts = np.cumsum([1, 2, 3, 7, 40, 128, 5, 300])
+    requests = np.split(tokens[: cuts[-1]], cuts[:-1])
+    k = int(numpy_m.max_n)
+    want = np.concatenate([numpy_m.match_batch(r[None, :])[0] for r in requests])
+    windows = _request_windows(requests, k)
+    np.testing.assert_array_equal(lk.match_windows(windows), want)
+    # wider windows (more history than any f-gram needs) give the same rows
+    np.testing.assert_array_equal(lk.match_windows(_request_windows(requests, k + 3)), want)
+    hit, uniq, inverse = lk.lookup_windows(windows)
+    np.testing.assert_array_equal(uniq[inverse], want[want >= 0])
+    np.testing.assert_array_equal(hit, want >= 0)
+    assert (want >= 0).mean() > 0.3 and len(uniq) < hit.sum()

@@ -321,12 +321,17 @@ def test_the_artifact_carries_the_matchers_index(trained, prepared, mode):
     out = d / f"artifact-index-{mode}"
     export_model(model, cfg, d / "config.yaml", out, dtype="bf16", batch_size=512)
     m = json.loads((out / "manifest.json").read_text())
-    assert m["format_version"] == 4 and set(m["matcher"]["files"]) == {
-        "index_keys",
-        "index_values",
-        "node_row",
-        "lengths",
-    }
+    assert (
+        m["format_version"] == 5
+        and m["vllm"] == "vllm"
+        and set(m["matcher"]["files"])
+        == {
+            "index_keys",
+            "index_values",
+            "node_row",
+            "lengths",
+        }
+    )
     served = ServedModel(out, mode=mode)
     arrays = [
         served.matcher.index.keys,

@@ -112,6 +112,9 @@ SERVING_CORE = (
     "olmo_scone.serving.manifest",
     "olmo_scone.serving.fast_lookup",
     "olmo_scone.serving.gpt2_layout",
+    "olmo_scone.serving.artifact",
+    "olmo_scone.serving.slot_history",
+    "olmo_scone.vllm_plugin",
 )
 
 

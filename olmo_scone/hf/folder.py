@@ -107,22 +107,34 @@ def save_export_copy(model, source: Path, dest: Path) -> None:
         raise ValueError(
             f"save_pretrained: {dest} is not empty (an exported folder is saved into a new or empty folder)"
         )
+    from ..config import SconeTrainConfig, load_config
+    from ..vllm_plugin.folder import FOLDER, WEIGHTS, write_vllm_weights
+
+    vllm_weights = f"{FOLDER}/{WEIGHTS}"
     state = _main_model_state(model, source)
     record = MANIFEST if (source / MANIFEST).is_file() else BASELINE_RECORD
     with atomic_directory(dest, overwrite=dest.exists()) as tmp:
         for path in sorted(source.rglob("*")):
             rel = path.relative_to(source)
-            if path.is_dir() or str(rel) in ("model.safetensors", record):
+            if path.is_dir() or rel.as_posix() in ("model.safetensors", vllm_weights, record):
                 continue
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             _link_or_copy(path, tmp / rel)
         atomic_write_bytes(tmp / "model.safetensors", safetensors_bytes(state, MAIN_MODEL_METADATA))
         info = json.loads((source / record).read_text("utf-8"))
         info["model_sha256"] = sha256_file(tmp / "model.safetensors")
-        info["files"]["model.safetensors"] = {
-            "bytes": (tmp / "model.safetensors").stat().st_size,
-            "sha256": info["model_sha256"],
-        }
+        written = ["model.safetensors"]
+        if (source / vllm_weights).is_file():
+            # the same weights under GPT-2's names, for vLLM (vllm_plugin/folder.py)
+            write_vllm_weights(
+                tmp / FOLDER, state, load_config(SconeTrainConfig, source / "config.yaml").model
+            )
+            written.append(vllm_weights)
+        for rel in written:
+            info["files"][rel] = {
+                "bytes": (tmp / rel).stat().st_size,
+                "sha256": sha256_file(tmp / rel),
+            }
         atomic_write_json(
             tmp / record, seal({k: v for k, v in info.items() if k != "record_sha256"})
         )

@@ -83,7 +83,7 @@ class SconeOLMoForCausalLM(OLMoForCausalLM):
         save_export_copy(self, self.export_root, Path(save_directory))
 
     def attach_fgram_table(self, root: Path, mode: str = "mmap", verify: bool = True) -> None:
-        from olmo_scone.serving.runtime import open_fgram_table
+        from olmo_scone.serving.artifact import open_fgram_table
 
         from olmo_scone.serving.fast_lookup import make_lookup
 

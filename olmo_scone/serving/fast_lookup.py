@@ -48,13 +48,13 @@ def _probe(keys, values, shift, mask, max_probe, key):
 
 
 @_jit
-def _longest(t, end, V, max_n, keys, values, shift, mask, max_probe, node_row):
-    """Row of the longest f-gram ending at ``t[end]`` (-1: none): for each n, the trie walk from
-    the n-gram's first token (the pair's node, then one child a token)."""
+def _longest(t, end, V, max_n, keys, values, shift, mask, max_probe, node_row, first=0):
+    """Row of the longest f-gram ending at ``t[end]`` and starting at ``first`` or later (-1: none):
+    for each n, the trie walk from the n-gram's first token (the pair's node, then one child a token)."""
     best = -1
     for n in range(2, max_n + 1):
         start = end - n + 1
-        if start < 0:
+        if start < first:
             break
         node = _probe(keys, values, shift, mask, max_probe, np.uint64(t[start] * V + t[start + 1]))
         j = start + 2
@@ -86,6 +86,23 @@ def _match_new(tokens, new, V, max_n, keys, values, shift, mask, max_probe, node
 
 
 @_jit
+def _match_windows(windows, V, max_n, keys, values, shift, mask, max_probe, node_row):
+    """Row of the longest f-gram ending at the last token of each window ``[N, K]``; a negative
+    token is a boundary (no history there: a request's start), which no f-gram crosses."""
+    N, K = windows.shape
+    out = np.full(N, -1, np.int64)
+    for i in range(N):
+        w = windows[i]
+        if w[K - 1] < 0:
+            continue
+        first = K - 1
+        while first > 0 and w[first - 1] >= 0:
+            first -= 1
+        out[i] = _longest(w, K - 1, V, max_n, keys, values, shift, mask, max_probe, node_row, first)
+    return out
+
+
+@_jit
 def _dedupe(rows):
     """(unique matched rows, ascending; index into them of each matched position, row-major)."""
     flat = rows.ravel()
@@ -113,10 +130,27 @@ class NumpyLookup:
         return self.matcher.match_batch(np.asarray(tokens, dtype=np.int64))
 
     def lookup(self, tokens: np.ndarray, new: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = self.match_new(tokens, new)
-        hit = rows >= 0
-        uniq, inverse = np.unique(rows[hit], return_inverse=True)
-        return hit, uniq, inverse.reshape(-1)
+        return _hits_and_unique(self.match_new(tokens, new))
+
+    def match_windows(self, windows: np.ndarray) -> np.ndarray:
+        w = np.asarray(windows, dtype=np.int64)
+        out = np.full(len(w), -1, np.int64)
+        for i, row in enumerate(w):
+            if row[-1] < 0:
+                continue
+            bounds = np.flatnonzero(row < 0)
+            valid = row[bounds[-1] + 1 :] if len(bounds) else row
+            out[i] = self.matcher.match_batch(valid[None, :])[0, -1]
+        return out
+
+    def lookup_windows(self, windows: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _hits_and_unique(self.match_windows(windows))
+
+
+def _hits_and_unique(rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    hit = rows >= 0
+    uniq, inverse = np.unique(rows[hit], return_inverse=True)
+    return hit, uniq, inverse.reshape(-1)
 
 
 class CompiledLookup:
@@ -154,5 +188,28 @@ class CompiledLookup:
         """(matched ``[B, new]`` bool, unique rows, inverse): what a step gathers and where each
         gathered row goes (the runtime's ``prepare``)."""
         rows = self.match_new(tokens, new)
+        uniq, inverse = _dedupe(rows)
+        return rows >= 0, uniq, inverse
+
+    def match_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Row of the longest f-gram ending at the last token of each window ``[N, K]`` (K >=
+        ``max_n``; negative tokens: no history), as ``match_new`` would give at that position of
+        the whole sequence: an engine's batch, where each token brings its own history."""
+        w = np.ascontiguousarray(windows, dtype=np.int64)
+        return _match_windows(
+            w,
+            self.V,
+            self.max_n,
+            self.keys,
+            self.values,
+            self.shift,
+            self.mask,
+            self.max_probe,
+            self.node_row,
+        )
+
+    def lookup_windows(self, windows: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`lookup` for windows: (matched ``[N]`` bool, unique rows, inverse)."""
+        rows = self.match_windows(windows)
         uniq, inverse = _dedupe(rows)
         return rows >= 0, uniq, inverse

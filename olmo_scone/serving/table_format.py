@@ -27,9 +27,11 @@ FORMAT_VERSION = "2"  # 2: tensor names unique across shards (stored_name)
 #: the serving artifact (manifest.json): version 2 added the matcher's index files (matcher/),
 #: 4 the list of every other file with its size and sha256 (serving/manifest.py)
 ARTIFACT_FORMAT = "olmo-scone/serving-artifact"
-ARTIFACT_VERSION = 4
-#: artifact versions this code reads (older ones leave config.yaml and the Hugging Face files unchecked)
-READABLE_ARTIFACT_VERSIONS = (4,)
+#: 5: the main model in GPT-2's layout for vLLM (``vllm/``, manifest key ``vllm``)
+ARTIFACT_VERSION = 5
+#: artifact versions this code reads (older ones leave config.yaml and the Hugging Face files
+#: unchecked; version 4 has no vllm/ folder, which only the vLLM plugin needs)
+READABLE_ARTIFACT_VERSIONS = (4, 5)
 DTYPES = ("fp32", "bf16", "fp16", "int8", "int4")
 FLOAT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
