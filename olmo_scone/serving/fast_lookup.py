@@ -50,25 +50,20 @@ def _probe(keys, values, shift, mask, max_probe, key):
 @_jit
 def _longest(t, end, V, max_n, keys, values, shift, mask, max_probe, node_row, first=0):
     """Row of the longest f-gram ending at ``t[end]`` and starting at ``first`` or later (-1: none):
-    for each n, the trie walk from the n-gram's first token (the pair's node, then one child a token)."""
-    best = -1
-    for n in range(2, max_n + 1):
+    for each n, longest first, the trie walk from the n-gram's first token (the pair's node, then
+    one child a token); the first n whose walk ends at an f-gram is the answer, so a position
+    that matches a long f-gram costs one walk, not one per length."""
+    for n in range(min(max_n, end - first + 1), 1, -1):
         start = end - n + 1
-        if start < first:
-            break
         node = _probe(keys, values, shift, mask, max_probe, np.uint64(t[start] * V + t[start + 1]))
         j = start + 2
         while node >= 0 and j <= end:
             node = _probe(keys, values, shift, mask, max_probe, np.uint64((V + node) * V + t[j]))
             j += 1
-        if node < 0:
-            # not a trie node; a longer n-gram ending here starts further left and has other
-            # prefixes, so it is still tried
-            continue
-        r = node_row[node]
-        if r >= 0:
-            best = r
-    return best
+        # not a trie node: a shorter n-gram ending here starts further right, and is still tried
+        if node >= 0 and node_row[node] >= 0:
+            return node_row[node]
+    return -1
 
 
 @_jit

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ArgumentParser, fail, positive_int
+from ..errors import ArgumentParser, fail, positive_float, positive_int
 
 
 def engine(folder: Path, args) -> "object":
@@ -35,8 +35,7 @@ def engine(folder: Path, args) -> "object":
     )
     if args.block_size is not None:
         kwargs["block_size"] = args.block_size
-    if args.kv_cache_mb is not None:
-        kwargs["kv_cache_memory_bytes"] = args.kv_cache_mb << 20
+    kwargs["kv_cache_memory_bytes"] = int(args.kv_cache_mb * 2**20)
     if args.max_num_batched_tokens is not None:
         kwargs.update(
             max_num_batched_tokens=args.max_num_batched_tokens, enable_chunked_prefill=True
@@ -128,9 +127,9 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     )
     p.add_argument(
         "--kv-cache-mb",
-        type=positive_int,
-        default=None,
-        help="KV-cache size in MiB (small: requests are preempted)",
+        type=positive_float,
+        default=64.0,
+        help="KV-cache size in MiB (given, so that vLLM does not reserve a share of host memory; small: requests are preempted)",
     )
     args = p.parse_args(argv)
     if not (args.folder / "config.json").is_file():
