@@ -347,3 +347,28 @@ except Exception as e:
         and "_olmo_scone.py" in lines[-1]
         and "re-export it" in lines[-1]
     )
+
+
+def test_save_pretrained_rewrites_the_vllm_folders_weights(gpt2_scone, tmp_path):
+    """A folder with vllm/ (the GPT-2 layout): unchanged weights give the same bytes there too;
+    changed weights are written under GPT-2's names (Conv1D: transposed), never left stale."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    src = gpt2_scone.export
+    model = AutoModelForCausalLM.from_pretrained(str(src)).eval()
+    model.save_pretrained(tmp_path / "same")
+    name = "vllm/model.safetensors"
+    assert (tmp_path / "same" / name).read_bytes() == (src / name).read_bytes()
+    with torch.no_grad():
+        model.model.transformer.blocks[1].ff_out.weight.mul_(1.5)
+    model.save_pretrained(tmp_path / "tuned")
+    gpt2 = load_file(str(tmp_path / "tuned" / name))
+    want = model.model.transformer.blocks[1].ff_out.weight.detach().t()
+    torch.testing.assert_close(gpt2["transformer.h.1.mlp.c_proj.weight"], want, rtol=0, atol=0)
+    assert not torch.equal(
+        gpt2["transformer.h.1.mlp.c_proj.weight"],
+        load_file(str(src / name))["transformer.h.1.mlp.c_proj.weight"],
+    )
+    # the copy's manifest binds the new file: the runtime opens it
+    ServedModel(tmp_path / "tuned", mode="ram")

@@ -48,40 +48,6 @@ def serve_python() -> Path:
     return SERVE_PY
 
 
-def _model_config(vocab_path: Path):
-    """A main model GPT-2 can hold, at a head size vLLM's CPU attention supports (64), randomly
-    initialised wide enough (std 0.3) that greedy decoding does not repeat one token."""
-    from olmo_scone.config import FgramConfig, SconeModelConfig, SconeTrainConfig
-
-    cfg = SconeTrainConfig.new()
-    cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
-    cfg.model = SconeModelConfig(
-        d_model=128,
-        n_heads=2,
-        n_layers=2,
-        mlp_ratio=4,
-        activation_type="gelu",
-        block_type="sequential",
-        rope=False,
-        include_bias=True,
-        layer_norm_type="default",
-        layer_norm_with_affine=True,
-        weight_tying=True,
-        init_std=0.3,
-        max_sequence_length=128,
-        vocab_size=50280,
-        embedding_size=50304,
-        eos_token_id=50279,
-        pad_token_id=1,
-        attention_dropout=0.0,
-        residual_dropout=0.0,
-        embedding_dropout=0.0,
-        init_device="cpu",
-        fgram=FgramConfig(vocab_path=str(vocab_path), n_layers=1),
-    )
-    return cfg
-
-
 def _reference(served, prompts):
     """The project's runtime: greedy tokens, and each token's logprob from a full forward pass."""
     from olmo_scone.serving.generate import generate
@@ -95,18 +61,13 @@ def _reference(served, prompts):
 
 
 @pytest.fixture(scope="module")
-def exported(prepared, tagged_vocab, tmp_path_factory) -> Exported:
-    from olmo_scone.export import export_baseline, export_model, main_model_state
-    from olmo_scone.fgrams.vocab import load_vocab
+def exported(prepared, gpt2_scone, tmp_path_factory) -> Exported:
+    from olmo_scone.export import export_baseline, main_model_state
     from olmo_scone.model import SconeOLMo
     from olmo_scone.serving.runtime import ServedModel
 
     d = tmp_path_factory.mktemp("vllm")
-    cfg = _model_config(tagged_vocab.vocab)
-    cfg.save(d / "config.yaml")
-    torch.manual_seed(0)
-    model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(tagged_vocab.vocab)).eval()
-    export_model(model, cfg, d / "config.yaml", d / "scone", dtype="fp32", shard_gb=0.005)
+    cfg, model = gpt2_scone.cfg, gpt2_scone.model
     base_cfg = copy.deepcopy(cfg)
     base_cfg.model.fgram.vocab_path = None
     base = SconeOLMo(base_cfg.model).eval()
@@ -121,7 +82,7 @@ def exported(prepared, tagged_vocab, tmp_path_factory) -> Exported:
     (d / "prompts.json").write_text(json.dumps(prompts))
     (d / "shared.json").write_text(json.dumps(shared))
 
-    served = ServedModel(d / "scone")
+    served = ServedModel(gpt2_scone.export)
     tokens, logprobs = _reference(served, prompts)
     shared_tokens, _ = _reference(served, shared)
     baseline_tokens, _ = _reference(ServedModel.wrap(base, base_cfg), prompts)
@@ -131,7 +92,7 @@ def exported(prepared, tagged_vocab, tmp_path_factory) -> Exported:
         shared_tokens=shared_tokens,
         baseline_tokens=baseline_tokens,
     )
-    return Exported(d / "scone", d / "baseline", d / "prompts.json", d / "shared.json", ref)
+    return Exported(gpt2_scone.export, d / "baseline", d / "prompts.json", d / "shared.json", ref)
 
 
 def _vllm_generate(serve_python, folder: Path, prompts: Path, tmp_path: Path, *flags) -> dict:
