@@ -36,6 +36,7 @@ class SconeGPT2LMHeadModel(GPT2LMHeadModel):
             raise ValueError(
                 "olmo-scone: speculative decoding is not supported with an f-gram table"
             )
+        _refuse_full_cuda_graphs(vllm_config)
         cfg = self.config
         root = (Path(vllm_config.model_config.model) / cfg.scone_artifact).resolve()
         mode, verify = str(cfg.scone_table), bool(cfg.scone_verify)
@@ -122,6 +123,21 @@ class SconeGPT2LMHeadModel(GPT2LMHeadModel):
     def _to_device(index: np.ndarray, like: torch.Tensor) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64))
         return t.to(like.device, non_blocking=like.device.type == "cuda")
+
+
+def _refuse_full_cuda_graphs(vllm_config: VllmConfig) -> None:
+    """A full CUDA graph would replay the host lookup of the step it was captured on; piecewise
+    graphs (the GPT-2 blocks only) or eager mode leave this forward's Python to run every step."""
+    from vllm.platforms import current_platform
+
+    mode = vllm_config.compilation_config.cudagraph_mode
+    eager = vllm_config.model_config.enforce_eager
+    if current_platform.is_cuda_alike() and not eager and mode is not None:
+        if mode.has_full_cudagraphs():
+            raise ValueError(
+                "olmo-scone: the host f-gram lookup cannot run inside a full CUDA graph; start "
+                """vLLM with --compilation-config '{"cudagraph_mode": "PIECEWISE"}' or --enforce-eager"""
+            )
 
 
 def served_stats(llm) -> Optional[dict]:
