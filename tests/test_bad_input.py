@@ -560,7 +560,7 @@ CASES = {
     "evaluate, artifact of format version 1": Case(
         evaluate_main,
         lambda a, t, s: [s, "--tokens", a.tokens],
-        r"format version 1, this olmo-scone reads versions 4: re-export it",
+        r"format version 1, this olmo-scone reads versions 4, 5: re-export it",
         subject=served_with(_edit_manifest("format_version", 1)),
     ),
     "evaluate --no-verify --table mmap, truncated index": Case(

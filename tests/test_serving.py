@@ -323,7 +323,7 @@ def test_the_artifact_carries_the_matchers_index(trained, prepared, mode):
     m = json.loads((out / "manifest.json").read_text())
     assert (
         m["format_version"] == 5
-        and m["vllm"] == "vllm"
+        and "vllm" in m
         and set(m["matcher"]["files"])
         == {
             "index_keys",
