@@ -67,6 +67,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument(
         "--ram-tables", default="1m", help="tables also measured in RAM (10M x 768 bf16 is 15.4 GB)"
     )
+    p.add_argument(
+        "--modes", default="ram,mmap", help="table modes to measure (ram only for --ram-tables)"
+    )
     p.add_argument("--batches", default="1,8,64", help="batch sizes")
     p.add_argument("--new-tokens", type=positive_int, default=32, help="tokens generated a prompt")
     p.add_argument("--prompt-len", type=positive_int, default=96, help="prompt length (real text)")
@@ -91,7 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         vocab = _vocab(a.cache, t, paths, m.dtype.name, V, m.eos_token_id, m.pad_token_id)
         art = _artifact(a.work / f"artifact-{t}", cfg_path, vocab, D_MODEL)
         base = baseline_folder(art / "vllm", a.work / f"baseline-{t}")
-        for mode in (["ram"] if t in a.ram_tables.split(",") else []) + ["mmap"]:
+        modes = (["ram"] if t in a.ram_tables.split(",") else []) + ["mmap"]
+        for mode in [x for x in modes if x in a.modes.split(",")]:
             out = a.work / f"vllm-{t}-{mode}.json"
             cmd = [
                 str(SERVE_PY),
