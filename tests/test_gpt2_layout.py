@@ -103,3 +103,28 @@ def test_every_shipped_config_maps_onto_gpt2():
     assert len(configs) > 5
     for path in configs:
         assert gpt2_refusal(load_config(SconeTrainConfig, path).model) is None, path.name
+
+
+def test_an_export_of_a_model_gpt2_cannot_hold_has_no_vllm_folder_and_says_why(
+    gelu_scone, tmp_path, capsys
+):
+    """The export still writes the artifact (the runtime and transformers serve it); vllm/ is left
+    out and one line names the reason; the manifest records that there is none."""
+    import json
+
+    from olmo_scone.export import export_model
+
+    cfg, model, d, _ = gelu_scone
+    rope = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, rope=True))
+    rope.save(tmp_path / "config.yaml")
+    export_model(model, rope, tmp_path / "config.yaml", tmp_path / "art", dtype="fp32")
+    lines = [x for x in capsys.readouterr().out.splitlines() if "vllm" in x.lower()]
+    assert lines == [
+        "no vllm/ folder (vLLM): the main model does not map onto GPT-2: rope: true (GPT-2 has learned absolute positions only)"
+    ]
+    assert not (tmp_path / "art" / "vllm").exists()
+    assert json.loads((tmp_path / "art" / "manifest.json").read_text())["vllm"] is None
+    # the same model with learned positions gets its folder, listed and sealed by the manifest
+    export_model(model, cfg, d / "config.yaml", tmp_path / "gpt2", dtype="fp32")
+    files = json.loads((tmp_path / "gpt2" / "manifest.json").read_text())["files"]
+    assert {"vllm/config.json", "vllm/model.safetensors", "vllm/tokenizer.json"} <= set(files)
