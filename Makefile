@@ -40,6 +40,10 @@ endif
 	# torchvision::nms does not exist"); serving text models needs none of them
 	$(SERVE_PIP) uninstall -q -y torchvision torchaudio torchcodec
 	$(SERVE_PIP) install -q --no-deps -e .
+	# that build leaves olmo_scone.egg-info in the checkout, where anything with the checkout on
+	# sys.path (the GPU kit's pip check) would take it for an installed olmo-scone; the install
+	# itself reads its metadata from site-packages
+	rm -rf olmo_scone.egg-info
 	$(SERVE_VENV)/bin/python -c "import vllm, numpy, olmo_scone.vllm_plugin.model; print('vllm', vllm.__version__, 'numpy', numpy.__version__)"
 	@echo "olmo-scone serving environment OK ($(SERVE_VENV))"
 
