@@ -21,7 +21,7 @@ def open_fgram_table(
     manifest: Optional[dict] = None,
 ):
     """The artifact's table and host matcher (in RAM or memory-mapped, ``mode``), checked against
-    the model that will use them. Shared by :class:`ServedModel` and the Hugging Face class."""
+    the model that will use them. Shared by the runtime, the Hugging Face class and the vLLM plugin."""
     m = manifest if manifest is not None else load_artifact_manifest(root)
     if manifest is None:
         check_vocabulary(root, m, verify)
