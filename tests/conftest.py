@@ -210,25 +210,24 @@ class Gpt2Scone(NamedTuple):
 
 
 @pytest.fixture(scope="session")
-def gpt2_scone(tagged_vocab, tmp_path_factory) -> Gpt2Scone:
-    """A SCONE model whose main model GPT-2 can hold (learned positions, GELU, biases, tied
-    embeddings: the configs' architecture) at a head size vLLM's CPU attention supports (64),
-    randomly initialised wide enough (std 0.3) that greedy decoding does not repeat one token,
-    with the session's 5K f-grams, exported in fp32 (several shards): the vLLM tests' model."""
+def gpt2_scone(small_scone, tmp_path_factory) -> Gpt2Scone:
+    """:func:`small_scone` with the main model GPT-2 can hold (the shipped configs' architecture:
+    learned positions, GELU, biases, tied embeddings) at a head size vLLM's CPU attention supports
+    (64), randomly initialised wide enough (std 0.3) that greedy decoding does not repeat one token,
+    ``A_fgram`` 1 layer; exported in fp32 (several shards): the vLLM tests' model."""
+    import dataclasses
+
     import torch
 
-    from olmo_scone.config import FgramConfig, SconeModelConfig, SconeTrainConfig
     from olmo_scone.export import export_model
     from olmo_scone.fgrams.vocab import load_vocab
     from olmo_scone.model import SconeOLMo
 
-    d = tmp_path_factory.mktemp("gpt2-scone")
-    cfg = SconeTrainConfig.new()
-    cfg.tokenizer.identifier = "tokenizers/allenai_gpt-neox-olmo-dolma-v1_5.json"
-    cfg.model = SconeModelConfig(
+    base = small_scone.cfg
+    gpt2_like = dict(
         d_model=128,
         n_heads=2,
-        n_layers=2,
+        max_sequence_length=128,
         mlp_ratio=4,
         activation_type="gelu",
         block_type="sequential",
@@ -238,20 +237,13 @@ def gpt2_scone(tagged_vocab, tmp_path_factory) -> Gpt2Scone:
         layer_norm_with_affine=True,
         weight_tying=True,
         init_std=0.3,
-        max_sequence_length=128,
-        vocab_size=50280,
-        embedding_size=50304,
-        eos_token_id=50279,
-        pad_token_id=1,
-        attention_dropout=0.0,
-        residual_dropout=0.0,
-        embedding_dropout=0.0,
-        init_device="cpu",
-        fgram=FgramConfig(vocab_path=str(tagged_vocab.vocab), n_layers=1),
+        fgram=dataclasses.replace(base.model.fgram, n_layers=1),
     )
+    cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, **gpt2_like))
+    d = tmp_path_factory.mktemp("gpt2-scone")
     cfg.save(d / "config.yaml")
     torch.manual_seed(0)
-    model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(tagged_vocab.vocab)).eval()
+    model = SconeOLMo(cfg.model, fgram_vocab=load_vocab(cfg.model.fgram.vocab_path)).eval()
     export_model(model, cfg, d / "config.yaml", d / "scone", dtype="fp32", shard_gb=0.005)
     return Gpt2Scone(cfg, model, d / "scone")
 

@@ -159,13 +159,8 @@ class CompiledLookup:
         self.max_probe = int(idx.max_probe)
         self.node_row = matcher.node_row
         self.V, self.max_n = int(matcher.vocab_size), int(matcher.max_n)
-
-    def match_new(self, tokens: np.ndarray, new: int) -> np.ndarray:
-        """``FgramMatcher.match_batch(tokens)[:, -new:]``, computed for those positions only."""
-        t = np.ascontiguousarray(tokens, dtype=np.int64)
-        return _match_new(
-            t,
-            int(new),
+        #: what every compiled routine takes after its tokens, in its order
+        self._index = (
             self.V,
             self.max_n,
             self.keys,
@@ -175,6 +170,11 @@ class CompiledLookup:
             self.max_probe,
             self.node_row,
         )
+
+    def match_new(self, tokens: np.ndarray, new: int) -> np.ndarray:
+        """``FgramMatcher.match_batch(tokens)[:, -new:]``, computed for those positions only."""
+        t = np.ascontiguousarray(tokens, dtype=np.int64)
+        return _match_new(t, int(new), *self._index)
 
     def match_batch(self, tokens: np.ndarray) -> np.ndarray:
         return self.match_new(tokens, np.shape(tokens)[1])
@@ -191,17 +191,7 @@ class CompiledLookup:
         ``max_n``; negative tokens: no history), as ``match_new`` would give at that position of
         the whole sequence: an engine's batch, where each token brings its own history."""
         w = np.ascontiguousarray(windows, dtype=np.int64)
-        return _match_windows(
-            w,
-            self.V,
-            self.max_n,
-            self.keys,
-            self.values,
-            self.shift,
-            self.mask,
-            self.max_probe,
-            self.node_row,
-        )
+        return _match_windows(w, *self._index)
 
     def lookup_windows(self, windows: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`lookup` for windows: (matched ``[N]`` bool, unique rows, inverse)."""
