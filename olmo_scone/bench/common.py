@@ -109,6 +109,34 @@ def counted_real_vocab(work: Path, num: int) -> tuple["TokenManifest", Path]:  #
     return manifest, out
 
 
+#: the inference benchmarks' real-text vocabularies: (f-grams, lowest count kept); 10m counts the
+#: corpus repeated to 100M tokens, as the f-gram benchmark does
+REAL_TEXT_VOCABS = {"1m": (1_000_000, 2), "10m": (10_000_000, 5)}
+
+
+def real_text_vocab(cache: Path, name: str, m, memory_gb: float = 8.0) -> Path:
+    """``cache/vocab-NAME.safetensors`` (:data:`REAL_TEXT_VOCABS`) counted on the train split of
+    ``m`` (:func:`prepared_real_text`), built once and shared by bench/inference.py and
+    bench/vllm.py."""
+    if name not in REAL_TEXT_VOCABS:
+        from ..errors import fail
+
+        fail(f"--tables: unknown table {name!r} (1m or 10m)")
+    path = cache / f"vocab-{name}.safetensors"
+    if path.exists():
+        return path
+    print(f"building the {name} vocabulary ...", flush=True)
+    paths = [str(f) for f in m.token_files("train")]
+    dtype = m.dtype.name
+    src = paths if name == "1m" else repeat_corpus(paths, dtype, 100_000_000, cache / "repeated")
+    num, min_count = REAL_TEXT_VOCABS[name]
+    V = int(m.tokenizer["vocab_size"])
+    isolated(
+        build_vocab, src, dtype, V, m.eos_token_id, m.pad_token_id, num, min_count, path, memory_gb
+    )
+    return path
+
+
 def repeat_corpus(paths: List[str], dtype: str, target: int, out: Path) -> List[str]:
     """The corpus repeated (file copies) until it holds ``target`` tokens: scale without more text."""
     import numpy as np

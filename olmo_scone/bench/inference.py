@@ -38,8 +38,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import fail
-from .common import REPO, build_vocab, isolated, machine, prepared_real_text, repeat_corpus, table
+from .common import REPO, isolated, machine, prepared_real_text, real_text_vocab, table
 
 
 # ---- setup -------------------------------------------------------------------------------------
@@ -441,37 +440,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_grad_enabled(False)
     m = prepared_real_text(a.cache / "real-text")
     valid = np.concatenate([np.asarray(x, dtype=np.int64) for x in m.memmaps("valid")])
-    paths = [str(f) for f in m.token_files("train")]
-    V, eos, pad, dtype = (
-        int(m.tokenizer["vocab_size"]),
-        m.eos_token_id,
-        m.pad_token_id,
-        m.dtype.name,
-    )
-    vocab_paths = {"1m": a.cache / "vocab-1m.safetensors", "10m": a.cache / "vocab-10m.safetensors"}
     wanted = [t for t in a.tables.split(",") if t]
-    for t in wanted:
-        if t not in vocab_paths:
-            fail(f"--tables: unknown table {t!r} (1m or 10m)")
-        if not vocab_paths[t].exists():
-            print(f"building the {t} vocabulary ...", flush=True)
-            src = (
-                paths
-                if t == "1m"
-                else repeat_corpus(paths, dtype, 100_000_000, a.cache / "repeated")
-            )
-            isolated(
-                build_vocab,
-                src,
-                dtype,
-                V,
-                eos,
-                pad,
-                1_000_000 if t == "1m" else 10_000_000,
-                2 if t == "1m" else 5,
-                vocab_paths[t],
-                a.memory_gb,
-            )
+    vocab_paths = {t: real_text_vocab(a.cache, t, m, a.memory_gb) for t in wanted}
     cfg_path = _config(
         a.work, a.d_model, a.n_heads, a.n_layers, max(1024, a.prompt_len + a.decode_steps + 8)
     )

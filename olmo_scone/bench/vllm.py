@@ -15,28 +15,17 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
 from ..errors import ArgumentParser, fail, positive_int
 from ..markdown import table
-from .common import REPO, build_vocab, isolated, machine, prepared_real_text, repeat_corpus
+from .common import REPO, machine, prepared_real_text, real_text_vocab
 from .inference import _artifact, _config
 
 D_MODEL, N_HEADS, N_LAYERS, SEQ = 768, 12, 12, 1024
 SERVE_PY = REPO / ".venv-serve" / "bin" / "python"
-
-
-def _vocab(cache: Path, t: str, paths: List[str], dtype: str, V: int, eos: int, pad: int) -> Path:
-    """The f-gram benchmark's vocabularies (shared with bench/inference.py, reused when built)."""
-    path = cache / f"vocab-{t}.safetensors"
-    if not path.exists():
-        print(f"building the {t} vocabulary ...", flush=True)
-        src = paths if t == "1m" else repeat_corpus(paths, dtype, 100_000_000, cache / "repeated")
-        num, min_count = (1_000_000, 2) if t == "1m" else (10_000_000, 5)
-        isolated(build_vocab, src, dtype, V, eos, pad, num, min_count, path, 8.0)
-    return path
 
 
 def baseline_folder(scone_vllm: Path, out: Path) -> Path:
@@ -85,41 +74,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ]
     a.work.mkdir(parents=True, exist_ok=True)
     (a.work / "prompts.json").write_text(json.dumps(prompts))
-    paths = [str(f) for f in m.token_files("train")]
-    V = int(m.tokenizer["vocab_size"])
     cfg_path = _config(a.work, D_MODEL, N_HEADS, N_LAYERS, SEQ)
     results: Dict[str, object] = {"machine": machine(), "runs": []}
     rows = []
     for t in [x for x in a.tables.split(",") if x]:
-        vocab = _vocab(a.cache, t, paths, m.dtype.name, V, m.eos_token_id, m.pad_token_id)
+        vocab = real_text_vocab(a.cache, t, m)
         art = _artifact(a.work / f"artifact-{t}", cfg_path, vocab, D_MODEL)
         base = baseline_folder(art / "vllm", a.work / f"baseline-{t}")
         modes = (["ram"] if t in a.ram_tables.split(",") else []) + ["mmap"]
         for mode in [x for x in modes if x in a.modes.split(",")]:
             out = a.work / f"vllm-{t}-{mode}.json"
-            cmd = [
-                str(SERVE_PY),
-                "-m",
-                "olmo_scone.bench.vllm_measure",
-                "--scone",
-                str(art / "vllm"),
-            ]
-            cmd += [
-                "--baseline",
-                str(base),
-                "--prompts",
-                str(a.work / "prompts.json"),
-                "--table",
-                mode,
-            ]
-            cmd += [
-                "--batches",
-                a.batches,
-                "--new-tokens",
-                str(a.new_tokens),
-                "--rounds",
-                str(a.rounds),
-            ]
+            cmd = [str(SERVE_PY), "-m", "olmo_scone.bench.vllm_measure"]
+            cmd += ["--scone", str(art / "vllm"), "--baseline", str(base), "--table", mode]
+            cmd += ["--prompts", str(a.work / "prompts.json"), "--batches", a.batches]
+            cmd += ["--new-tokens", str(a.new_tokens), "--rounds", str(a.rounds)]
             cmd += ["--out", str(out)]
             print(f"[{t} {mode}] {' '.join(cmd)}", flush=True)
             proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)

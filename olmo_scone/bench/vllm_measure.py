@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -36,14 +35,10 @@ def _engine(folder: Path, table: Optional[str], kv_mb: int):
 
 
 def _timed(llm, prompts: List[List[int]], new: int) -> float:
-    from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
+    """Seconds of one greedy ``generate`` (the offline tool's, vllm_plugin/offline.py)."""
+    from ..vllm_plugin.offline import generate
 
-    params = SamplingParams(max_tokens=new, temperature=0.0, ignore_eos=True)
-    batch = [TokensPrompt(prompt_token_ids=p) for p in prompts]
-    t0 = time.perf_counter()
-    llm.generate(batch, params, use_tqdm=False)
-    return time.perf_counter() - t0
+    return generate(llm, prompts, new, logprobs=False)["wall_s"]
 
 
 def measure(engines: Dict[str, object], prompts, batch: int, new: int, rounds: int) -> Dict:

@@ -22,11 +22,10 @@ from vllm.config import VllmConfig
 from vllm.forward_context import get_forward_context, is_forward_context_available
 from vllm.model_executor.models.gpt2 import GPT2LMHeadModel
 
-from ..serving.artifact import check_vocabulary, open_fgram_table
+from ..serving.artifact import open_fgram_table
 from ..serving.fast_lookup import make_lookup
-from ..serving.manifest import verify_files
+from ..serving.manifest import verify_export_folder
 from ..serving.slot_history import SlotTokenHistory
-from ..serving.table import load_artifact_manifest
 
 
 class SconeGPT2LMHeadModel(GPT2LMHeadModel):
@@ -40,16 +39,11 @@ class SconeGPT2LMHeadModel(GPT2LMHeadModel):
         cfg = self.config
         root = (Path(vllm_config.model_config.model) / cfg.scone_artifact).resolve()
         mode, verify = str(cfg.scone_table), bool(cfg.scone_verify)
-        manifest = load_artifact_manifest(root)
-        verify_files(root, manifest["files"], verify)
-        check_vocabulary(root, manifest, verify)
+        # as the Hugging Face class opens a folder: every file first, then table, matcher and
+        # vocabulary against the model
+        verify_export_folder(root, verify)
         self.scone_table, matcher = open_fgram_table(
-            root,
-            mode,
-            verify,
-            vocab_size=int(cfg.scone_vocab_size),
-            d_model=int(cfg.n_embd),
-            manifest=manifest,
+            root, mode, verify, vocab_size=int(cfg.scone_vocab_size), d_model=int(cfg.n_embd)
         )
         self.scone_lookup = make_lookup(matcher)
         self.scone_history = SlotTokenHistory(matcher.max_n)
