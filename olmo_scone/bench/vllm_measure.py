@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from ..atomic import atomic_write_json
 from ..errors import ArgumentParser, positive_int
 
 
@@ -87,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows.append(measure(engines, prompts, b, a.new_tokens, a.rounds))
         print(json.dumps(rows[-1]), flush=True)
     stats = served_stats(engines["scone"])
-    a.out.write_text(json.dumps({"table": a.table, "rows": rows, "scone": stats}, indent=2))
+    atomic_write_json(a.out, {"table": a.table, "rows": rows, "scone": stats})
     return 0
 
 

@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..atomic import atomic_write_json
 from ..errors import ArgumentParser, fail, positive_float, positive_int
+from ..outputs import refuse_overlap
 
 
 def engine(folder: Path, args) -> "object":
@@ -132,8 +134,13 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
         help="KV-cache size in MiB (given, so that vLLM does not reserve a share of host memory; small: requests are preempted)",
     )
     args = p.parse_args(argv)
+    if (args.folder / "manifest.json").is_file() and (args.folder / "vllm").is_dir():
+        fail(
+            f"{args.folder} is an exported folder: vLLM serves its vllm/ folder, {args.folder / 'vllm'}"
+        )
     if not (args.folder / "config.json").is_file():
         fail(f"{args.folder} has no config.json: give an export's vllm/ folder")
+    refuse_overlap(args.out, {"the prompts": args.prompts, "the model folder": args.folder})
     prompts = json.loads(args.prompts.read_text())
     # the plugin's counters come back from the engine's worker as a function call (counters()):
     # vLLM pickles it only when allowed; these are this tool's own processes on one machine
@@ -142,5 +149,5 @@ def generate_main(argv: Optional[Sequence[str]] = None) -> int:
     runs = [generate(llm, prompts, args.max_new_tokens, args.logprobs) for _ in range(args.repeat)]
     out = {**runs[-1], "runs": [{"tokens": r["tokens"], "wall_s": r["wall_s"]} for r in runs]}
     out["counters"] = counters(llm)
-    args.out.write_text(json.dumps(out))
+    atomic_write_json(args.out, out)
     return 0
